@@ -1,0 +1,148 @@
+"""The embedded Kafka broker for local runs and tests.
+
+Production points ``kafka.bootstrap_servers`` at Apache Kafka; this module is only
+used when no broker is configured. It runs the ``noida-db`` binary, which speaks the
+Kafka protocol, as a child process on a loopback port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import click
+
+
+def noida_binary() -> Path:
+    import noida_db
+
+    path = Path(noida_db.__file__).parent / "noida-db"
+    if not path.exists():
+        raise RuntimeError(f"noida-db binary not found at {path}; reinstall the noida-db package")
+    if not os.access(path, os.X_OK):
+        path.chmod(path.stat().st_mode | 0o111)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"embedded broker exited with code {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"embedded broker did not listen on 127.0.0.1:{port} within {timeout}s")
+
+
+class EmbeddedBroker:
+    """A Kafka-protocol broker running as a child process.
+
+    >>> # with EmbeddedBroker(tmp_path) as broker: broker.bootstrap_servers
+    """
+
+    def __init__(self, data_dir: str | Path, port: int | None = None, log_path: str | Path | None = None):
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.log_path = Path(log_path) if log_path else self.data_dir / "broker.log"
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> EmbeddedBroker:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
+        self._proc = subprocess.Popen(
+            [str(noida_binary()), "start", "--only", "kafka", "--kafka-port", str(self.port),
+             "--data-dir", str(self.data_dir)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        log.close()
+        _wait_for_port(self.port, self._proc, timeout)
+        return self
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def create_topics(bootstrap_servers: str, topics: Mapping[str, int], *, compacted: set[str] = frozenset()) -> None:
+    """Create topics with explicit partition counts; existing topics are left as they are."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [
+            NewTopic(name, num_partitions=n, replication_factor=1,
+                     topic_configs={"cleanup.policy": "compact"} if name in compacted else {})
+            for name, n in topics.items() if name not in existing
+        ]
+        if new:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(new)
+    finally:
+        await admin.close()
+
+
+@contextlib.contextmanager
+def embedded_broker(data_dir: str | Path, topics: Mapping[str, int] | None = None) -> Iterator[EmbeddedBroker]:
+    """Start a broker, create ``topics``, yield it, stop it."""
+    broker = EmbeddedBroker(data_dir).start()
+    try:
+        if topics:
+            asyncio.run(create_topics(broker.bootstrap_servers, topics))
+        yield broker
+    finally:
+        broker.stop()
+
+
+@click.command("broker")
+@click.option("--data-dir", default=".spendwatch/kafka", show_default=True, type=click.Path(file_okay=False))
+@click.option("--port", default=9092, show_default=True, type=int)
+def broker(data_dir: str, port: int) -> None:
+    """Run the embedded Kafka-protocol broker in the foreground (Ctrl-C stops it)."""
+    b = EmbeddedBroker(data_dir, port=port).start()
+    click.echo(f"embedded broker listening on {b.bootstrap_servers} (data in {data_dir}); Ctrl-C to stop")
+    try:
+        while b._proc is not None and b._proc.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        b.stop()
+
+
+__all__ = ["EmbeddedBroker", "create_topics", "embedded_broker", "free_port", "noida_binary"]
