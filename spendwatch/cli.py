@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score-series": ("spendwatch.detectors.score_series:score_series", "Score a timestamp,value CSV with the burn-rate model."),
     "generate": ("spendwatch.traffic.cli:generate", "Generate synthetic gateway traffic with injected incidents."),
     "bench": ("spendwatch.streams.bench:bench", "Benchmark the pipeline against a plain consumer."),
+    "sink": ("spendwatch.sinks.clickhouse.cli:sink", "Run the ClickHouse sink alone: events, outcomes, alerts -> ClickHouse."),
     "db": ("spendwatch.sinks.clickhouse.cli:db", "ClickHouse schema: migrate, status."),
     "report": ("spendwatch.sinks.clickhouse.cli:report", "Spend reports from ClickHouse, as terminal tables."),
     "query": ("spendwatch.sinks.clickhouse.cli:query", "Run any SQL against spendwatch's ClickHouse."),
