@@ -1,9 +1,194 @@
-"""Detector thresholds: every knob a user tunes in YAML."""
+"""Detector thresholds: every knob a user tunes in YAML.
+
+One sub-model per detector, named like the detector (``detectors.spend_spike``,
+``detectors.burn_rate``...). Each sub-model derives from :class:`DetectorSettings`
+(``enabled``, ``scopes``, the episode lifecycle) and names the class that implements
+it in ``implementation``; the engine instantiates every enabled detector from that, so
+adding a detector means adding its module and its sub-model here, nothing else.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from decimal import Decimal
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Scope = Literal["key", "user", "team", "org"]
+SeverityName = Literal["critical", "error", "warning", "info"]
 
 
-class DetectorsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DetectorSettings(_Strict):
+    """What every detector has: on/off, where it runs, and its episode lifecycle."""
+
+    #: ``module:Class`` of the detector this section configures.
+    implementation: ClassVar[str] = ""
+
+    enabled: bool = Field(default=True, description="Run this detector.")
+    scopes: tuple[Scope, ...] = Field(
+        default=("key",), description="Subjects this detector watches: key (default), user, team, org."
+    )
+    severity: SeverityName = Field(default="error", description="PagerDuty severity of its pages.")
+    repeat_interval_minutes: float = Field(
+        default=240, gt=0, description="While an episode lasts, re-notify this often (event time)."
+    )
+    resolve_after_minutes: float = Field(
+        default=60, ge=0, description="An episode resolves once its condition has been normal this long."
+    )
+
+
+class BaselineConfig(_Strict):
+    """The per-subject spend baseline shared by the spend detectors."""
+
+    min_history_days: int = Field(
+        default=3, ge=1, le=7,
+        description="Complete days of history before the 7-day daily mean is trusted; before that only "
+        "absolute guards apply.",
+    )
+    profile_alpha: float = Field(
+        default=0.3, gt=0, le=1,
+        description="Weight of the newest week in the hour-of-week profile (exponentially weighted).",
+    )
+    top_n: int = Field(default=8, ge=1, le=64, description="Contributors (models, sessions, tags) kept per window.")
+
+
+class SpendSpikeConfig(DetectorSettings):
+    """Spend over the last 24 hours against the 7-day rolling daily mean."""
+
+    implementation: ClassVar[str] = "spendwatch.detectors.spend_spike:SpendSpike"
+
+    factor: float = Field(default=3.0, gt=1, description="Page when 24h spend exceeds factor x the 7-day daily mean.")
+    min_excess_usd: Decimal = Field(
+        default=Decimal("50"), ge=0, description="...and exceeds that line by at least this many dollars."
+    )
+    absolute_usd: Decimal | None = Field(
+        default=Decimal("2000"), ge=0,
+        description="Absolute guard: page when 24h spend exceeds this, with or without history (null: off).",
+    )
+    resolve_after_minutes: float = Field(default=120, ge=0, description="Normal this long before resolving.")
+
+
+class BurnRateConfig(DetectorSettings):
+    """Sub-hourly burn rate against an hour-of-week seasonal online model, plus day-end projection."""
+
+    implementation: ClassVar[str] = "spendwatch.detectors.burn_rate:BurnRate"
+
+    bucket_minutes: int = Field(default=10, ge=1, le=60, description="The model's bucket (must divide 60).")
+    window_minutes: int = Field(default=30, ge=1, le=240, description="Burn rate = spend over this window.")
+    score_threshold: float = Field(
+        default=0.999, gt=0, lt=1, description="Anomaly score (0-1) above which the window is anomalous."
+    )
+    min_ratio: float = Field(default=4.0, gt=1, description="...and the rate is at least this multiple of expected.")
+    min_excess_usd_per_hour: Decimal = Field(
+        default=Decimal("20"), ge=0, description="...and at least this many $/h above expected."
+    )
+    absolute_usd_per_hour: Decimal | None = Field(
+        default=Decimal("150"), ge=0, description="Absolute guard in $/h, with or without history (null: off)."
+    )
+    grace_buckets: int = Field(
+        default=144, ge=1, description="Buckets learned before the model scores (one day of 10-minute buckets)."
+    )
+    projection_factor: float = Field(
+        default=3.0, gt=1, description="Page when the projected day-end spend exceeds this x the daily mean."
+    )
+    projection_min_excess_usd: Decimal = Field(
+        default=Decimal("100"), ge=0, description="...and the projected excess is at least this many dollars."
+    )
+    resolve_after_minutes: float = Field(default=30, ge=0, description="Normal this long before resolving.")
+
+    @model_validator(mode="after")
+    def _divides_hour(self) -> BurnRateConfig:
+        if 60 % self.bucket_minutes:
+            raise ValueError(f"bucket_minutes={self.bucket_minutes} must divide 60")
+        return self
+
+
+class SessionBurnConfig(DetectorSettings):
+    """One session spending more than $X in under an hour."""
+
+    implementation: ClassVar[str] = "spendwatch.detectors.session_burn:SessionBurn"
+
+    window_minutes: int = Field(default=60, ge=1, le=1440, description="The session's spend is summed over this.")
+    threshold_usd: Decimal | None = Field(
+        default=None, ge=0, description="Fixed $X; null (default) derives it from the subject's session costs."
+    )
+    floor_usd: Decimal = Field(default=Decimal("50"), ge=0, description="Absolute floor of the derived threshold.")
+    quantile: float = Field(default=0.99, gt=0, lt=1, description="Session-cost quantile the derived X builds on.")
+    quantile_factor: float = Field(default=3.0, gt=0, description="Derived X = max(floor, factor x quantile).")
+    min_sessions: int = Field(default=30, ge=1, description="Completed sessions before the quantile is used.")
+    max_tracked_sessions: int = Field(default=256, ge=1, description="Live sessions tracked per subject (LRU).")
+    repeat_interval_minutes: float = Field(default=60, gt=0, description="Re-notify this often while it burns.")
+    resolve_after_minutes: float = Field(default=30, ge=0, description="Normal this long before resolving.")
+
+
+class Budget(_Strict):
+    """A budget for one team or key, in US dollars."""
+
+    scope: Scope = Field(default="team", description="team (default), key, user or org.")
+    subject: str = Field(min_length=1, description="The team name, key hash, user or org.")
+    quarterly_usd: Decimal | None = Field(default=None, gt=0, description="Budget per calendar quarter (UTC).")
+    monthly_usd: Decimal | None = Field(default=None, gt=0, description="Budget per calendar month (UTC).")
+    owner: str | None = Field(default=None, description="Who is paged; copied into the alert's labels.")
+
+    @model_validator(mode="after")
+    def _some_budget(self) -> Budget:
+        if self.quarterly_usd is None and self.monthly_usd is None:
+            raise ValueError(f"budget for {self.scope} {self.subject!r}: set quarterly_usd and/or monthly_usd")
+        return self
+
+
+class BudgetPaceConfig(DetectorSettings):
+    """Spend-to-date and forecast against quarterly and monthly budgets."""
+
+    implementation: ClassVar[str] = "spendwatch.detectors.budget_pace:BudgetPace"
+
+    budgets: tuple[Budget, ...] = Field(default=(), description="The budgets; none means the detector is idle.")
+    early_fraction: float = Field(
+        default=0.6, gt=0, le=1, description="Page when quarter spend-to-date crosses this fraction of the budget..."
+    )
+    early_before_week: int = Field(default=6, ge=1, le=14, description="...before this week of the quarter (1-based).")
+    forecast_min_elapsed_days: float = Field(
+        default=7, ge=0, description="Days into the period before the forecast may page (too noisy earlier)."
+    )
+    forecast_window_days: int = Field(
+        default=7, ge=1, le=7, description="Forecast = spend-to-date + the daily rate over this many recent days x days left."
+    )
+    severity: SeverityName = Field(default="warning", description="PagerDuty severity of its pages.")
+    repeat_interval_minutes: float = Field(default=1440, gt=0, description="Re-notify daily while it lasts.")
+    resolve_after_minutes: float = Field(default=360, ge=0, description="Normal this long before resolving.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> BudgetPaceConfig:
+        seen = set()
+        for b in self.budgets:
+            if (b.scope, b.subject) in seen:
+                raise ValueError(f"two budgets for {b.scope} {b.subject!r}")
+            seen.add((b.scope, b.subject))
+        return self
+
+    @property
+    def budget_scopes(self) -> tuple[Scope, ...]:
+        return tuple(sorted({b.scope for b in self.budgets}))
+
+
+class DetectorsConfig(_Strict):
+    tick_interval_seconds: int = Field(
+        default=60, ge=1, le=3600, description="Event-time clock tick: lets episodes resolve without new events."
+    )
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    spend_spike: SpendSpikeConfig = Field(default_factory=SpendSpikeConfig)
+    burn_rate: BurnRateConfig = Field(default_factory=BurnRateConfig)
+    session_burn: SessionBurnConfig = Field(default_factory=SessionBurnConfig)
+    budget_pace: BudgetPaceConfig = Field(default_factory=BudgetPaceConfig)
+    # detectors-2: model_mix_drift, cache_hit_drop, efficiency, error_storm go below.
+
+    def detector_settings(self) -> dict[str, DetectorSettings]:
+        """Every detector section, by detector name, in declaration order."""
+        return {
+            name: value for name in type(self).model_fields
+            if isinstance(value := getattr(self, name), DetectorSettings)
+        }

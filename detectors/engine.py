@@ -1,0 +1,295 @@
+"""The detector engine: the one implementation the stream workers and the backtest share.
+
+Pure: no I/O, no wall clock, no randomness. Records are routed to *subject states*
+(``"key:<hash>"``, ``"team:<name>"``...); each state sees only its own records in
+event-time order, interleaved with clock ticks at multiples of :attr:`Engine.tick_interval`,
+so its alerts depend only on (its records, the tick boundaries) -- that is what makes
+the backtest page exactly as the stream would.
+
+>>> from datetime import UTC, datetime
+>>> from decimal import Decimal
+>>> from spendwatch.detectors.config import DetectorsConfig
+>>> from spendwatch.schemas.event import GatewayEvent
+>>> engine = Engine(DetectorsConfig())
+>>> event = GatewayEvent(event_id="e1", event_time=datetime(2026, 11, 23, 9, tzinfo=UTC), gateway="litellm",
+...                      api_key_hash="k1", team="ml", model="gpt-4o", cost_usd=Decimal("3000"))
+>>> engine.routes(event)
+['key:k1']
+>>> state = engine.new_state("key:k1")
+>>> [(a.detector, a.action.value) for a in engine.process(state, event)]
+[('spend_spike', 'trigger')]
+>>> restored = engine.loads(engine.dumps(state))
+>>> restored.baseline.running_24h == state.baseline.running_24h
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation
+from spendwatch.detectors.baseline import SpendBaseline
+from spendwatch.detectors.contributors import Contributors
+from spendwatch.detectors.episodes import EpisodeBook, episode_dedup_key
+from spendwatch.schemas.alert import Action, Alert, RootCause, SeriesPoint, Severity
+from spendwatch.schemas.outcome import OutcomeEvent
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from spendwatch.detectors.config import DetectorsConfig, DetectorSettings
+    from spendwatch.schemas.event import GatewayEvent
+
+    Record = GatewayEvent | OutcomeEvent
+
+SNAPSHOT_VERSION = 1
+_ROUTE_CACHE_LIMIT = 100_000
+
+
+@dataclass(slots=True)
+class SubjectState(Context):
+    """Everything kept for one state key: shared context, detectors, active episodes."""
+
+    key: str = ""
+    detectors: dict[str, Detector] | None = None
+    episodes: EpisodeBook | None = None
+    last_ts: float = 0.0
+
+
+def _load_class(path: str) -> type[Detector]:
+    module_name, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def observe(record: Record) -> Observation:
+    """Flatten a record once for all detectors of all its states."""
+    if isinstance(record, OutcomeEvent):
+        return Observation(
+            kind="outcome", ts=record.event_time.timestamp(), cost_known=False, session_id=record.session_id,
+            outcome_kind=record.kind, outcome_value=record.value, key_hash=record.api_key_hash, user=record.user,
+            team=record.team,
+        )
+    cost = record.cost_usd
+    return Observation(
+        kind="request", ts=record.event_time.timestamp(),
+        cost=0 if cost is None else int(cost * MICROS), cost_known=cost is not None,
+        model=record.model, provider=record.provider, session_id=record.session_id, tags=record.tags,
+        ok=record.status == "success", error_type=record.error_type,
+        input_tokens=record.input_tokens, cache_read_tokens=record.cache_read_tokens,
+        cache_write_tokens=record.cache_write_tokens, output_tokens=record.output_tokens,
+        reasoning_tokens=record.reasoning_tokens, key_hash=record.api_key_hash, key_alias=record.api_key_alias,
+        user=record.user, team=record.team, org=record.org,
+    )
+
+
+_LABEL_FIELDS = (("key_hash", "key_hash"), ("key_alias", "key_alias"), ("user", "user"), ("team", "team"),
+                 ("org", "org"))
+
+
+class Engine:
+    """Routes records to subject states and runs every enabled detector on them."""
+
+    def __init__(self, config: DetectorsConfig) -> None:
+        self.config = config
+        self.tick_interval = timedelta(seconds=config.tick_interval_seconds)
+        self.settings: dict[str, DetectorSettings] = {
+            name: s for name, s in config.detector_settings().items() if s.enabled
+        }
+        self.classes: dict[str, type[Detector]] = {
+            name: _load_class(s.implementation) for name, s in self.settings.items()
+        }
+        self.scopes: tuple[str, ...] = tuple(
+            dict.fromkeys(scope for name, s in self.settings.items() for scope in self._candidate_scopes(name, s))
+        )
+        self._route_cache: dict[tuple[str, str], bool] = {}
+        self._last_record: Any = None
+        self._last_obs: Observation | None = None
+
+    @staticmethod
+    def _candidate_scopes(name: str, settings: DetectorSettings) -> Iterable[str]:
+        extra = getattr(settings, "budget_scopes", ())
+        return (*settings.scopes, *extra)
+
+    # -- routing -----------------------------------------------------------------------
+    def routes(self, record: Record) -> list[str]:
+        """The state keys this record updates, e.g. ``["key:<hash>", "team:ml-platform"]``."""
+        keys = []
+        for scope in self.scopes:
+            value = record.scope_value(scope)
+            if value is None:
+                continue
+            wanted = self._route_cache.get((scope, value))
+            if wanted is None:
+                wanted = any(cls.applies_to(self.settings[n], scope, value) for n, cls in self.classes.items())
+                if len(self._route_cache) >= _ROUTE_CACHE_LIMIT:
+                    self._route_cache.clear()
+                self._route_cache[(scope, value)] = wanted
+            if wanted:
+                keys.append(f"{scope}:{value}")
+        return keys
+
+    # -- state ---------------------------------------------------------------------------
+    def new_state(self, state_key: str) -> SubjectState:
+        scope, _, subject = state_key.partition(":")
+        b = self.config.baseline
+        state = SubjectState(
+            scope=scope, subject=subject,
+            baseline=SpendBaseline(profile_alpha=b.profile_alpha, min_history_days=b.min_history_days),
+            contributors=Contributors(b.top_n), labels={}, key=state_key, detectors={}, episodes=EpisodeBook(),
+        )
+        for name, cls in self.classes.items():
+            settings = self.settings[name]
+            if cls.applies_to(settings, scope, subject):
+                state.detectors[name] = cls(settings, b, scope, subject)
+        return state
+
+    def dumps(self, state: SubjectState) -> bytes:
+        """Compact snapshot of one state (pickle of small objects; configs are not included)."""
+        return pickle.dumps((SNAPSHOT_VERSION, state), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def loads(self, data: bytes) -> SubjectState:
+        """Restore a snapshot made by :meth:`dumps` (trusted data: our own state table), re-binding config."""
+        version, state = pickle.loads(data)  # noqa: S301 - snapshots are written by spendwatch itself
+        if version != SNAPSHOT_VERSION:
+            raise ValueError(f"snapshot version {version} is not {SNAPSHOT_VERSION}")
+        b = self.config.baseline
+        state.baseline.profile_alpha = b.profile_alpha
+        state.baseline.min_history_days = b.min_history_days
+        detectors = {}
+        for name, cls in self.classes.items():
+            settings = self.settings[name]
+            if not cls.applies_to(settings, state.scope, state.subject):
+                continue
+            det = state.detectors.get(name)
+            if det is None:
+                det = cls(settings, b, state.scope, state.subject)
+            else:
+                det.bind(settings, b)
+            detectors[name] = det
+        state.detectors = detectors
+        return state
+
+    # -- processing --------------------------------------------------------------------
+    def _observe(self, record: Record) -> Observation:
+        if record is not self._last_record:
+            self._last_obs = observe(record)
+            self._last_record = record
+        return self._last_obs  # type: ignore[return-value]
+
+    def process(self, state: SubjectState, record: Record) -> list[Alert]:
+        """Learn one record of this state and return the notifications it causes."""
+        obs = self._observe(record)
+        ts = obs.ts
+        if ts > state.last_ts:
+            state.last_ts = ts
+        labels = state.labels
+        for attr, label in _LABEL_FIELDS:
+            value = getattr(obs, attr)
+            if value is not None and labels.get(label) != value:
+                labels[label] = value
+        if obs.kind == "request":
+            state.baseline.learn_one(ts, obs.cost)
+            state.contributors.add(obs)
+        alerts: list[Alert] = []
+        for name, det in state.detectors.items():  # type: ignore[union-attr]
+            if obs.kind not in det.kinds:
+                continue
+            det.learn_one(obs, state)
+            findings = det.score_one(state, ts, obs)
+            if findings:
+                self._lifecycle(state, name, det, findings, ts, alerts, complete=False)
+        return alerts
+
+    def tick(self, state: SubjectState, now: datetime) -> list[Alert]:
+        """Advance this state's clock to ``now`` (a tick boundary): windows roll, episodes may resolve."""
+        ts = now.timestamp()
+        if ts < state.last_ts:
+            return []
+        state.last_ts = ts
+        state.baseline.advance(ts)
+        alerts: list[Alert] = []
+        for name, det in state.detectors.items():  # type: ignore[union-attr]
+            self._lifecycle(state, name, det, det.score_one(state, ts, None), ts, alerts, complete=True)
+        return alerts
+
+    def _lifecycle(
+        self, state: SubjectState, name: str, det: Detector, findings: Iterable[Finding], ts: float,
+        alerts: list[Alert], *, complete: bool,
+    ) -> None:
+        settings = det.config
+        repeat_s = settings.repeat_interval_minutes * 60
+        resolve_s = settings.resolve_after_minutes * 60
+        book = state.episodes
+        seen = set() if complete else None
+        for finding in findings:
+            if seen is not None:
+                seen.add(finding.episode)
+            action, episode = book.update(  # type: ignore[union-attr]
+                name, finding.episode, ts, finding.abnormal, repeat_s=repeat_s, resolve_s=resolve_s,
+                observed=finding.observed,
+            )
+            if action is not None:
+                alerts.append(self._alert(state, det, finding, action, episode.started, ts))  # type: ignore[union-attr]
+        if seen is not None:
+            for episode_id in book.episodes_of(name):  # type: ignore[union-attr]
+                if episode_id in seen:
+                    continue
+                action, episode = book.update(  # type: ignore[union-attr]
+                    name, episode_id, ts, False, repeat_s=repeat_s, resolve_s=resolve_s
+                )
+                if action is not None:
+                    finding = Finding(abnormal=False, observed=0.0, episode=episode_id,
+                                      summary=f"{name} back to normal for {state.scope} {state.subject}")
+                    alerts.append(self._alert(state, det, finding, action, episode.started, ts))  # type: ignore[union-attr]
+
+    # -- alerts --------------------------------------------------------------------------
+    def _alert(
+        self, state: SubjectState, det: Detector, finding: Finding, action: str, started: float, ts: float
+    ) -> Alert:
+        labels = {**state.labels, **finding.labels}
+        summary = finding.summary or f"{det.name} on {state.scope} {state.subject}"
+        if action == "resolve" and not summary.startswith("Resolved"):
+            summary = f"Resolved: {summary}"
+        return Alert(
+            action=Action(action),
+            detector=det.name,
+            scope=state.scope,
+            subject=state.subject,
+            fired_at=datetime.fromtimestamp(ts, UTC),
+            severity=Severity(finding.severity or det.config.severity),
+            summary=summary[:1024],
+            observed=finding.observed,
+            expected=finding.expected,
+            unit=finding.unit,
+            dedup_key=episode_dedup_key(det.name, state.scope, state.subject, finding.episode, started),
+            episode_started_at=datetime.fromtimestamp(started, UTC),
+            labels=labels,
+            root_cause=[] if action == "resolve" else self._root_cause(state, finding),
+            series=self._series(state),
+            details=finding.details,
+        )
+
+    @staticmethod
+    def _root_cause(state: SubjectState, finding: Finding, per_kind: int = 3) -> list[RootCause]:
+        window = state.contributors.day if finding.window == "day" else state.contributors.short
+        causes = []
+        for kind in finding.root_cause_kinds:
+            totals = window.totals(kind)
+            whole = sum(c for _, c, _ in totals) or 1
+            for name, cost, requests in totals[:per_kind]:
+                causes.append(RootCause(kind=kind, name=name, cost_usd=Decimal(cost) / MICROS,
+                                        share=min(1.0, cost / whole), requests=requests))
+        return causes
+
+    @staticmethod
+    def _series(state: SubjectState) -> list[SeriesPoint]:
+        return [
+            SeriesPoint(start=start, spend_usd=Decimal(spent) / MICROS,
+                        baseline_usd=None if expected is None else Decimal(round(expected)) / MICROS)
+            for start, spent, expected in state.baseline.hourly_series(24)
+        ]
