@@ -102,6 +102,9 @@ class Finding:
     labels: dict[str, str] = field(default_factory=dict)
     root_cause_kinds: tuple[str, ...] = ("model", "session", "tag")
     window: str = "short"  # which contributor window explains it: "short" (1-2 h) or "day" (24 h)
+    #: explicit root cause as (kind, name, micro-dollars, requests), shares relative to the largest;
+    #: None: taken from the contributor window
+    causes: list[tuple[str, str, int, int]] | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -131,6 +134,7 @@ class Detector:
     def __init__(self, config: DetectorSettings, baseline_config: BaselineConfig, scope: str, subject: str) -> None:
         self.config = config
         self.baseline_config = baseline_config
+        self.derive()
 
     @classmethod
     def applies_to(cls, config: DetectorSettings, scope: str, subject: str) -> bool:
@@ -146,14 +150,18 @@ class Detector:
 
     # -- snapshots: the config is shared, never stored per subject ---------------------
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("config", None)
-        state.pop("baseline_config", None)
-        return state
+        # config and anything derived from it (attributes named ``_cfg_*``) are re-bound on load
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("config", "baseline_config") and not k.startswith("_cfg_")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
 
     def bind(self, config: DetectorSettings, baseline_config: BaselineConfig) -> None:
+        """Attach the (shared) config after a restore; recomputes config-derived constants."""
         self.config = config
         self.baseline_config = baseline_config
+        self.derive()
+
+    def derive(self) -> None:
+        """Precompute constants from the config into ``_cfg_*`` attributes (not snapshotted)."""

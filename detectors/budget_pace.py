@@ -1,9 +1,181 @@
-"""budget_pace (being written)."""
+"""budget_pace: spend-to-date and forecast against quarterly and monthly budgets.
+
+Budgets live in YAML (``detectors.budget_pace.budgets``), per team (default), key,
+user or org; the engine only creates this detector for subjects that have one. Periods
+are calendar quarters and months in UTC. Three conditions, each its own episode:
+
+* ``quarter:<2026Q4>:early`` -- spend-to-date crossed ``early_fraction`` (60%) of the
+  quarterly budget before week ``early_before_week`` (6) of the quarter. Checked on every
+  request, so it pages on the request that crosses; it lasts until the quarter ends.
+* ``quarter:<2026Q4>:forecast`` and ``month:<2026-11>:forecast`` -- spend-to-date plus
+  the subject's 7-day mean daily spend for the days left overruns the budget (checked
+  each tick, from ``forecast_min_elapsed_days`` into the period; immediately once the
+  budget is already exceeded). Resolves when the forecast comes back under.
+"""
 
 from __future__ import annotations
 
-from spendwatch.detectors.base import Detector
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
+
+if TYPE_CHECKING:
+    from spendwatch.detectors.config import BaselineConfig, Budget, BudgetPaceConfig, DetectorSettings
+
+DAY = 86_400
+
+
+def quarter_bounds(ts: float) -> tuple[str, float, float]:
+    """(label, start, end) of the calendar quarter (UTC) containing ``ts``.
+
+    >>> quarter_bounds(datetime(2026, 11, 23, tzinfo=UTC).timestamp())[0]
+    '2026Q4'
+    """
+    d = datetime.fromtimestamp(ts, UTC)
+    q = (d.month - 1) // 3
+    start = datetime(d.year, 3 * q + 1, 1, tzinfo=UTC)
+    end = datetime(d.year + (q == 3), (3 * q + 3) % 12 + 1, 1, tzinfo=UTC)
+    return f"{d.year}Q{q + 1}", start.timestamp(), end.timestamp()
+
+
+def month_bounds(ts: float) -> tuple[str, float, float]:
+    """(label, start, end) of the calendar month (UTC) containing ``ts``.
+
+    >>> month_bounds(datetime(2026, 12, 31, 23, tzinfo=UTC).timestamp())[0]
+    '2026-12'
+    """
+    d = datetime.fromtimestamp(ts, UTC)
+    start = datetime(d.year, d.month, 1, tzinfo=UTC)
+    end = datetime(d.year + (d.month == 12), d.month % 12 + 1, 1, tzinfo=UTC)
+    return f"{d.year}-{d.month:02d}", start.timestamp(), end.timestamp()
+
+
+class _Period:
+    __slots__ = ("label", "start", "end", "spent")
+
+    def __init__(self, bounds: tuple[str, float, float]) -> None:
+        self.label, self.start, self.end = bounds
+        self.spent = 0
 
 
 class BudgetPace(Detector):
+    """Quarterly and monthly budget pace for one budgeted subject.
+
+    Examples
+    --------
+    >>> from spendwatch.detectors.baseline import SpendBaseline
+    >>> from spendwatch.detectors.contributors import Contributors
+    >>> from spendwatch.detectors.config import BaselineConfig, BudgetPaceConfig
+    >>> config = BudgetPaceConfig(budgets=[{"subject": "ml", "quarterly_usd": 10000, "owner": "ana"}])
+    >>> ctx = Context("team", "ml", SpendBaseline(), Contributors(), {"team": "ml"})
+    >>> pace = BudgetPace(config, BaselineConfig(), "team", "ml")
+    >>> t = datetime(2026, 10, 20, tzinfo=UTC).timestamp()          # week 3 of 2026Q4
+    >>> def spend(ts, dollars):
+    ...     obs = Observation("request", ts, cost=int(dollars * 1e6), model="gpt-5")
+    ...     ctx.baseline.learn_one(ts, obs.cost); pace.learn_one(obs, ctx)
+    ...     return pace.score_one(ctx, ts, obs)
+    >>> spend(t, 5_900)
+    []
+    >>> [finding] = spend(t + 60, 200)                                # crosses $6,000 = 60%
+    >>> finding.episode, finding.labels["owner"]
+    ('quarter:2026Q4:early', 'ana')
+    >>> finding.summary
+    'team ml has spent $6,100.00 of its $10,000.00 2026Q4 budget (61%) in week 3 of 13'
+    """
+
     name = "budget_pace"
+    kinds = frozenset({"request"})
+    config: BudgetPaceConfig
+
+    def __init__(self, config: BudgetPaceConfig, baseline_config: BaselineConfig, scope: str, subject: str) -> None:
+        self.scope, self.subject = scope, subject
+        super().__init__(config, baseline_config, scope, subject)
+        self.quarter: _Period | None = None
+        self.month: _Period | None = None
+        self.early_crossed: str | None = None  # label of the quarter whose early line was crossed in time
+
+    @classmethod
+    def applies_to(cls, config: DetectorSettings, scope: str, subject: str) -> bool:
+        return any(b.scope == scope and b.subject == subject for b in config.budgets)  # type: ignore[attr-defined]
+
+    def derive(self) -> None:
+        budget: Budget = next(b for b in self.config.budgets if (b.scope, b.subject) == (self.scope, self.subject))
+        self._cfg_budget = budget
+        self._cfg_quarterly = None if budget.quarterly_usd is None else int(budget.quarterly_usd * MICROS)
+        self._cfg_monthly = None if budget.monthly_usd is None else int(budget.monthly_usd * MICROS)
+        self._cfg_early = None if self._cfg_quarterly is None else self.config.early_fraction * self._cfg_quarterly
+
+    def _roll(self, ts: float) -> None:
+        if self.quarter is None or ts >= self.quarter.end:
+            self.quarter = _Period(quarter_bounds(ts))
+        if self.month is None or ts >= self.month.end:
+            self.month = _Period(month_bounds(ts))
+
+    def learn_one(self, obs: Observation, ctx: Context) -> None:
+        self._roll(obs.ts)
+        if obs.ts >= self.quarter.start:  # type: ignore[union-attr]
+            self.quarter.spent += obs.cost  # type: ignore[union-attr]
+        if obs.ts >= self.month.start:  # type: ignore[union-attr]
+            self.month.spent += obs.cost  # type: ignore[union-attr]
+
+    def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
+        self._roll(now)
+        findings = []
+        q, m = self.quarter, self.month
+        if self._cfg_early is not None and q.spent >= self._cfg_early:  # type: ignore[union-attr]
+            findings.append(self._early(ctx, q, now))  # type: ignore[arg-type]
+        if obs is None:
+            if self._cfg_quarterly is not None:
+                findings.append(self._forecast(ctx, q, self._cfg_quarterly, "quarter", now))  # type: ignore[arg-type]
+            if self._cfg_monthly is not None:
+                findings.append(self._forecast(ctx, m, self._cfg_monthly, "month", now))  # type: ignore[arg-type]
+        return [f for f in findings if f is not None]
+
+    @staticmethod
+    def _week(period: _Period, ts: float) -> int:
+        return int((ts - period.start) // (7 * DAY)) + 1
+
+    def _early(self, ctx: Context, q: _Period, now: float) -> Finding | None:
+        cfg, budget = self.config, self._cfg_quarterly
+        if self.early_crossed != q.label:
+            if self._week(q, now) >= cfg.early_before_week:
+                return None  # crossed late: that is the forecast's business
+            self.early_crossed = q.label
+        weeks = round((q.end - q.start) / (7 * DAY))
+        return Finding(
+            abnormal=True, observed=q.spent / MICROS, expected=self._cfg_early / MICROS,  # type: ignore[operator]
+            episode=f"quarter:{q.label}:early", window="day", root_cause_kinds=("model", "tag"),
+            labels=self._labels(),
+            summary=(f"{ctx.scope} {ctx.subject} has spent {usd(q.spent)} of its {usd(budget)} {q.label} budget "  # type: ignore[arg-type]
+                     f"({q.spent / budget:.0%}) in week {self._week(q, now)} of {weeks}"),  # type: ignore[operator]
+            details={"budget_usd": budget / MICROS, "fraction": round(q.spent / budget, 4),  # type: ignore[operator]
+                     "early_fraction": cfg.early_fraction, "period": q.label},
+        )
+
+    def _forecast(self, ctx: Context, period: _Period, budget: int, kind: str, now: float) -> Finding:
+        days_left = max(0.0, (period.end - now) / DAY)
+        elapsed = (now - period.start) / DAY
+        rate = ctx.baseline.daily_mean if ctx.baseline.history_days else 0.0
+        forecast = period.spent + rate * days_left
+        may_page = elapsed >= self.config.forecast_min_elapsed_days or period.spent > budget
+        abnormal = may_page and forecast > budget
+        finding = Finding(abnormal=abnormal, observed=forecast / MICROS, expected=budget / MICROS,
+                          episode=f"{kind}:{period.label}:forecast", window="day", root_cause_kinds=("model", "tag"))
+        if abnormal:
+            exceeded = period.spent > budget
+            finding.severity = "error" if exceeded else None
+            finding.labels = self._labels()
+            state = f"is already over by {usd(period.spent - budget)}" if exceeded else (
+                f"is on pace to end at {usd(forecast)} ({forecast / budget:.0%})")
+            finding.summary = (f"{ctx.scope} {ctx.subject} {state} against its {usd(budget)} {period.label} budget: "
+                               f"{usd(period.spent)} spent, {usd(rate)}/day over the last 7 days, "
+                               f"{days_left:.0f} days left")
+            finding.details = {"budget_usd": budget / MICROS, "spent_usd": round(period.spent / MICROS, 2),
+                               "daily_rate_usd": round(rate / MICROS, 2), "days_left": round(days_left, 2),
+                               "period": period.label}
+        return finding
+
+    def _labels(self) -> dict[str, str]:
+        owner = self._cfg_budget.owner
+        return {"owner": owner} if owner else {}

@@ -1,9 +1,254 @@
-"""burn_rate (being written)."""
+"""burn_rate: sub-hourly burn anomalies against an hour-of-week seasonal online model.
+
+The burn rate is the spend over the last ``window_minutes`` (the current, partial
+bucket included, so a runaway loop is seen while it runs) in dollars per hour. Its
+expected value comes from :class:`SeasonalBurnScorer`: an exponentially weighted
+profile of the rate for each of the 168 hours of the week (with a global level as
+fallback for hours not seen yet), and a ``river.anomaly.GaussianScorer`` over the log
+ratio of observed to expected. A window is anomalous when the score is above
+``score_threshold`` *and* the rate is ``min_ratio`` times expected *and*
+``min_excess_usd_per_hour`` above it.
+
+The model learns one point per closed bucket, and never a point that was flagged: a
+bucket in which the detector reported an anomaly, or whose window scores above the
+threshold, is skipped, so a runaway loop cannot teach the model that burning is normal.
+
+Second condition: the day-end projection. With the subject's daily baseline, the spend
+so far today plus the rest of the day's expected spend scaled by the last two hours'
+observed/expected ratio; page when that exceeds ``projection_factor`` x the 7-day
+daily mean by at least ``projection_min_excess_usd``.
+
+Before the model has seen ``grace_buckets`` buckets only the absolute guard
+``absolute_usd_per_hour`` applies.
+"""
 
 from __future__ import annotations
 
-from spendwatch.detectors.base import Detector
+import math
+from array import array
+from typing import TYPE_CHECKING
+
+from river import anomaly, stats
+
+from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
+from spendwatch.detectors.baseline import HOUR, WEEK_HOURS, hour_of_week
+
+if TYPE_CHECKING:
+    from spendwatch.detectors.config import BaselineConfig, BurnRateConfig
+
+#: At most one week of silent buckets is learned when a subject wakes up after a gap.
+_MAX_CATCH_UP_HOURS = WEEK_HOURS
+
+
+class SeasonalBurnScorer:
+    """Online anomaly scorer of a rate, seasonal by hour of week (river-style).
+
+    Parameters
+    ----------
+    alpha
+        Weight of the newest point in its hour-of-week slot (and in the global level).
+    grace_period
+        Points learned before :meth:`score_one` returns anything but 0.
+    floor
+        Added to observed and expected before taking their log ratio, so tiny absolute
+        changes are not anomalies. ``None``: 10% of the global level.
+
+    Examples
+    --------
+    A rate of 10 every hour, with the odd 12; then 60:
+
+    >>> scorer = SeasonalBurnScorer(grace_period=48, floor=1.0)
+    >>> for h in range(24 * 7):
+    ...     scorer.learn_one(h * 3600.0, 12.0 if h % 7 == 0 else 10.0)
+    >>> scorer.expected(24 * 7 * 3600.0 + 3600), scorer.expected(24 * 7 * 3600.0)
+    (10.0, 12.0)
+    >>> round(scorer.score_one(24 * 7 * 3600.0, 10.0), 3), round(scorer.score_one(24 * 7 * 3600.0, 60.0), 3)
+    (0.0, 1.0)
+    """
+
+    __slots__ = ("alpha", "floor", "profile", "seen", "level", "gaussian")
+
+    def __init__(self, alpha: float = 0.06, grace_period: int = 144, floor: float | None = None) -> None:
+        self.alpha = alpha
+        self.floor = floor
+        self.profile = array("d", bytes(8 * WEEK_HOURS))
+        self.seen = array("B", bytes(WEEK_HOURS))
+        self.level = stats.EWMean(fading_factor=alpha)
+        self.gaussian = anomaly.GaussianScorer(grace_period=grace_period)
+
+    @property
+    def n(self) -> int:
+        return self.gaussian.gaussian.n_samples
+
+    def expected(self, ts: float) -> float:
+        how = hour_of_week(int(ts) // HOUR)
+        return self.profile[how] if self.seen[how] else self.level.get()
+
+    def residual(self, ts: float, value: float) -> float:
+        floor = self.floor if self.floor is not None else 0.1 * self.level.get() + 1e-9
+        return math.log((value + floor) / (self.expected(ts) + floor))
+
+    def score_one(self, ts: float, value: float) -> float:
+        """Anomaly score in [0, 1] of ``value`` at ``ts``; only excess counts (burning less is not an anomaly)."""
+        if self.n < self.gaussian.grace_period:
+            return 0.0
+        r = self.residual(ts, value)
+        if r <= self.gaussian.gaussian.mu:
+            return 0.0
+        return float(self.gaussian.score_one(None, r))
+
+    def learn_one(self, ts: float, value: float) -> None:
+        self.gaussian.learn_one(None, self.residual(ts, value))
+        how = hour_of_week(int(ts) // HOUR)
+        seen = self.seen[how] + 1
+        # a plain mean for the first 1/alpha points of a slot, then exponentially weighted
+        self.profile[how] += max(self.alpha, 1 / seen) * (value - self.profile[how])
+        if seen < 255:
+            self.seen[how] = seen
+        self.level.update(value)
 
 
 class BurnRate(Detector):
+    """Burn-rate anomalies (seasonal online model) and the day-end projection.
+
+    Examples
+    --------
+    A key burning about $2/hour around the clock for a week, then a runaway loop at
+    $300/hour: it pages within minutes.
+
+    >>> from spendwatch.detectors.baseline import SpendBaseline
+    >>> from spendwatch.detectors.contributors import Contributors
+    >>> from spendwatch.detectors.config import BaselineConfig, BurnRateConfig
+    >>> ctx = Context("key", "k1", SpendBaseline(), Contributors(), {})
+    >>> burn = BurnRate(BurnRateConfig(), BaselineConfig(), "key", "k1")
+    >>> t0 = 1_762_128_000.0                                  # 2025-11-03, a Monday
+    >>> for minute in range(0, 7 * 24 * 60, 3):              # $0.10 every 3 minutes
+    ...     obs = Observation("request", t0 + minute * 60, cost=100_000 + (minute % 7) * 5_000)
+    ...     ctx.baseline.learn_one(obs.ts, obs.cost); burn.learn_one(obs, ctx)
+    >>> start = t0 + 7 * 86400
+    >>> for second in range(0, 1200, 6):                      # $0.50 every 6 s = $300/hour
+    ...     obs = Observation("request", start + second, cost=500_000)
+    ...     ctx.baseline.learn_one(obs.ts, obs.cost); burn.learn_one(obs, ctx)
+    ...     finding = burn.score_one(ctx, obs.ts, obs)[0]
+    ...     if finding.abnormal:
+    ...         break
+    >>> print(f"paged after {second // 60} minutes:", finding.summary)
+    paged after 2 minutes: key k1 is burning $22.41/h over the last 30 min, 11.5x its usual $1.95/h for this hour of the week
+    """
+
     name = "burn_rate"
+    config: BurnRateConfig
+
+    def __init__(self, config: BurnRateConfig, baseline_config: BaselineConfig, scope: str, subject: str) -> None:
+        super().__init__(config, baseline_config, scope, subject)
+        per_hour = 60 // config.bucket_minutes
+        alpha = 1 - (1 - baseline_config.profile_alpha) ** (1 / per_hour)
+        self.scorer = SeasonalBurnScorer(
+            alpha=alpha, grace_period=config.grace_buckets, floor=float(config.min_excess_usd_per_hour) * MICROS
+        )
+        self.window = array("q", bytes(8 * max(1, config.window_minutes // config.bucket_minutes)))
+        self.bucket = -1  # index of the current bucket (ts // bucket seconds)
+        self.flagged = False  # an anomaly was reported during the current bucket
+
+    # -- learning ------------------------------------------------------------------------
+    def _advance(self, ts: float) -> None:
+        bucket_s = self.config.bucket_minutes * 60
+        b = int(ts) // bucket_s
+        if self.bucket < 0:
+            self.bucket = b
+            return
+        if b <= self.bucket:
+            return
+        window, n = self.window, len(self.window)
+        per_hour = 3600 // bucket_s
+        first = max(self.bucket, b - _MAX_CATCH_UP_HOURS * per_hour)
+        window_hours = n * bucket_s / 3600
+        if first > self.bucket:
+            for i in range(n):
+                window[i] = 0
+        for closed in range(first, b):
+            if closed > self.bucket:
+                window[closed % n] = 0
+            rate = sum(window) / window_hours
+            at = closed * bucket_s
+            if not (closed == self.bucket and self.flagged) and (
+                self.scorer.score_one(at, rate) < self.config.score_threshold
+            ):
+                self.scorer.learn_one(at, rate)
+        for i in range(max(self.bucket + 1, b - n + 1), b + 1):
+            window[i % n] = 0
+        self.bucket = b
+        self.flagged = False
+
+    def learn_one(self, obs: Observation, ctx: Context) -> None:
+        self._advance(obs.ts)
+        if obs.cost and int(obs.ts) // (self.config.bucket_minutes * 60) == self.bucket:
+            self.window[self.bucket % len(self.window)] += obs.cost
+
+    # -- scoring -------------------------------------------------------------------------
+    def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
+        if obs is None:
+            self._advance(now)
+        elif not obs.cost:
+            return []
+        cfg, scorer = self.config, self.scorer
+        window_hours = len(self.window) * cfg.bucket_minutes / 60
+        rate = sum(self.window) / window_hours  # micro-dollars per hour
+        warm = scorer.n >= cfg.grace_buckets
+        expected = scorer.expected(now) if warm else None
+        reason = ""
+        if warm:
+            score = scorer.score_one(now, rate)
+            excess = rate - expected  # type: ignore[operator]
+            if (score >= cfg.score_threshold and rate >= cfg.min_ratio * expected
+                    and excess >= cfg.min_excess_usd_per_hour * MICROS):
+                reason = "rate"
+        else:
+            score = 0.0
+            if cfg.absolute_usd_per_hour is not None and rate >= cfg.absolute_usd_per_hour * MICROS:
+                reason = "absolute"
+        projected = self._projection(ctx, now, rate)
+        if not reason and projected is not None:
+            reason = "projection"
+        finding = Finding(abnormal=bool(reason), observed=rate / MICROS, unit="usd_per_hour",
+                          expected=None if expected is None else expected / MICROS)
+        if reason:
+            self.flagged = True
+            finding.summary = self._summary(ctx, reason, rate, expected, projected)
+            finding.details = {"trigger": reason, "score": round(score, 6), "window_minutes": cfg.window_minutes,
+                               "projected_day_usd": None if projected is None else round(projected / MICROS, 2),
+                               "spent_today_usd": round(ctx.baseline.today / MICROS, 2)}
+        return [finding]
+
+    def _projection(self, ctx: Context, now: float, rate: float) -> float | None:
+        """Projected day-end spend (micro-dollars) when it crosses the page line, else None."""
+        baseline, cfg = ctx.baseline, self.config
+        if not baseline.has_history or not baseline.daily_mean:
+            return None
+        mean = baseline.daily_mean
+        line = max(cfg.projection_factor * mean, mean + float(cfg.projection_min_excess_usd) * MICROS)
+        rest = baseline.expected_rest_of_day(now)
+        if baseline.today + rate * 24 < line and baseline.today + rest * 24 < line:
+            return None  # cheap exit: even a day of this rate, or of 24x the usual rest, stays under the line
+        floor = 2 * float(cfg.min_excess_usd_per_hour) * MICROS
+        spent_2h = baseline.recent_sum(now, 7200)
+        hi = int(now) // HOUR
+        expected_2h = sum((baseline.expected_hour(h) or mean / 24) for h in (hi - 1, hi))
+        ratio = (spent_2h + floor) / (expected_2h + floor)
+        projected = baseline.today + ratio * rest
+        return projected if projected > line else None
+
+    def _summary(self, ctx: Context, reason: str, rate: float, expected: float | None,
+                 projected: float | None) -> str:
+        who = f"{ctx.scope} {ctx.labels.get('key_alias') if ctx.scope == 'key' and ctx.labels.get('key_alias') else ctx.subject}"
+        minutes = self.config.window_minutes
+        if reason == "rate":
+            return (f"{who} is burning {usd(rate)}/h over the last {minutes} min, "
+                    f"{rate / max(expected or 1, 1):.1f}x its usual {usd(expected or 0)}/h for this hour of the week")
+        if reason == "absolute":
+            return (f"{who} is burning {usd(rate)}/h over the last {minutes} min, over the absolute guard of "
+                    f"{usd(float(self.config.absolute_usd_per_hour or 0) * MICROS)}/h (no baseline yet)")
+        mean = ctx.baseline.daily_mean
+        return (f"{who}: at this burn rate the day ends at {usd(projected or 0)}, "
+                f"{(projected or 0) / mean:.1f}x its 7-day daily mean of {usd(mean)} "
+                f"({usd(ctx.baseline.today)} spent so far today)")

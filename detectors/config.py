@@ -67,7 +67,8 @@ class SpendSpikeConfig(DetectorSettings):
     )
     absolute_usd: Decimal | None = Field(
         default=Decimal("2000"), ge=0,
-        description="Absolute guard: page when 24h spend exceeds this, with or without history (null: off).",
+        description="Absolute guard for subjects without enough history: page when their 24h spend exceeds "
+        "this (null: off).",
     )
     resolve_after_minutes: float = Field(default=120, ge=0, description="Normal this long before resolving.")
 
@@ -87,7 +88,7 @@ class BurnRateConfig(DetectorSettings):
         default=Decimal("20"), ge=0, description="...and at least this many $/h above expected."
     )
     absolute_usd_per_hour: Decimal | None = Field(
-        default=Decimal("150"), ge=0, description="Absolute guard in $/h, with or without history (null: off)."
+        default=Decimal("150"), ge=0, description="Absolute guard in $/h before the model is warm (null: off)."
     )
     grace_buckets: int = Field(
         default=144, ge=1, description="Buckets learned before the model scores (one day of 10-minute buckets)."
@@ -152,10 +153,9 @@ class BudgetPaceConfig(DetectorSettings):
     )
     early_before_week: int = Field(default=6, ge=1, le=14, description="...before this week of the quarter (1-based).")
     forecast_min_elapsed_days: float = Field(
-        default=7, ge=0, description="Days into the period before the forecast may page (too noisy earlier)."
-    )
-    forecast_window_days: int = Field(
-        default=7, ge=1, le=7, description="Forecast = spend-to-date + the daily rate over this many recent days x days left."
+        default=7, ge=0,
+        description="Days into the period before the forecast may page (too noisy earlier). Forecast = "
+        "spend-to-date + the subject's 7-day mean daily spend x days left.",
     )
     severity: SeverityName = Field(default="warning", description="PagerDuty severity of its pages.")
     repeat_interval_minutes: float = Field(default=1440, gt=0, description="Re-notify daily while it lasts.")

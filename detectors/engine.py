@@ -17,7 +17,7 @@ the backtest page exactly as the stream would.
 ['key:k1']
 >>> state = engine.new_state("key:k1")
 >>> [(a.detector, a.action.value) for a in engine.process(state, event)]
-[('spend_spike', 'trigger')]
+[('spend_spike', 'trigger'), ('burn_rate', 'trigger')]
 >>> restored = engine.loads(engine.dumps(state))
 >>> restored.baseline.running_24h == state.baseline.running_24h
 True
@@ -276,6 +276,10 @@ class Engine:
 
     @staticmethod
     def _root_cause(state: SubjectState, finding: Finding, per_kind: int = 3) -> list[RootCause]:
+        if finding.causes is not None:
+            whole = max((cost for _kind, _name, cost, _requests in finding.causes), default=0) or 1
+            return [RootCause(kind=kind, name=name, cost_usd=Decimal(cost) / MICROS, share=min(1.0, cost / whole),
+                              requests=requests) for kind, name, cost, requests in finding.causes]
         window = state.contributors.day if finding.window == "day" else state.contributors.short
         causes = []
         for kind in finding.root_cause_kinds:

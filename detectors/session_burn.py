@@ -1,9 +1,163 @@
-"""session_burn (being written)."""
+"""session_burn: one session (agent run, conversation, trace) burning more than $X in under an hour.
+
+X is ``threshold_usd`` when set. Otherwise it is derived from the session costs the
+subject has actually seen: ``max(floor_usd, quantile_factor x the quantile-th
+percentile)`` of completed sessions' peak one-hour spend (``river.stats.Quantile``,
+P² algorithm, constant memory), and just ``floor_usd`` until ``min_sessions`` sessions
+have completed.
+
+Why per subject and not one org-wide distribution: the determinism contract says a
+state sees only its own records, so an org-wide distribution would need its own
+``org:<org>`` state that sees every request of the org (one hot state per org, on one
+partition) and could only page at org scope. A key is the unit that has an owner and
+that the detector runs on; its own sessions are the sample of "normal" that matters for
+it, and the absolute floor protects every key that has no history yet. Users who want
+one org-wide X set ``threshold_usd``.
+
+A session is live while it has spent within the window; it completes (and feeds the
+distribution) once idle for ``window_minutes``. At most ``max_tracked_sessions`` live
+sessions are kept per subject; the least recently active is completed early.
+"""
 
 from __future__ import annotations
 
-from spendwatch.detectors.base import Detector
+from typing import TYPE_CHECKING
+
+from river import stats
+
+from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
+
+if TYPE_CHECKING:
+    from spendwatch.detectors.config import BaselineConfig, SessionBurnConfig
+
+#: Each session's window is kept in this many buckets.
+_BUCKETS = 12
+_MODELS_PER_SESSION = 4
+
+
+class _Session:
+    __slots__ = ("last_ts", "started", "peak", "buckets", "models")
+
+    def __init__(self, ts: float) -> None:
+        self.last_ts = ts
+        self.started = ts
+        self.peak = 0
+        self.buckets: dict[int, int] = {}  # bucket index -> micro-dollars
+        self.models: dict[str, list[int]] = {}  # model -> [micro-dollars, requests]
 
 
 class SessionBurn(Detector):
+    """A single session's spend within ``window_minutes`` against $X.
+
+    Examples
+    --------
+    >>> from spendwatch.detectors.baseline import SpendBaseline
+    >>> from spendwatch.detectors.contributors import Contributors
+    >>> from spendwatch.detectors.config import BaselineConfig, SessionBurnConfig
+    >>> ctx = Context("key", "k1", SpendBaseline(), Contributors(), {})
+    >>> sessions = SessionBurn(SessionBurnConfig(), BaselineConfig(), "key", "k1")
+    >>> t0 = 1_762_128_000.0
+    >>> def spend(session, ts, dollars, model="claude-opus-4"):
+    ...     obs = Observation("request", ts, cost=int(dollars * 1e6), session_id=session, model=model)
+    ...     sessions.learn_one(obs, ctx)
+    ...     return sessions.score_one(ctx, ts, obs)
+    >>> [f.abnormal for f in spend("big-but-normal", t0, 45)]    # $45: under the $50 floor
+    [False]
+    >>> for minute in range(0, 40, 2):                           # $3 every 2 minutes
+    ...     findings = spend("runaway", t0 + minute * 60, 3)
+    ...     if findings[0].abnormal:
+    ...         break
+    >>> minute, findings[0].episode, findings[0].summary
+    (32, 'runaway', 'session runaway on key k1 spent $51.00 in 32 min (limit $50.00 per 60 min), mostly claude-opus-4')
+    """
+
     name = "session_burn"
+    config: SessionBurnConfig
+
+    def __init__(self, config: SessionBurnConfig, baseline_config: BaselineConfig, scope: str, subject: str) -> None:
+        super().__init__(config, baseline_config, scope, subject)
+        self.sessions: dict[str, _Session] = {}
+        self.costs = stats.Quantile(config.quantile)  # completed sessions' peak window spend (micro-dollars)
+        self.completed = 0
+
+    def derive(self) -> None:
+        cfg = self.config
+        self._cfg_bucket_s = max(1, cfg.window_minutes * 60 // _BUCKETS)
+        self._cfg_floor = int(cfg.floor_usd * MICROS)
+        self._cfg_fixed = None if cfg.threshold_usd is None else int(cfg.threshold_usd * MICROS)
+
+    # -- learning ------------------------------------------------------------------------
+    def threshold(self) -> int:
+        """$X in micro-dollars."""
+        if self._cfg_fixed is not None:
+            return self._cfg_fixed
+        if self.completed >= self.config.min_sessions:
+            return max(self._cfg_floor, int(self.config.quantile_factor * (self.costs.get() or 0)))
+        return self._cfg_floor
+
+    def _complete(self, session_id: str) -> None:
+        session = self.sessions.pop(session_id)
+        self.costs.update(session.peak)
+        self.completed += 1
+
+    def _window_sum(self, session: _Session, now: float) -> int:
+        oldest = int(now) // self._cfg_bucket_s - _BUCKETS + 1
+        buckets = session.buckets
+        stale = [b for b in buckets if b < oldest]
+        for b in stale:
+            del buckets[b]
+        return sum(buckets.values())
+
+    def learn_one(self, obs: Observation, ctx: Context) -> None:
+        session_id = obs.session_id
+        if not session_id or not obs.cost:
+            return
+        session = self.sessions.pop(session_id, None)  # re-inserted last: the dict is in LRU order
+        if session is None:
+            if len(self.sessions) >= self.config.max_tracked_sessions:
+                self._complete(next(iter(self.sessions)))
+            session = _Session(obs.ts)
+        self.sessions[session_id] = session
+        session.last_ts = max(session.last_ts, obs.ts)
+        b = int(obs.ts) // self._cfg_bucket_s
+        session.buckets[b] = session.buckets.get(b, 0) + obs.cost
+        model = session.models.get(obs.model)
+        if model is not None:
+            model[0] += obs.cost
+            model[1] += 1
+        elif len(session.models) < _MODELS_PER_SESSION:
+            session.models[obs.model] = [obs.cost, 1]
+
+    # -- scoring -------------------------------------------------------------------------
+    def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
+        if obs is not None:
+            if not obs.session_id or obs.session_id not in self.sessions:
+                return []
+            return [self._judge(ctx, obs.session_id, self.sessions[obs.session_id], now)]
+        window_s = self.config.window_minutes * 60
+        for session_id in [s for s, sess in self.sessions.items() if now - sess.last_ts >= window_s]:
+            self._complete(session_id)
+        findings = [self._judge(ctx, sid, sess, now) for sid, sess in self.sessions.items()]
+        return [f for f in findings if f.abnormal]
+
+    def _judge(self, ctx: Context, session_id: str, session: _Session, now: float) -> Finding:
+        spent = self._window_sum(session, now)
+        if spent > session.peak:
+            session.peak = spent
+        limit = self.threshold()
+        finding = Finding(abnormal=spent > limit, observed=spent / MICROS, expected=limit / MICROS,
+                          episode=session_id)
+        if finding.abnormal:
+            models = sorted(session.models.items(), key=lambda kv: -kv[1][0])
+            minutes = max(1, round((session.last_ts - max(session.started, now - self.config.window_minutes * 60)) / 60))
+            top = f", mostly {models[0][0]}" if models else ""
+            finding.summary = (
+                f"session {session_id} on {ctx.scope} {ctx.labels.get('key_alias') or ctx.subject} spent {usd(spent)} "
+                f"in {minutes} min (limit {usd(limit)} per {self.config.window_minutes} min){top}"
+            )
+            finding.labels = {"session": session_id}
+            finding.causes = [("session", session_id, spent, sum(m[1] for m in session.models.values())),
+                              *(("model", name, cost, n) for name, (cost, n) in models)]
+            finding.details = {"threshold_usd": limit / MICROS, "completed_sessions": self.completed,
+                               "derived": self._cfg_fixed is None and self.completed >= self.config.min_sessions}
+        return finding

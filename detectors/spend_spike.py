@@ -58,7 +58,7 @@ class SpendSpike(Detector):
         if baseline.has_history:
             mean = baseline.daily_mean
             line = cfg.factor * mean
-            abnormal = (running > line and running - line >= cfg.min_excess_usd * MICROS) or over_absolute
+            abnormal = running > line and running - line >= cfg.min_excess_usd * MICROS
             expected: float | None = mean / MICROS
         else:
             mean = line = 0.0
