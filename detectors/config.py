@@ -179,12 +179,23 @@ class DetectorsConfig(_Strict):
     tick_interval_seconds: int = Field(
         default=60, ge=1, le=3600, description="Event-time clock tick: lets episodes resolve without new events."
     )
+    idle_tick_seconds: int = Field(
+        default=3600, ge=1,
+        description="A subject with no active episode is evaluated on the tick only at multiples of this "
+        "(a multiple of tick_interval_seconds); subjects with an active episode on every tick.",
+    )
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
     spend_spike: SpendSpikeConfig = Field(default_factory=SpendSpikeConfig)
     burn_rate: BurnRateConfig = Field(default_factory=BurnRateConfig)
     session_burn: SessionBurnConfig = Field(default_factory=SessionBurnConfig)
     budget_pace: BudgetPaceConfig = Field(default_factory=BudgetPaceConfig)
     # detectors-2: model_mix_drift, cache_hit_drop, efficiency, error_storm go below.
+
+    @model_validator(mode="after")
+    def _ticks_align(self) -> DetectorsConfig:
+        if self.idle_tick_seconds % self.tick_interval_seconds:
+            raise ValueError("idle_tick_seconds must be a multiple of tick_interval_seconds")
+        return self
 
     def detector_settings(self) -> dict[str, DetectorSettings]:
         """Every detector section, by detector name, in declaration order."""

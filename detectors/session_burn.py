@@ -112,7 +112,13 @@ class SessionBurn(Detector):
         session_id = obs.session_id
         if not session_id or not obs.cost:
             return
-        session = self.sessions.pop(session_id, None)  # re-inserted last: the dict is in LRU order
+        window_s = self.config.window_minutes * 60
+        while self.sessions:  # complete idle sessions (the dict is in LRU order: oldest first)
+            oldest = next(iter(self.sessions))
+            if obs.ts - self.sessions[oldest].last_ts < window_s:
+                break
+            self._complete(oldest)
+        session = self.sessions.pop(session_id, None)  # re-inserted last: keeps the LRU order
         if session is None:
             if len(self.sessions) >= self.config.max_tracked_sessions:
                 self._complete(next(iter(self.sessions)))
