@@ -15,6 +15,7 @@ class TopicsConfig(BaseModel):
     outcomes: str = Field(default="spendwatch-outcomes", description="Canonical OutcomeEvent JSON, keyed by the key scope.")
     alerts: str = Field(default="spendwatch-alerts", description="Alert JSON, keyed by dedup_key: the pagers' durable outbox.")
     dead_letters: str = Field(default="spendwatch-dead-letters", description="DeadLetter JSON: what failed, why, and the original bytes.")
+    pager_log: str = Field(default="spendwatch-pager-log", description="Compacted: the pager's delivery log (what each receiver was told, open Slack messages, in-flight pages).")
 
 
 class KafkaConfig(BaseModel):
