@@ -1,12 +1,117 @@
-"""HTTP ingest service settings."""
+"""HTTP ingest service settings: where it listens, who may send, how much, and how it writes to Kafka.
+
+Tokens never live in the YAML file. The file names *environment variables*; the
+tokens are read from them when the service starts:
+
+``SPENDWATCH_INGEST_TOKENS`` (the name is :attr:`IngestConfig.tokens_env`)
+    Comma-separated ``gateway=token`` pairs, e.g.
+    ``litellm-prod=9f0c...,openrouter=41ab...``.
+:attr:`IngestConfig.token_env_vars`
+    ``{gateway name: name of the env var holding its token}``, for deployments whose
+    secret store mounts one variable per secret.
+
+Each token maps to the gateway name its requests are attributed to (metrics, dead
+letters, and ``GatewayEvent.gateway`` when :attr:`IngestConfig.stamp_gateway` is on).
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: What an environment variable name looks like; anything else in ``token_env_vars`` is refused
+#: because it is most likely a token pasted into the YAML file by mistake.
+ENV_VAR_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+class IngestProducerConfig(BaseModel):
+    """How the ingest service writes to Kafka. Durability settings (``acks=all``, idempotence) are fixed, not options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    linger_ms: int = Field(
+        default=5, ge=0, le=1000,
+        description="How long the producer waits to fill a batch, ms. Small: requests are answered sooner.",
+    )
+    max_batch_size: int = Field(default=1_048_576, ge=16_384, description="Largest producer batch per partition, bytes.")
+    max_request_size: int = Field(default=1_048_576, ge=65_536, description="Largest produce request, bytes.")
+    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = Field(
+        default=None,
+        description="Producer compression. gzip needs nothing extra; snappy, lz4 and zstd need their Python "
+        "packages installed next to aiokafka.",
+    )
+    request_timeout_ms: int = Field(default=30_000, ge=1000, description="Kafka produce request timeout, ms.")
+    send_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="Longest an HTTP request waits for Kafka to acknowledge its events; past it the request gets "
+        "503 with Retry-After and the sender retries.",
+    )
+    connect_retry_s: float = Field(
+        default=2.0, gt=0,
+        description="Pause between attempts to connect to Kafka at start-up; /readyz is 503 until connected.",
+    )
 
 
 class IngestConfig(BaseModel):
+    """The ``ingest:`` section: ``spendwatch ingest``, the HTTP service gateways send events and OTLP traces to."""
+
     model_config = ConfigDict(extra="forbid")
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8787, ge=1, le=65535)
+    host: str = Field(default="127.0.0.1", description="Bind address. Use 0.0.0.0 to accept from other hosts.")
+    port: int = Field(default=8787, ge=0, le=65535, description="Listen port; 0 picks a free one.")
+    tokens_env: str = Field(
+        default="SPENDWATCH_INGEST_TOKENS",
+        description="Name of the environment variable holding comma-separated gateway=token pairs.",
+    )
+    token_env_vars: dict[str, str] = Field(
+        default_factory=dict,
+        description="Gateway name -> name of an environment variable holding that gateway's token. Never the token.",
+    )
+    allow_unauthenticated: bool = Field(
+        default=False,
+        description="Accept requests without a bearer token (local development only). Off: the service refuses "
+        "to start with no token configured.",
+    )
+    stamp_gateway: bool = Field(
+        default=True,
+        description="Set GatewayEvent.gateway to the gateway name the request's token maps to, so two gateways of "
+        "the same kind (litellm-eu, litellm-us) stay apart. Off: keep what the adapter derived (litellm, otel...).",
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1_048_576, ge=1024,
+        description="Largest request body on the wire (compressed or not), bytes; bigger gets 413.",
+    )
+    max_decompressed_bytes: int = Field(
+        default=64 * 1_048_576, ge=1024,
+        description="Largest body after gzip decompression, bytes; bigger gets 413 (guards against gzip bombs).",
+    )
+    max_records_per_request: int = Field(
+        default=10_000, ge=1,
+        description="Most records (JSON objects, array elements, NDJSON lines, OTLP spans) one request may carry; "
+        "more gets 413.",
+    )
+    dead_letter_max_original_bytes: int = Field(
+        default=65_536, ge=256,
+        description="Longest original kept in a dead letter (after prompt and response text is removed), bytes.",
+    )
+    producer: IngestProducerConfig = Field(default_factory=IngestProducerConfig)
+
+    @field_validator("tokens_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not ENV_VAR_NAME.match(value):
+            raise ValueError("tokens_env must be the NAME of an environment variable (A-Z, 0-9, _)")
+        return value
+
+    @field_validator("token_env_vars")
+    @classmethod
+    def _names_not_tokens(cls, value: dict[str, str]) -> dict[str, str]:
+        for gateway, env_name in value.items():
+            if not ENV_VAR_NAME.match(env_name):
+                raise ValueError(
+                    f"token_env_vars.{gateway} must be the NAME of an environment variable (A-Z, 0-9, _), "
+                    "not a token: put the token in that variable"
+                )
+        return value

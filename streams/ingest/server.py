@@ -1,0 +1,427 @@
+"""``spendwatch ingest``: the HTTP service gateways send their events and traces to.
+
+Endpoints
+---------
+``POST /v1/events``
+    One JSON object, a JSON array or NDJSON (LiteLLM ``generic_api`` in each of its
+    ``log_format`` settings), optionally gzip-encoded, in any format
+    :func:`spendwatch.schemas.adapters.parse_message` reads. Each record is parsed on
+    its own: good ones are written to the ``raw`` topic as canonical JSON keyed by the
+    key scope, bad ones to the ``dead_letters`` topic with their reason (prompt and
+    response text removed). The answer lists the per-record errors and comes only once
+    Kafka has acknowledged everything (``acks=all``).
+``POST /v1/traces``
+    OTLP/HTTP (protobuf or JSON). GenAI spans become events; other spans are ignored;
+    spans that fail to parse are dead-lettered and reported as ``partial_success``.
+``GET /metrics``, ``/healthz``, ``/readyz``
+    Prometheus metrics, liveness, readiness (ready once connected to Kafka).
+
+Status codes: 200 accepted (possibly with per-record errors), 400 unusable body or
+every record rejected, 401 missing or unknown bearer token, 413 body or record count
+over the limit, 415 unsupported content type or encoding, 503 Kafka unavailable
+(retry; ``Retry-After`` is set).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import orjson
+from aiohttp import web
+
+from spendwatch.metrics import DEAD_LETTERS, EVENTS_IN, INGEST_REQUESTS
+from spendwatch.schemas.adapters import dumps, parse_message
+from spendwatch.schemas.adapters.otel import events_from_otlp
+from spendwatch.schemas.errors import ParseError
+from spendwatch.schemas.event import GatewayEvent
+from spendwatch.schemas.outcome import OutcomeEvent
+from spendwatch.web import HealthChecks, add_observability_routes
+
+from . import otlp
+from .auth import ANONYMOUS, GatewayTokens
+from .bodies import EVENT_CONTENT_TYPES, BodyError, Record, check_content_length, decode_content, media_type, split_records
+from .producer import DurableProducer, KafkaUnavailable, Message
+from .redact import redact_bytes, redact_value, truncate
+
+if TYPE_CHECKING:  # pragma: no cover - the CLI imports the full configuration only when it runs
+    from spendwatch.config import Settings
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/v1/events"
+TRACES_PATH = "/v1/traces"
+#: Most per-record errors listed in one response; the rest are counted.
+MAX_ERRORS_LISTED = 100
+RETRY_AFTER_S = "5"
+
+CanonicalRecord = GatewayEvent | OutcomeEvent
+
+
+class Unauthorized(Exception):
+    pass
+
+
+@dataclass
+class Outcome:
+    """What one request produced: records to write and errors to report."""
+
+    records: list[CanonicalRecord] = field(default_factory=list)
+    dead_letters: list[tuple[ParseError, bytes]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+class IngestService:
+    """The request handlers, independent of how the process starts (CLI, tests, load test).
+
+    Parameters
+    ----------
+    settings
+        The whole configuration: ``ingest`` for limits, ``kafka.topics`` for where to
+        write, ``adapters`` for parsing.
+    producer
+        The durable Kafka writer; the service does not start or stop it.
+    tokens
+        Accepted bearer tokens; ``None`` accepts anonymous requests
+        (``ingest.allow_unauthenticated``).
+    """
+
+    def __init__(self, settings: Settings, producer: DurableProducer, tokens: GatewayTokens | None) -> None:
+        self.settings = settings
+        self.config = settings.ingest
+        self.topics = settings.kafka.topics
+        self.producer = producer
+        self.tokens = tokens
+
+    # --- application ------------------------------------------------------------------
+
+    def make_app(self, checks: HealthChecks | None = None) -> web.Application:
+        """The aiohttp application with the ingest and observability routes."""
+        app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[_count_requests])
+        app.router.add_post(EVENTS_PATH, self.handle_events)
+        app.router.add_post(TRACES_PATH, self.handle_traces)
+        checks = add_observability_routes(app, checks)
+        checks.add_readiness_check(
+            "kafka", lambda: (True, "ok") if self.producer.connected.is_set() else (False, "not connected to Kafka yet")
+        )
+        return app
+
+    # --- shared request steps -----------------------------------------------------------
+
+    def authenticate(self, request: web.Request) -> str:
+        if self.tokens is None:
+            return ANONYMOUS
+        gateway = self.tokens.gateway_for(request.headers.get("Authorization"))
+        if gateway is None:
+            raise Unauthorized()
+        return gateway
+
+    async def read_body(self, request: web.Request) -> bytes:
+        check_content_length(request.content_length, self.config.max_body_bytes)
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(65_536):
+            body += chunk
+            if len(body) > self.config.max_body_bytes:
+                raise BodyError(413, "body_too_large", f"body exceeds the limit of {self.config.max_body_bytes} bytes")
+        return decode_content(bytes(body), request.headers.get("Content-Encoding"), self.config.max_decompressed_bytes)
+
+    def stamp(self, record: CanonicalRecord, gateway: str) -> CanonicalRecord:
+        if self.config.stamp_gateway and gateway != ANONYMOUS and isinstance(record, GatewayEvent):
+            return record.model_copy(update={"gateway": gateway})
+        return record
+
+    def messages(self, outcome: Outcome, gateway: str) -> list[Message]:
+        out = [
+            Message(self.topics.raw, dumps(record), _key(record))
+            for record in outcome.records
+        ]
+        limit = self.config.dead_letter_max_original_bytes
+        for error, original in outcome.dead_letters:
+            letter = error.to_dead_letter(truncate(original, limit), stage="ingest")
+            if error.gateway is None:
+                letter = letter.model_copy(update={"reason": f"{letter.reason} (from gateway {gateway})"})
+            else:
+                letter = letter.model_copy(update={"reason": f"{letter.reason} (from gateway {gateway}, format {error.gateway})"})
+            out.append(Message(self.topics.dead_letters, letter.model_dump_json().encode(), gateway.encode()))
+        return out
+
+    async def write(self, outcome: Outcome, gateway: str) -> None:
+        await self.producer.send_all(self.messages(outcome, gateway))
+        events = sum(1 for r in outcome.records if isinstance(r, GatewayEvent))
+        if outcome.records:
+            EVENTS_IN.labels(gateway, "ok").inc(len(outcome.records))
+        if outcome.dead_letters:
+            EVENTS_IN.labels(gateway, "dead_letter").inc(len(outcome.dead_letters))
+            for error, _ in outcome.dead_letters:
+                DEAD_LETTERS.labels("ingest", error.error_type).inc()
+        log.debug("gateway %s: %d records (%d events), %d dead letters",
+                  gateway, len(outcome.records), events, len(outcome.dead_letters))
+
+    # --- POST /v1/events ----------------------------------------------------------------
+
+    async def handle_events(self, request: web.Request) -> web.Response:
+        try:
+            gateway = self.authenticate(request)
+            kind = media_type(request.headers.get("Content-Type"))
+            if kind not in EVENT_CONTENT_TYPES:
+                raise BodyError(415, "unsupported_media_type",
+                                f"Content-Type {kind!r} is not supported; send JSON or NDJSON")
+            body = await self.read_body(request)
+            records = split_records(body, self.config.max_records_per_request)
+        except Unauthorized:
+            return _json_error(401, "unauthorized", "missing or unknown bearer token", auth_challenge=True)
+        except BodyError as exc:
+            return _json_error(exc.status, exc.error, exc.detail)
+
+        outcome = self.parse_records(records, gateway)
+        try:
+            await self.write(outcome, gateway)
+        except KafkaUnavailable as exc:
+            log.warning("gateway %s: %s", gateway, exc)
+            return _json_error(503, "kafka_unavailable", f"{exc}; nothing is guaranteed written, retry",
+                               headers={"Retry-After": RETRY_AFTER_S})
+
+        rejected = len({e["index"] for e in outcome.errors})
+        result = {
+            "records": len(records),
+            "accepted": len(records) - rejected,
+            "rejected": rejected,
+            "events": len(outcome.records),
+            "errors": outcome.errors[:MAX_ERRORS_LISTED],
+        }
+        if len(outcome.errors) > MAX_ERRORS_LISTED:
+            result["errors_not_listed"] = len(outcome.errors) - MAX_ERRORS_LISTED
+        if rejected == len(records):
+            result["error"] = "every record was rejected (each is in the dead-letter topic with its reason)"
+            return web.json_response(result, status=400, dumps=_dumps)
+        return web.json_response(result, status=200, dumps=_dumps)
+
+    def parse_records(self, records: list[Record], gateway: str) -> Outcome:
+        outcome = Outcome()
+        for record in records:
+            if record.error is not None:
+                self._reject(outcome, record, record.error)
+                continue
+            try:
+                parsed = parse_message(record.value, self.settings.adapters)
+            except ParseError as exc:
+                self._reject(outcome, record, exc)
+                continue
+            outcome.records.extend(self.stamp(r, gateway) for r in parsed)
+        return outcome
+
+    def _reject(self, outcome: Outcome, record: Record, error: ParseError) -> None:
+        original = orjson.dumps(redact_value(record.value)) if record.value is not None else redact_bytes(record.raw)
+        outcome.dead_letters.append((error, original))
+        entry: dict[str, Any] = {"index": record.index}
+        if record.line is not None:
+            entry["line"] = record.line
+        entry.update(error_type=error.error_type, field=error.field, reason=error.reason)
+        if error.gateway:
+            entry["format"] = error.gateway
+        outcome.errors.append(entry)
+
+    # --- POST /v1/traces ----------------------------------------------------------------
+
+    async def handle_traces(self, request: web.Request) -> web.Response:
+        kind = media_type(request.headers.get("Content-Type"))
+        reply_as = kind if kind in otlp.TRACE_CONTENT_TYPES else otlp.JSON
+        try:
+            gateway = self.authenticate(request)
+            if kind not in otlp.TRACE_CONTENT_TYPES:
+                otlp.decode_request(b"", kind)  # raises the 415
+            body = await self.read_body(request)
+            export = otlp.decode_request(body, kind)
+            spans = otlp.count_spans(export)
+            if spans > self.config.max_records_per_request:
+                raise BodyError(413, "too_many_records",
+                                f"{spans} spans exceed the limit of {self.config.max_records_per_request} per request")
+        except Unauthorized:
+            return _otlp_error(reply_as, 401, "missing or unknown bearer token", auth_challenge=True)
+        except BodyError as exc:
+            return _otlp_error(reply_as, exc.status, exc.detail)
+
+        errors: list[ParseError] = []
+        outcome = Outcome()
+        try:
+            events = events_from_otlp(export, self.settings.adapters, errors)
+        except ParseError as exc:
+            return _otlp_error(reply_as, 400, str(exc))
+        outcome.records.extend(self.stamp(e, gateway) for e in events)
+        for exc in errors:
+            span = otlp.span_at(export, exc.field)
+            original = orjson.dumps(redact_value(span if span is not None else export))
+            outcome.dead_letters.append((exc, original))
+        try:
+            await self.write(outcome, gateway)
+        except KafkaUnavailable as exc:
+            log.warning("gateway %s: %s", gateway, exc)
+            return _otlp_error(reply_as, 503, f"{exc}; retry", headers={"Retry-After": RETRY_AFTER_S})
+        message = "; ".join(str(e) for e in errors[:5])
+        if len(errors) > 5:
+            message += f"; and {len(errors) - 5} more"
+        body = otlp.encode_response(reply_as, rejected_spans=len(errors), error_message=message)
+        return web.Response(body=body, status=200, content_type=reply_as)
+
+
+def _key(record: CanonicalRecord) -> bytes | None:
+    value = record.scope_value("key")
+    return value.encode("utf-8") if value else None
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _json_error(status: int, error: str, detail: str, *, auth_challenge: bool = False,
+                headers: dict[str, str] | None = None) -> web.Response:
+    headers = dict(headers or {})
+    if auth_challenge:
+        headers["WWW-Authenticate"] = 'Bearer realm="spendwatch-ingest"'
+    return web.json_response({"error": error, "detail": detail}, status=status, headers=headers, dumps=_dumps)
+
+
+def _otlp_error(media: str, status: int, message: str, *, auth_challenge: bool = False,
+                headers: dict[str, str] | None = None) -> web.Response:
+    headers = dict(headers or {})
+    if auth_challenge:
+        headers["WWW-Authenticate"] = 'Bearer realm="spendwatch-ingest"'
+    body = otlp.encode_status(media, otlp.GRPC_CODE.get(status, 2), message)
+    return web.Response(body=body, status=status, content_type=media, headers=headers)
+
+
+@web.middleware
+async def _count_requests(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # aiohttp's own 404/405/413...
+        if request.path in (EVENTS_PATH, TRACES_PATH):
+            INGEST_REQUESTS.labels(request.path, str(exc.status)).inc()
+        raise
+    if request.path in (EVENTS_PATH, TRACES_PATH):
+        INGEST_REQUESTS.labels(request.path, str(response.status)).inc()
+    return response
+
+
+# --- running it ---------------------------------------------------------------------------
+
+
+@dataclass
+class RunningIngest:
+    """A started ingest service: its URL, and how to stop it."""
+
+    service: IngestService
+    runner: web.AppRunner
+    producer: DurableProducer
+    host: str
+    port: int
+    connect_task: asyncio.Task[None]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        self.connect_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.connect_task
+        await self.runner.cleanup()
+        await self.producer.stop()
+
+
+async def start_ingest(
+    settings: Settings, bootstrap_servers: str, tokens: GatewayTokens | None, *, wait_ready: bool = True,
+) -> RunningIngest:
+    """Start the HTTP server on ``settings.ingest.host:port`` (port 0: a free one) and connect to Kafka.
+
+    The server answers (``/healthz``, ``503`` on ``/readyz``) while Kafka is still being
+    reached; ``wait_ready`` waits for the connection before returning.
+    """
+    producer = DurableProducer(bootstrap_servers, settings.ingest.producer)
+    service = IngestService(settings, producer, tokens)
+    # Bodies are inflated by decode_content, which bounds the inflated size (aiohttp would not).
+    runner = web.AppRunner(service.make_app(), access_log=None, auto_decompress=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.ingest.host, settings.ingest.port)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    connect_task = asyncio.create_task(producer.start())
+    running = RunningIngest(service, runner, producer, settings.ingest.host, port, connect_task)
+    if wait_ready:
+        await connect_task
+    return running
+
+
+def load_tokens(settings: Settings) -> GatewayTokens | None:
+    """The configured tokens; ``None`` when unauthenticated access is allowed and none is set."""
+    tokens = GatewayTokens.from_environment(settings.ingest)
+    if len(tokens) == 0:
+        if settings.ingest.allow_unauthenticated:
+            return None
+        raise click.ClickException(
+            f"no ingest token configured: set {settings.ingest.tokens_env}='gateway-name=<token>[,...]' "
+            "(or ingest.token_env_vars in the config file); for local development only, "
+            "ingest.allow_unauthenticated: true"
+        )
+    return tokens
+
+
+async def _serve(settings: Settings, bootstrap_servers: str, tokens: GatewayTokens | None) -> None:
+    running = await start_ingest(settings, bootstrap_servers, tokens, wait_ready=False)
+    auth = f"{len(tokens)} gateway token(s)" if tokens else "NO authentication"
+    click.echo(f"spendwatch ingest on {running.url} ({EVENTS_PATH}, {TRACES_PATH}; {auth}) -> Kafka {bootstrap_servers}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        click.echo("spendwatch ingest: stopping (flushing Kafka writes)")
+        await running.stop()
+
+
+@click.command("ingest")
+@click.option("--config", "-c", "config_path", type=click.Path(exists=True, dir_okay=False), envvar="SPENDWATCH_CONFIG",
+              help="spendwatch YAML config (env SPENDWATCH_CONFIG). Default: built-in defaults.")
+@click.option("--host", default=None, help="Bind address (overrides ingest.host).")
+@click.option("--port", default=None, type=int, help="Listen port (overrides ingest.port).")
+def ingest(config_path: str | None, host: str | None, port: int | None) -> None:
+    """Run the HTTP ingest service: POST /v1/events (JSON, arrays, NDJSON) and /v1/traces (OTLP/HTTP)."""
+    from spendwatch.broker import EmbeddedBroker, create_topics
+    from spendwatch.config import ConfigError, load_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    if overrides:
+        settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(update=overrides)})
+    tokens = load_tokens(settings)
+
+    broker = None
+    bootstrap = settings.kafka.bootstrap_servers
+    if bootstrap is None:
+        broker = EmbeddedBroker(Path(settings.data_dir) / "kafka").start()
+        bootstrap = broker.bootstrap_servers
+        click.echo(f"kafka.bootstrap_servers is unset: started the embedded broker on {bootstrap}")
+    try:
+        topics = settings.kafka.topics
+        try:
+            asyncio.run(create_topics(bootstrap, {topics.raw: settings.streams.partitions,
+                                                  topics.dead_letters: settings.streams.partitions}))
+        except Exception as exc:  # a managed cluster may forbid topic creation; the topics may already exist
+            log.warning("could not create topics %s, %s (%s); assuming they exist", topics.raw, topics.dead_letters, exc)
+        asyncio.run(_serve(settings, bootstrap, tokens))
+    finally:
+        if broker is not None:
+            broker.stop()
