@@ -122,7 +122,7 @@ class Context:
 class Detector:
     """Base class of every detector: one subject's state plus the (shared, unpickled) config.
 
-    Subclasses set ``name`` and ``Settings`` and implement ``learn_one`` and
+    Subclasses set ``name`` (= their config section, whose ``implementation`` names them) and implement ``learn_one`` and
     ``score_one``; state lives in ordinary attributes (small: ints, floats, short lists,
     river stats). ``config`` is dropped from snapshots and re-bound by the engine.
     """

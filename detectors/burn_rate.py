@@ -14,8 +14,8 @@ bucket in which the detector reported an anomaly, or whose window scores above t
 threshold, is skipped, so a runaway loop cannot teach the model that burning is normal.
 
 Second condition: the day-end projection. With the subject's daily baseline, the spend
-so far today plus the rest of the day's expected spend scaled by the last two hours'
-observed/expected ratio; page when that exceeds ``projection_factor`` x the 7-day
+so far today plus the rest of the day's expected spend (hour-of-week profile) scaled by
+the last two hours' observed/expected ratio (each side plus one average hour); page when that exceeds ``projection_factor`` x the 7-day
 daily mean by at least ``projection_min_excess_usd``.
 
 Before the model has seen ``grace_buckets`` buckets only the absolute guard
@@ -66,23 +66,30 @@ class SeasonalBurnScorer:
     (0.0, 1.0)
     """
 
-    __slots__ = ("alpha", "floor", "profile", "seen", "level", "gaussian")
+    __slots__ = ("alpha", "floor", "profile", "seen", "daily", "daily_seen", "level", "gaussian", "learned")
 
     def __init__(self, alpha: float = 0.06, grace_period: int = 144, floor: float | None = None) -> None:
         self.alpha = alpha
         self.floor = floor
         self.profile = array("d", bytes(8 * WEEK_HOURS))
         self.seen = array("B", bytes(WEEK_HOURS))
+        self.daily = array("d", bytes(8 * 24))  # hour-of-day profile: the fallback in the first week
+        self.daily_seen = array("B", bytes(24))
         self.level = stats.EWMean(fading_factor=alpha)
         self.gaussian = anomaly.GaussianScorer(grace_period=grace_period)
+        self.learned = 0
 
     @property
     def n(self) -> int:
         return self.gaussian.gaussian.n_samples
 
     def expected(self, ts: float) -> float:
-        how = hour_of_week(int(ts) // HOUR)
-        return self.profile[how] if self.seen[how] else self.level.get()
+        """Expected value at ``ts``: its hour of week, else its hour of day, else the global level."""
+        hour = int(ts) // HOUR
+        how = hour_of_week(hour)
+        if self.seen[how]:
+            return self.profile[how]
+        return self.daily[hour % 24] if self.daily_seen[hour % 24] else self.level.get()
 
     def residual(self, ts: float, value: float) -> float:
         floor = self.floor if self.floor is not None else 0.1 * self.level.get() + 1e-9
@@ -98,13 +105,16 @@ class SeasonalBurnScorer:
         return float(self.gaussian.score_one(None, r))
 
     def learn_one(self, ts: float, value: float) -> None:
-        self.gaussian.learn_one(None, self.residual(ts, value))
-        how = hour_of_week(int(ts) // HOUR)
-        seen = self.seen[how] + 1
+        if self.learned:  # the very first point has nothing to be a residual against
+            self.gaussian.learn_one(None, self.residual(ts, value))
+        self.learned += 1
+        hour = int(ts) // HOUR
         # a plain mean for the first 1/alpha points of a slot, then exponentially weighted
-        self.profile[how] += max(self.alpha, 1 / seen) * (value - self.profile[how])
-        if seen < 255:
-            self.seen[how] = seen
+        for profile, seen, slot in ((self.profile, self.seen, hour_of_week(hour)), (self.daily, self.daily_seen, hour % 24)):
+            n = seen[slot] + 1
+            profile[slot] += max(self.alpha, 1 / n) * (value - profile[slot])
+            if n < 255:
+                seen[slot] = n
         self.level.update(value)
 
 
@@ -230,7 +240,7 @@ class BurnRate(Detector):
         rest = baseline.expected_rest_of_day(now)
         if baseline.today + rate * 24 < line and baseline.today + rest * 24 < line:
             return None  # cheap exit: even a day of this rate, or of 24x the usual rest, stays under the line
-        floor = 2 * float(cfg.min_excess_usd_per_hour) * MICROS
+        floor = mean / 24  # one average hour: damps the ratio of a key that barely spends in these hours
         spent_2h = baseline.recent_sum(now, 7200)
         hi = int(now) // HOUR
         expected_2h = sum((baseline.expected_hour(h) or mean / 24) for h in (hi - 1, hi))
