@@ -1,0 +1,114 @@
+"""Batched inserts that survive a ClickHouse outage: retried with backoff, idempotent on retry.
+
+Every insert carries an ``insert_deduplication_token`` derived from the Kafka offsets of its
+rows, so a retry of an insert that did land (a timeout after the server committed it, a crash
+between parts) is dropped by ClickHouse instead of counted twice -- in the table and in the
+materialized views it feeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from spendwatch.metrics import CLICKHOUSE_ROWS, CLICKHOUSE_WRITE_SECONDS
+
+from .config import ClickHouseConfig
+from .rows import TableSpec
+
+log = logging.getLogger(__name__)
+
+#: (topic, partition, first offset, last offset) of the records behind one insert.
+OffsetRange = tuple[str, int, int, int]
+
+
+def dedup_token(table: str, ranges: Sequence[OffsetRange]) -> str:
+    """A token naming exactly which Kafka records an insert holds.
+
+    >>> dedup_token("events", [("ev", 1, 10, 19), ("ev", 0, 5, 7)]) == dedup_token("events", [("ev", 0, 5, 7), ("ev", 1, 10, 19)])
+    True
+    """
+    spec = table + "|" + ";".join(f"{t}:{p}:{lo}-{hi}" for t, p, lo, hi in sorted(ranges))
+    return hashlib.sha256(spec.encode()).hexdigest()
+
+
+class ClickHouseWriter:
+    """Serialises all ClickHouse calls of one sink onto worker threads, reconnecting after failures.
+
+    Parameters
+    ----------
+    client_factory
+        Opens a client (see :func:`spendwatch.sinks.clickhouse.client.get_client`); called again
+        after a failed call, so a restarted server or a new chDB session is picked up.
+    config
+        Backoff settings.
+    """
+
+    def __init__(self, client_factory: Callable[[], Client], config: ClickHouseConfig):
+        self._factory = client_factory
+        self._config = config
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+        self.failures = 0
+
+    def _connected(self) -> Client:
+        if self._client is None:
+            self._client = self._factory()
+        return self._client
+
+    def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - already failing; the next call reconnects
+                log.debug("closing a failed ClickHouse client raised", exc_info=True)
+
+    async def call(self, fn: Callable[[Client], Any]) -> Any:
+        """Run ``fn(client)`` on a worker thread, one call at a time; no retry."""
+        async with self._lock:
+            try:
+                return await asyncio.to_thread(lambda: fn(self._connected()))
+            except Exception:
+                self._drop_client()
+                raise
+
+    async def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return await self.call(lambda c: c.query(sql, parameters=parameters).result_rows)
+
+    async def insert(self, table: TableSpec, rows: list[tuple[Any, ...]], ranges: Sequence[OffsetRange]) -> None:
+        """Insert ``rows`` as one batch, retrying with exponential backoff until it lands.
+
+        Cancelling the calling task is the only way to give up (the rows are then re-read
+        from Kafka by whoever resumes the partitions).
+        """
+        settings = {
+            "insert_deduplication_token": dedup_token(table.name, ranges),
+            "insert_deduplicate": 1,
+            "deduplicate_blocks_in_dependent_materialized_views": 1,
+        }
+        backoff = self._config.retry_initial_backoff_s
+        while True:
+            started = time.perf_counter()
+            try:
+                await self.call(lambda c: c.insert(table.name, rows, column_names=list(table.columns), settings=settings))
+            except Exception as exc:  # noqa: BLE001 - any failure is retried; the data stays in memory
+                self.failures += 1
+                log.warning("ClickHouse insert of %d rows into %s failed (%s: %s); retrying in %.1fs",
+                            len(rows), table.name, type(exc).__name__, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._config.retry_max_backoff_s)
+                continue
+            CLICKHOUSE_WRITE_SECONDS.labels(table.name).observe(time.perf_counter() - started)
+            CLICKHOUSE_ROWS.labels(table.name).inc(len(rows))
+            return
+
+    async def close(self) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self._drop_client)
