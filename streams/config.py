@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -16,6 +18,11 @@ class TopicsConfig(BaseModel):
     alerts: str = Field(default="spendwatch-alerts", description="Alert JSON, keyed by dedup_key: the pagers' durable outbox.")
     dead_letters: str = Field(default="spendwatch-dead-letters", description="DeadLetter JSON: what failed, why, and the original bytes.")
     pager_log: str = Field(default="spendwatch-pager-log", description="Compacted: the pager's delivery log (what each receiver was told, open Slack messages, in-flight pages).")
+    routed: str = Field(
+        default="spendwatch-routed",
+        description="Internal: parsed records re-keyed by detector state key (batched envelopes), so every record "
+        "of one state key reaches the one worker that owns that state.",
+    )
 
 
 class KafkaConfig(BaseModel):
@@ -32,3 +39,43 @@ class StreamsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     partitions: int = Field(default=8, ge=1, description="Partitions of the source topics spendwatch creates.")
+    app_id: str = Field(
+        default="spendwatch",
+        description="Faust app id: the consumer group, and the prefix of the state changelog topic.",
+    )
+    store: str = Field(
+        default="auto",
+        description="Faust table store: 'rocksdb://' (needs the 'rocksdb' extra, rocksdict: state survives restarts "
+        "on local disk), 'memory://' (state rebuilt from the changelog at every start) or 'auto' (rocksdb when "
+        "rocksdict is installed, else memory).",
+    )
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
+        default="exactly_once",
+        description="exactly_once: state changes, alerts and consumer offsets commit in one Kafka transaction "
+        "(no double count, no duplicate page after a crash). at_least_once only for brokers without transactions.",
+    )
+    batch_size: int = Field(default=5000, ge=1, description="Most messages taken from a stream per batch.")
+    batch_within_s: float = Field(default=0.2, gt=0, description="Longest wait for a batch to fill, seconds.")
+    commit_interval_s: float = Field(
+        default=1.0, gt=0,
+        description="How often hot in-memory detector state is flushed to the changelog and offsets committed "
+        "(one transaction). Longer: fewer state writes, later alerts.",
+    )
+    allowed_lateness_s: float = Field(
+        default=300.0, ge=0,
+        description="Event-time reorder window: records are held until the partition's stream time is this far "
+        "past them, then processed in event-time order. Later records are still counted (never dropped) "
+        "and reported by the late-events metric.",
+    )
+    idle_release_s: float = Field(
+        default=5.0, gt=0,
+        description="Wall-clock seconds without new records after which a partition releases its reorder buffer "
+        "(so quiet traffic is not held back forever).",
+    )
+    replication_factor: int = Field(
+        default=1, ge=1,
+        description="Replication factor of the topics the worker creates (internal routed topic, state changelog). "
+        "Use 3 on a production Kafka cluster.",
+    )
+    web_host: str = Field(default="127.0.0.1", description="Bind address of the worker's web server (/metrics, /healthz).")
+    web_port: int = Field(default=6066, ge=0, le=65535, description="Port of the worker's web server; 0 picks a free one.")

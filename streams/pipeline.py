@@ -1,0 +1,181 @@
+"""The pipeline's plain functions: parse a batch of raw messages, route records to detector states.
+
+Nothing here touches Kafka or Faust; the agents in :mod:`spendwatch.streams.agents` call
+these and send what they return. A message that fails to parse becomes a
+:class:`~spendwatch.schemas.dead_letter.DeadLetter`; it never stops the batch.
+
+Re-keying: a record updates several detector states (``key:<hash>``, ``team:ml``...). The
+parse stage groups a batch's records by the *partition of each state key* and sends one
+**envelope** per partition to the internal ``routed`` topic, so every record of one state
+key reaches the one worker that owns that state, and the detect stage pays Kafka's
+per-message cost once per envelope instead of once per record.
+
+>>> state_partition("key:k1", 8) == state_partition("key:k1", 8)
+True
+>>> 0 <= state_partition("team:ml", 8) < 8
+True
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiokafka.partitioner import murmur2
+
+from spendwatch.schemas.adapters import parse_message_partial
+from spendwatch.schemas.dead_letter import DeadLetter
+from spendwatch.schemas.errors import ParseError
+from spendwatch.schemas.event import GatewayEvent
+from spendwatch.schemas.outcome import OutcomeEvent
+
+if TYPE_CHECKING:
+    from spendwatch.schemas.adapters.config import AdaptersConfig
+    from spendwatch.streams.config import TopicsConfig
+
+    Record = GatewayEvent | OutcomeEvent
+
+#: Records per envelope on the routed topic (keeps each message well under Kafka's 1 MB default).
+ENVELOPE_MAX_RECORDS = 500
+_KIND_EVENT = "e"
+_KIND_OUTCOME = "o"
+
+
+@dataclass(slots=True, frozen=True)
+class RawMessage:
+    """One message from the raw topic, with where it came from (for dead letters)."""
+
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(slots=True)
+class Output:
+    """A message to produce: ``partition=None`` lets the producer hash ``key``."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+
+
+@dataclass(slots=True)
+class ParsedBatch:
+    records: list[Record] = field(default_factory=list)
+    #: The canonical JSON of each record, in the same order (made once, reused for events and envelopes).
+    record_json: list[bytes] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+def parse_message(raw: bytes, adapters: AdaptersConfig) -> tuple[list[Record], list[ParseError]]:
+    """Canonical records of one raw message (any supported gateway format) and the errors in it.
+
+    A batch message (a JSON array, an OTLP export) keeps its good records; each bad one is an error.
+    """
+    result = parse_message_partial(raw, adapters)
+    return result.records, result.errors
+
+
+def parse_batch(messages: Iterable[RawMessage], adapters: AdaptersConfig, *, stage: str = "parse") -> ParsedBatch:
+    """Parse every message; bad ones become dead letters naming their source offset.
+
+    An unexpected exception from an adapter is a dead letter too (``error_type="internal"``),
+    so one odd message can never stop a worker.
+    """
+    out = ParsedBatch()
+    for msg in messages:
+        raw = msg.value if msg.value is not None else b""
+        source = {"source_topic": msg.topic, "source_partition": msg.partition, "source_offset": msg.offset,
+                  "stage": stage}
+        try:
+            if msg.value is None:
+                raise ParseError("invalid_json", "empty message (null value)")
+            records, errors = parse_message(raw, adapters)
+        except ParseError as err:
+            records, errors = [], [err]
+        except Exception as exc:  # noqa: BLE001 - an adapter bug must not crash the worker
+            out.dead_letters.append(DeadLetter.for_bytes(
+                raw, reason=f"{type(exc).__name__}: {exc}"[:1000], error_type="internal", **source))
+            continue
+        for err in errors:
+            out.dead_letters.append(err.to_dead_letter(raw, **source))
+        for record in records:
+            out.records.append(record)
+            out.record_json.append(record.model_dump_json().encode())
+    return out
+
+
+def scope_key(record: Record) -> bytes | None:
+    """The Kafka key of canonical events/outcomes: the key scope (API key hash, else ``user:<name>``)."""
+    value = record.scope_value("key")
+    return value.encode() if value else None
+
+
+def canonical_outputs(batch: ParsedBatch, topics: TopicsConfig) -> list[Output]:
+    """Canonical records for the ``events`` and ``outcomes`` topics (the ClickHouse sink reads these)."""
+    outputs = []
+    for record, data in zip(batch.records, batch.record_json, strict=True):
+        topic = topics.outcomes if isinstance(record, OutcomeEvent) else topics.events
+        outputs.append(Output(topic, scope_key(record), data))
+    return outputs
+
+
+def dead_letter_outputs(dead_letters: Iterable[DeadLetter], topics: TopicsConfig) -> list[Output]:
+    """Dead letters for the ``dead_letters`` topic, keyed by source ``topic:partition:offset``."""
+    return [
+        Output(topics.dead_letters, f"{dl.source_topic}:{dl.source_partition}:{dl.source_offset}".encode(),
+               dl.model_dump_json().encode())
+        for dl in dead_letters
+    ]
+
+
+def state_partition(state_key: str, partitions: int) -> int:
+    """The partition owning a state key: Kafka's default partitioner (murmur2) on the key."""
+    return (murmur2(state_key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def route_records(batch: ParsedBatch, routes: Callable[[Record], list[str]], partitions: int) -> dict[int, list[Any]]:
+    """Group a batch's records by the partition of each state key they update.
+
+    Returns ``{partition: [[kind, [state keys in that partition], record JSON fragment], ...]}``;
+    a record with no state key (no detector wants it) goes nowhere.
+    """
+    by_partition: dict[int, list[Any]] = defaultdict(list)
+    for record, data in zip(batch.records, batch.record_json, strict=True):
+        keys = routes(record)
+        if not keys:
+            continue
+        kind = _KIND_OUTCOME if isinstance(record, OutcomeEvent) else _KIND_EVENT
+        if len(keys) == 1:
+            by_partition[state_partition(keys[0], partitions)].append([kind, keys, orjson.Fragment(data)])
+            continue
+        grouped: dict[int, list[str]] = defaultdict(list)
+        for key in keys:
+            grouped[state_partition(key, partitions)].append(key)
+        for partition, part_keys in grouped.items():
+            by_partition[partition].append([kind, part_keys, orjson.Fragment(data)])
+    return by_partition
+
+
+def envelope_outputs(routed: dict[int, list[Any]], topic: str) -> list[Output]:
+    """Envelopes for the routed topic: at most :data:`ENVELOPE_MAX_RECORDS` records each."""
+    outputs = []
+    for partition, entries in sorted(routed.items()):
+        for start in range(0, len(entries), ENVELOPE_MAX_RECORDS):
+            chunk = entries[start:start + ENVELOPE_MAX_RECORDS]
+            outputs.append(Output(topic, None, orjson.dumps(chunk), partition))
+    return outputs
+
+
+def decode_envelope(value: bytes) -> list[tuple[list[str], Record]]:
+    """The ``(state keys, record)`` entries of one envelope, records re-validated as canonical models."""
+    entries = []
+    for kind, keys, data in orjson.loads(value):
+        model = OutcomeEvent if kind == _KIND_OUTCOME else GatewayEvent
+        entries.append((keys, model.model_validate(data)))
+    return entries

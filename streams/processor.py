@@ -1,0 +1,278 @@
+"""The stream processor: what the agents call, and how state, alerts and offsets commit together.
+
+Two stages run in every worker:
+
+* **parse** (raw topic): parse a batch, produce canonical events/outcomes, dead letters
+  and routed envelopes, then acknowledge the raw messages;
+* **detect** (routed topic): feed envelopes to the :class:`PartitionDetector` of their
+  partition (hot state in memory) and acknowledge each envelope once all its records
+  are processed.
+
+**One transaction per partition.** With ``processing_guarantee="exactly_once"`` Faust
+keeps one transactional producer per assigned partition number. Everything produced
+while handling partition *p* of either source topic (events, dead letters, envelopes,
+state changelog, alerts) goes through *p*'s producer, and Faust's periodic commit sends
+*p*'s offsets in that same transaction. The commit is wrapped (:meth:`commit_hook`) so
+that it first flushes the hot state and the alerts of every detector, all under one
+lock that the batch handlers also hold: a transaction never contains half a batch, the
+offsets it commits never run ahead of the state it contains, and a crash aborts the
+open transaction so its envelopes, state and alerts are read again and re-produced
+exactly once. The local table store (RocksDB) is written only after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from faust.types import TP
+
+from spendwatch import metrics
+from spendwatch.streams.detection import PartitionDetector, partition_items
+from spendwatch.streams.pipeline import (
+    Output,
+    RawMessage,
+    canonical_outputs,
+    dead_letter_outputs,
+    decode_envelope,
+    envelope_outputs,
+    parse_batch,
+    route_records,
+)
+
+if TYPE_CHECKING:
+    from faust.types import EventT
+
+    from spendwatch.detectors.engine import Engine
+    from spendwatch.streams.app import StreamsApp
+
+log = logging.getLogger(__name__)
+
+
+class StreamProcessor:
+    """Handlers for the two stages plus the commit hook; one per worker."""
+
+    def __init__(self, streams: StreamsApp, engine: Engine) -> None:
+        self.streams = streams
+        self.app = streams.app
+        self.engine = engine
+        self.settings = streams.settings
+        self.topics = self.settings.kafka.topics
+        self.partitions = streams.partitions
+        self.lock = asyncio.Lock()
+        self.detectors: dict[int, PartitionDetector] = {}
+        self._unacked: dict[int, dict[int, EventT]] = defaultdict(dict)  # routed partition -> offset -> event
+        self._last_input: dict[int, float] = {}
+        self._unstored: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)  # sent, not yet committed
+        self._changelog_offsets: dict[int, int] = {}
+        self._last_meta: dict[int, bytes] = {}
+        self._original_commit: Any = None
+        self.events_parsed = 0
+        self.alerts_sent = 0
+
+    # -- wiring ----------------------------------------------------------------------------
+    def install(self) -> None:
+        """Wrap the consumer's commit (call once the app's consumer exists)."""
+        consumer = self.app.consumer
+        if self._original_commit is None:
+            self._original_commit = consumer.commit
+            consumer.commit = self.commit_hook  # type: ignore[method-assign]
+
+    def _transactional_id(self, topic: str, partition: int) -> str | None:
+        """The transactional producer of the source partition being handled."""
+        if not self.app.in_transaction:
+            return None
+        group = self.app.assignor.group_for_topic(topic)
+        return f"{self.app.conf.id}-{group}-{partition}"
+
+    def _current(self, event: EventT) -> bool:
+        """False for a message fetched before the last rebalance or from a partition no longer ours."""
+        message = event.message
+        return (message.generation_id == self.app.consumer_generation_id
+                and message.tp in self.app.consumer.assignment())
+
+    async def _send_all(self, source: TP, outputs: Iterable[Output]) -> list[Any]:
+        producer = self.app.producer
+        tid = self._transactional_id(source.topic, source.partition)
+        futures = []
+        for out in outputs:
+            futures.append(await producer.send(out.topic, out.key, out.value, out.partition, None, None,
+                                               transactional_id=tid))
+        return futures
+
+    # -- stage 1: parse and route ----------------------------------------------------------
+    async def handle_raw(self, events: Sequence[EventT]) -> None:
+        async with self.lock:
+            by_partition: dict[int, list[EventT]] = defaultdict(list)
+            for event in events:
+                if self._current(event):
+                    by_partition[event.message.partition].append(event)
+            futures: list[Any] = []
+            for partition, part_events in by_partition.items():
+                batch = parse_batch(
+                    (RawMessage(e.message.value, e.message.topic, partition, e.message.offset) for e in part_events),
+                    self.settings.adapters,
+                )
+                outputs = canonical_outputs(batch, self.topics)
+                outputs += dead_letter_outputs(batch.dead_letters, self.topics)
+                outputs += envelope_outputs(route_records(batch, self.engine.routes, self.partitions),
+                                            self.topics.routed)
+                futures += await self._send_all(TP(self.topics.raw, partition), outputs)
+                self.events_parsed += len(batch.records)
+                if batch.records:
+                    metrics.EVENTS_IN.labels("kafka", "ok").inc(len(batch.records))
+                for dl in batch.dead_letters:
+                    metrics.EVENTS_IN.labels("kafka", "dead_letter").inc()
+                    metrics.DEAD_LETTERS.labels(dl.stage, dl.error_type).inc()
+                    log.warning("dead letter %s:%s@%s: %s %s", dl.source_topic, dl.source_partition,
+                                dl.source_offset, dl.error_type, dl.reason)
+            if futures:
+                await asyncio.gather(*futures)
+            for part_events in by_partition.values():
+                for event in part_events:
+                    event.ack()
+
+    # -- stage 2: detect -------------------------------------------------------------------
+    def _detector(self, partition: int) -> PartitionDetector:
+        detector = self.detectors.get(partition)
+        if detector is None:
+            detector = PartitionDetector(self.engine, partition, self.settings.streams.allowed_lateness_s)
+            detector.restore(partition_items(self.streams.state.data.items(), partition, self.partitions))
+            self.detectors[partition] = detector
+            log.info("partition %d: %d detector states loaded", partition, len(detector.states))
+        return detector
+
+    async def handle_routed(self, events: Sequence[EventT]) -> None:
+        async with self.lock:
+            started = time.perf_counter()
+            now = time.monotonic()
+            for event in events:
+                if not self._current(event):
+                    continue
+                message = event.message
+                partition = message.partition
+                detector = self._detector(partition)
+                self._unacked[partition][message.offset] = event
+                self._last_input[partition] = now
+                detector.accept(message.offset, decode_envelope(message.value))
+                self._ack_done(partition, detector)
+            metrics.DETECTOR_LATENCY.observe(time.perf_counter() - started)
+
+    def _ack_done(self, partition: int, detector: PartitionDetector) -> None:
+        unacked = self._unacked[partition]
+        for offset in detector.take_done():
+            event = unacked.pop(offset, None)
+            if event is not None:
+                event.ack()
+
+    async def release_idle(self) -> None:
+        """Release the reorder buffer of partitions that received nothing for ``idle_release_s``."""
+        idle_after = self.settings.streams.idle_release_s
+        now = time.monotonic()
+        async with self.lock:
+            for partition, detector in self.detectors.items():
+                if detector.buffered and now - self._last_input.get(partition, now) >= idle_after:
+                    detector.release(everything=True)
+                    self._ack_done(partition, detector)
+
+    # -- commit ----------------------------------------------------------------------------
+    async def _flush(self) -> None:
+        """Send every detector's changed state, metadata and alerts into its partition's transaction."""
+        changelog = self.streams.state.changelog_topic.get_topic_name()
+        pending: list[tuple[int, list[Any], list[tuple[bytes, bytes]]]] = []
+        for partition, detector in self.detectors.items():
+            flush = detector.flush()
+            meta_key, meta = flush.meta
+            if not (flush.states or flush.alerts or flush.dead_letters) and self._last_meta.get(partition) == meta:
+                continue
+            self._last_meta[partition] = meta
+            writes = [(key.encode(), blob) for key, blob in flush.states]
+            writes.append((meta_key.encode(), meta))
+            outputs = [Output(changelog, key, blob, partition) for key, blob in writes]
+            outputs += [Output(self.topics.alerts, a.dedup_key.encode(), a.model_dump_json().encode())
+                        for a in flush.alerts]
+            outputs += dead_letter_outputs(flush.dead_letters, self.topics)
+            for dl in flush.dead_letters:
+                metrics.DEAD_LETTERS.labels(dl.stage, dl.error_type).inc()
+            futures = await self._send_all(TP(self.topics.routed, partition), outputs)
+            pending.append((partition, futures[:len(writes)], writes))
+            for alert in flush.alerts:
+                metrics.ALERTS_EMITTED.labels(alert.detector, alert.action.value).inc()
+            self.alerts_sent += len(flush.alerts)
+        for partition, futures, writes in pending:
+            results = await asyncio.gather(*futures)
+            if results:
+                self._changelog_offsets[partition] = max(r.offset for r in results)
+            self._unstored[partition].extend(writes)
+
+    async def commit_hook(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        """Faust's commit, preceded by a flush of hot state and followed by the local store writes."""
+        async with self.lock:
+            return await self._commit_locked(topics, start_new_transaction)
+
+    async def _commit_locked(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        consumer = self.app.consumer
+        await self._flush()
+        committing = consumer._filter_committable_offsets(consumer._filter_tps_with_pending_acks(topics))
+        assignment = consumer.assignment()
+        partitions = {tp.partition for tp in committing if tp in assignment}
+        done = await self._original_commit(topics, start_new_transaction=start_new_transaction)
+        log.debug("commit %s -> %s", committing, done)
+        if done or not self.app.in_transaction:
+            if not self.app.in_transaction:
+                partitions = set(self._unstored)
+            self._store(partitions)
+        self._report_lag()
+        return done
+
+    def _store(self, partitions: Iterable[int]) -> None:
+        """Write committed state to the local table store (RocksDB or memory)."""
+        table = self.streams.state
+        store = table.data
+        changelog = table.changelog_topic.get_topic_name()
+        for partition in partitions:
+            writes = self._unstored.pop(partition, None)
+            if not writes:
+                continue
+            db_for_partition = getattr(store, "_db_for_partition", None)
+            for key, blob in writes:
+                if db_for_partition is not None:  # RocksDB keeps one database per partition
+                    db_for_partition(partition).put(key, blob)
+                    store._key_index[key] = partition
+                else:
+                    store.data[key] = blob
+            offset = self._changelog_offsets.get(partition)
+            if offset is not None:
+                store.set_persisted_offset(TP(changelog, partition), offset)
+
+    def _report_lag(self) -> None:
+        consumer = self.app.consumer
+        group = self.app.conf.id
+        for tp in consumer.assignment():
+            try:
+                highwater = consumer.highwater(tp)
+                position = consumer._read_offset.get(tp)
+            except Exception:  # noqa: BLE001 - lag is best effort
+                continue
+            if highwater is not None and position is not None:
+                metrics.CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(max(0, highwater - position - 1))
+
+    # -- rebalance -------------------------------------------------------------------------
+    async def before_revoke(self, revoked: set) -> None:
+        """Commit what is done so the next owner of these partitions starts from it."""
+        try:
+            await self.commit_hook()
+        except Exception:  # noqa: BLE001 - the next owner replays from the last commit anyway
+            log.exception("commit before revoke failed; the partitions will be replayed from the last commit")
+
+    def after_revoke(self, revoked: set) -> None:
+        """Forget hot state of every partition: uncommitted work is replayed by whoever owns it next."""
+        for partition in list(self.detectors):
+            self.detectors.pop(partition, None)
+        self._unacked.clear()
+        self._unstored.clear()
+        self._last_meta.clear()

@@ -1,0 +1,108 @@
+"""``spendwatch worker``: run one stream worker; start more to scale out over partitions.
+
+Programmatic use (tests, the demo)::
+
+    python -m spendwatch.streams.worker --config spendwatch.yaml --web-port 6067
+
+When ``kafka.bootstrap_servers`` is unset the worker starts the embedded broker under
+``data_dir`` first (local development only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from spendwatch.config import Settings
+    from spendwatch.streams.app import StreamsApp
+
+log = logging.getLogger(__name__)
+
+
+def build_worker_app(settings: Settings, *, bootstrap_servers: str, web_port: int | None = None,
+                     node_name: str | None = None) -> StreamsApp:
+    """The app with its agents and the processor wired in (not started)."""
+    from spendwatch.detectors.engine import Engine
+    from spendwatch.streams.agents import register_agents
+    from spendwatch.streams.app import create_app
+    from spendwatch.streams.processor import StreamProcessor
+
+    streams = create_app(settings, bootstrap_servers=bootstrap_servers, web_port=web_port, node_name=node_name)
+    processor = StreamProcessor(streams, Engine(settings.detectors))
+    register_agents(streams, processor)
+    _mount_observability(streams)
+    return streams
+
+
+def _mount_observability(streams: StreamsApp) -> None:
+    try:
+        from spendwatch.web import add_faust_observability_routes
+    except ImportError:  # pragma: no cover - the web module is written in parallel
+        return
+    checks = add_faust_observability_routes(streams.app)
+    checks.set_ready("kafka", False, "no partitions assigned yet")
+
+    @streams.app.on_partitions_assigned.connect
+    async def _ready(app, assigned, **kwargs) -> None:  # noqa: ANN001 - a Faust signal
+        checks.set_ready("kafka", True)
+
+
+def ensure_topics(streams: StreamsApp, bootstrap_servers: str) -> None:
+    """Create the pipeline's topics with the configured partition count when they do not exist."""
+    from spendwatch.broker import create_topics
+
+    asyncio.run(create_topics(bootstrap_servers, streams.source_topics()))
+
+
+def run_worker(settings: Settings, *, web_port: int | None = None, loglevel: str = "info",
+               node_name: str | None = None) -> None:
+    """Run a worker in the foreground until SIGTERM/SIGINT (blocking)."""
+    import faust
+
+    with ExitStack() as stack:
+        bootstrap = settings.kafka.bootstrap_servers
+        if not bootstrap:
+            from spendwatch.broker import EmbeddedBroker
+
+            broker = stack.enter_context(EmbeddedBroker(Path(settings.data_dir) / "kafka"))
+            bootstrap = broker.bootstrap_servers
+            log.warning("kafka.bootstrap_servers is unset: started the embedded broker on %s", bootstrap)
+        streams = build_worker_app(settings, bootstrap_servers=bootstrap, web_port=web_port, node_name=node_name)
+        ensure_topics(streams, bootstrap)
+        worker = faust.Worker(streams.app, loglevel=loglevel)
+        worker.execute_from_commandline()
+
+
+@click.command("worker")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              envvar="SPENDWATCH_CONFIG", help="spendwatch YAML config (default: built-in defaults).")
+@click.option("--web-port", type=int, default=None,
+              help="Port of the worker's web server (/metrics, /healthz); default streams.web_port.")
+@click.option("--bootstrap-servers", default=None, help="Override kafka.bootstrap_servers.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Override data_dir.")
+@click.option("--loglevel", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def worker(config_path: str | None, web_port: int | None, bootstrap_servers: str | None, data_dir: str | None,
+           loglevel: str) -> None:
+    """Run a stream worker: raw gateway messages -> canonical events, dead letters, detector state, alerts."""
+    from spendwatch.config import load_settings
+
+    settings = load_settings(config_path)
+    updates: dict = {}
+    if bootstrap_servers:
+        updates["kafka"] = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap_servers})
+    if data_dir:
+        updates["data_dir"] = Path(data_dir)
+    if updates:
+        settings = settings.model_copy(update=updates)
+    run_worker(settings, web_port=web_port, loglevel=loglevel)
+
+
+if __name__ == "__main__":
+    worker()

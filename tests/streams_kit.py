@@ -1,0 +1,175 @@
+"""Helpers for the stream tests: worker subprocesses, producing and consuming with aiokafka."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from spendwatch.broker import free_port
+
+T0 = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
+
+
+def event(i: int, key: str, at: datetime, cost: str | Decimal, *, team: str | None = None,
+          model: str = "gpt-4o", session: str | None = None) -> dict[str, Any]:
+    """A canonical GatewayEvent as a JSON-ready dict."""
+    data: dict[str, Any] = {
+        "event_id": f"e{i}", "event_time": at.isoformat(), "gateway": "litellm", "api_key_hash": key,
+        "model": model, "provider": "openai", "input_tokens": 1000, "output_tokens": 200,
+        "cost_usd": str(cost),
+    }
+    if team:
+        data["team"] = team
+    if session:
+        data["session_id"] = session
+    return data
+
+
+def steady_traffic(keys: int, hours: int, per_hour: int, *, start: datetime = T0, cost: str = "0.05",
+                   first_id: int = 0) -> list[dict[str, Any]]:
+    """Evenly spread, event-time ordered traffic over ``keys`` keys."""
+    out = []
+    step = timedelta(hours=1) / per_hour
+    i = first_id
+    for n in range(hours * per_hour):
+        at = start + n * step
+        for k in range(keys):
+            out.append(event(i, f"key-{k}", at + timedelta(milliseconds=k), cost, team=f"team-{k % 3}"))
+            i += 1
+    return out
+
+
+def write_config(tmp_path: Path, bootstrap: str, prefix: str, **streams: Any) -> tuple[Path, dict[str, Any]]:
+    """A spendwatch YAML config isolating this test: unique topics and app id, memory store."""
+    topics = {name: f"{prefix}-{name}" for name in ("raw", "events", "outcomes", "alerts", "dead_letters", "routed")}
+    config = {
+        "data_dir": str(tmp_path / "data"),
+        "kafka": {"bootstrap_servers": bootstrap, "topics": topics},
+        "streams": {"app_id": f"{prefix}-app", "store": "memory://", "partitions": 4, "commit_interval_s": 0.5,
+                    "batch_within_s": 0.05, "allowed_lateness_s": 0, "idle_release_s": 0.5, **streams},
+    }
+    path = tmp_path / f"spendwatch-{prefix}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path, config
+
+
+class WorkerProcess:
+    """``python -m spendwatch.streams.worker`` as a child process, logging to a file."""
+
+    def __init__(self, config_path: Path, log_dir: Path, name: str = "worker") -> None:
+        self.config_path = config_path
+        self.web_port = free_port()
+        self.log_path = log_dir / f"{name}-{self.web_port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> WorkerProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "spendwatch.streams.worker", "--config", str(self.config_path),
+             "--web-port", str(self.web_port), "--loglevel", os.environ.get("SW_TEST_LOGLEVEL", "info")],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+        )
+        log.close()
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no final commit."""
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 30) -> None:
+        if not self.alive():
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def produce(bootstrap: str, topic: str, values: Iterable[bytes | dict], *,
+                  key: Callable[[int], bytes | None] | None = None) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    n = 0
+    try:
+        futures = []
+        for n, value in enumerate(values, 1):
+            data = value if isinstance(value, bytes) else orjson.dumps(value)
+            futures.append(await producer.send(topic, data, key=key(n) if key else None))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return n
+
+
+async def consume_until(bootstrap: str, topic: str, done: Callable[[list[Any]], bool], *, timeout: float,
+                        decode: Callable[[bytes], Any] = orjson.loads, read_committed: bool = True,
+                        alive: Callable[[], bool] | None = None) -> list[Any]:
+    """Read ``topic`` from the beginning until ``done(messages)`` or the deadline; returns the messages.
+
+    ``alive`` (e.g. a worker's liveness) makes the wait fail fast when the worker died.
+    """
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+        isolation_level="read_committed" if read_committed else "read_uncommitted", group_id=None,
+    )
+    await consumer.start()
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not done(out):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: condition not met within {timeout}s; got {len(out)} messages")
+            if alive is not None and not alive():
+                raise RuntimeError(f"worker died while waiting on {topic}")
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                out.extend(decode(r.value) for r in records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@contextlib.contextmanager
+def workers(*procs: WorkerProcess):
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.stop()
