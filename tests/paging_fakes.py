@@ -295,6 +295,7 @@ class FakeSlack(_FakeServer):
             "metadata": json.loads(meta) if isinstance(meta, str) else meta,
             "thread_ts": args.get("thread_ts"), "reply_broadcast": args.get("reply_broadcast", False),
         }
+        message["posted_blocks"] = message["blocks"]  # as first posted, before any chat.update
         self.messages.append(message)
         if self._hang_posts_from is not None and len(self.messages) >= self._hang_posts_from:
             self.hung.set()
@@ -316,7 +317,7 @@ class FakeSlack(_FakeServer):
         return web.json_response({"ok": True, "channel": channel, "ts": args["ts"], "text": args["text"]})
 
     def _visible(self, message: dict[str, Any], with_metadata: bool) -> dict[str, Any]:
-        out = {k: v for k, v in message.items() if k not in ("metadata", "channel")}
+        out = {k: v for k, v in message.items() if k not in ("metadata", "channel", "posted_blocks")}
         if with_metadata and message.get("metadata"):
             out["metadata"] = message["metadata"]
         return out

@@ -136,13 +136,14 @@ class DeliveryLog:
         await consumer.start()
         records: dict[str, dict[str, Any] | None] = {}
         try:
-            partitions = [TopicPartition(self.topic, p) for p in (await consumer.partitions_for_topic(self.topic) or [])]
+            await consumer.topics()  # refreshes metadata
+            partitions = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or [])]
             if not partitions:
                 return records
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             end = await consumer.end_offsets(partitions)
-            while any(await consumer.position(tp) < end[tp] for tp in partitions):
+            while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
                 batch = await consumer.getmany(timeout_ms=500)
                 for messages in batch.values():
                     for m in messages:
