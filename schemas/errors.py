@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .dead_letter import DeadLetter
+from .redact import redact_bytes
 
 #: The machine-readable classes of parse error (``ParseError.error_type``).
 ERROR_TYPES = (
@@ -72,15 +73,17 @@ class ParseError(ValueError):
         return ParseError(self.error_type, self.reason, field, self.gateway)
 
     def to_dead_letter(self, raw: bytes | str, **source: Any) -> DeadLetter:
-        """A dead letter carrying this error and the original bytes.
+        """A dead letter carrying this error and the original bytes, prompt/response text redacted.
 
         ``source`` is passed on to :class:`DeadLetter`: ``source_topic``, ``source_partition``,
         ``source_offset``, ``stage``.
         """
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "replace")
+        stored, truncated = redact_bytes(bytes(raw))
+        reason = self.reason + (f" [original truncated to {len(stored)} bytes]" if truncated else "")
         return DeadLetter.for_bytes(
-            raw, reason=self.reason, error_type=self.error_type, field=self.field, **source
+            stored, reason=reason, error_type=self.error_type, field=self.field, **source
         )
 
     @classmethod
