@@ -19,7 +19,8 @@ import gzip
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from itertools import chain
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ def run_backtest(
     settings: Settings | DetectorsConfig,
     *,
     on_record: Callable[[int], None] | None = None,
+    drain: timedelta = timedelta(0),
 ) -> Iterator[Alert]:
     """Replay ``records`` through the detector engine; yield every notification in order.
 
@@ -58,6 +60,9 @@ def run_backtest(
         The full :class:`~spendwatch.config.Settings` or just its ``detectors`` section.
     on_record
         Called with the count of records processed so far, every 10,000 records (progress).
+    drain
+        Keep ticking this long after the last record, as a live worker would, so open
+        episodes can repeat and resolve.
 
     Examples
     --------
@@ -76,8 +81,15 @@ def run_backtest(
     states: dict[str, SubjectState] = {}
     hot: dict[str, SubjectState] = {}  # states with an active episode: ticked at every boundary
     next_tick: int | None = None
-    for count, record in enumerate(sorted(records, key=_event_time), 1):
-        ts = record.event_time.timestamp()
+    ordered = sorted(records, key=_event_time)
+    end = ordered[-1].event_time.timestamp() + drain.total_seconds() if ordered and drain else None
+    for count, record in enumerate(chain(ordered, (None,)), 1):
+        if record is None:  # after the last record: drain the clock
+            if end is None or next_tick is None:
+                return
+            ts = end
+        else:
+            ts = record.event_time.timestamp()
         if next_tick is None:
             next_tick = (int(ts) // tick + 1) * tick
         while next_tick <= ts:
@@ -96,6 +108,8 @@ def run_backtest(
             if not hot:  # nothing happens before the next idle boundary: jump there (or past this record)
                 next_idle = -(-next_tick // idle) * idle
                 next_tick = next_idle if next_idle <= ts else max(next_tick, (int(ts) // tick + 1) * tick)
+        if record is None:
+            return
         for key in engine.routes(record):
             state = states.get(key)
             if state is None:
@@ -157,8 +171,10 @@ def read_records(path: Path, settings: Settings, stats: InputStats, on_bytes: Ca
               help="spendwatch YAML (the detectors: section is what you tune); defaults when omitted.")
 @click.option("--alerts-out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Write every notification here, one JSON object per line.")
+@click.option("--drain-hours", default=24.0, show_default=True, type=click.FloatRange(0),
+              help="Keep the clock ticking this long after the last event, so open episodes can resolve.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars (on stderr).")
-def backtest(events: Path, config_path: Path | None, alerts_out: Path, progress: bool) -> None:
+def backtest(events: Path, config_path: Path | None, alerts_out: Path, drain_hours: float, progress: bool) -> None:
     """Replay EVENTS.jsonl[.gz] through the detectors and write the pages they would have sent."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -184,7 +200,7 @@ def backtest(events: Path, config_path: Path | None, alerts_out: Path, progress:
         replay_started = time.perf_counter()
         alerts_out.parent.mkdir(parents=True, exist_ok=True)
         with alerts_out.open("wb") as out:
-            for alert in run_backtest(records, settings,
+            for alert in run_backtest(records, settings, drain=timedelta(hours=drain_hours),
                                       on_record=lambda n: bar.update(replay, completed=n)):
                 out.write(orjson.dumps(alert.model_dump(mode="json")) + b"\n")
                 actions[(alert.detector, alert.action.value)] += 1

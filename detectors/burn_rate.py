@@ -15,8 +15,10 @@ threshold, is skipped, so a runaway loop cannot teach the model that burning is 
 
 Second condition: the day-end projection. With the subject's daily baseline, the spend
 so far today plus the rest of the day's expected spend (hour-of-week profile) scaled by
-the last two hours' observed/expected ratio (each side plus one average hour); page when that exceeds ``projection_factor`` x the 7-day
-daily mean by at least ``projection_min_excess_usd``.
+the observed/expected ratio of the burn over the last ``projection_window_minutes`` (each side
+plus one average hour; a short burst does not make a day); page when that exceeds ``projection_factor`` x the 7-day
+daily mean by at least ``projection_min_excess_usd`` while that ratio is at least
+``projection_min_ratio`` (so it ends with the burst that caused it).
 
 Before the model has seen ``grace_buckets`` buckets only the absolute guard
 ``absolute_usd_per_hour`` applies.
@@ -124,7 +126,7 @@ class BurnRate(Detector):
     Examples
     --------
     A key burning about $2/hour around the clock for a week, then a runaway loop at
-    $300/hour: it pages within minutes.
+    $300/hour: it pages within minutes (first on the day-end projection).
 
     >>> from spendwatch.detectors.baseline import SpendBaseline
     >>> from spendwatch.detectors.contributors import Contributors
@@ -143,7 +145,19 @@ class BurnRate(Detector):
     ...     if finding.abnormal:
     ...         break
     >>> print(f"paged after {second // 60} minutes:", finding.summary)
-    paged after 2 minutes: key k1 is burning $22.41/h over the last 30 min, 11.5x its usual $1.95/h for this hour of the week
+    paged after 2 minutes: key k1: at this burn rate the day ends at $168.05, 3.0x its 7-day daily mean of $55.20 ($13.00 spent so far today)
+
+    Without the projection, the rate model alone:
+
+    >>> burn.config = BurnRateConfig(projection_factor=1000)
+    >>> for second in range(second, 1200, 6):
+    ...     obs = Observation("request", start + second, cost=500_000)
+    ...     ctx.baseline.learn_one(obs.ts, obs.cost); burn.learn_one(obs, ctx)
+    ...     finding = burn.score_one(ctx, obs.ts, obs)[0]
+    ...     if finding.abnormal:
+    ...         break
+    >>> print(f"paged after {second // 60} minutes:", finding.summary)
+    paged after 9 minutes: key k1 is burning $51.84/h over the last 60 min, 37.6x its usual $1.38/h for this hour of the week
     """
 
     name = "burn_rate"
@@ -217,7 +231,7 @@ class BurnRate(Detector):
             score = 0.0
             if cfg.absolute_usd_per_hour is not None and rate >= cfg.absolute_usd_per_hour * MICROS:
                 reason = "absolute"
-        projected = self._projection(ctx, now, rate)
+        projected = self._projection(ctx, now, rate, expected)
         if not reason and projected is not None:
             reason = "projection"
         finding = Finding(abnormal=bool(reason), observed=rate / MICROS, unit="usd_per_hour",
@@ -230,22 +244,22 @@ class BurnRate(Detector):
                                "spent_today_usd": round(ctx.baseline.today / MICROS, 2)}
         return [finding]
 
-    def _projection(self, ctx: Context, now: float, rate: float) -> float | None:
+    def _projection(self, ctx: Context, now: float, rate: float, expected: float | None) -> float | None:
         """Projected day-end spend (micro-dollars) when it crosses the page line, else None."""
         baseline, cfg = ctx.baseline, self.config
-        if not baseline.has_history or not baseline.daily_mean:
+        if expected is None or not baseline.has_history or not baseline.daily_mean:
             return None
         mean = baseline.daily_mean
-        line = max(cfg.projection_factor * mean, mean + float(cfg.projection_min_excess_usd) * MICROS)
-        rest = baseline.expected_rest_of_day(now)
-        if baseline.today + rate * 24 < line and baseline.today + rest * 24 < line:
-            return None  # cheap exit: even a day of this rate, or of 24x the usual rest, stays under the line
         floor = mean / 24  # one average hour: damps the ratio of a key that barely spends in these hours
-        spent_2h = baseline.recent_sum(now, 7200)
-        hi = int(now) // HOUR
-        expected_2h = sum((baseline.expected_hour(h) or mean / 24) for h in (hi - 1, hi))
-        ratio = (spent_2h + floor) / (expected_2h + floor)
-        projected = baseline.today + ratio * rest
+        seconds = cfg.projection_window_minutes * 60
+        sustained = baseline.recent_sum(now, seconds) * 3600 / seconds
+        hours = max(1, seconds // 3600)
+        usual = sum(self.scorer.expected(now - k * 3600) for k in range(hours)) / hours
+        ratio = (min(rate, sustained) + floor) / (max(expected, usual) + floor)
+        if ratio < cfg.projection_min_ratio:
+            return None
+        line = max(cfg.projection_factor * mean, mean + float(cfg.projection_min_excess_usd) * MICROS)
+        projected = baseline.today + ratio * baseline.expected_rest_of_day(now)
         return projected if projected > line else None
 
     def _summary(self, ctx: Context, reason: str, rate: float, expected: float | None,

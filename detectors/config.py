@@ -79,13 +79,14 @@ class BurnRateConfig(DetectorSettings):
     implementation: ClassVar[str] = "spendwatch.detectors.burn_rate:BurnRate"
 
     bucket_minutes: int = Field(default=10, ge=1, le=60, description="The model's bucket (must divide 60).")
-    window_minutes: int = Field(default=30, ge=1, le=240, description="Burn rate = spend over this window.")
+    window_minutes: int = Field(default=60, ge=1, le=240, description="Burn rate = spend over this window.")
     score_threshold: float = Field(
         default=0.999, gt=0, lt=1, description="Anomaly score (0-1) above which the window is anomalous."
     )
     min_ratio: float = Field(default=4.0, gt=1, description="...and the rate is at least this multiple of expected.")
     min_excess_usd_per_hour: Decimal = Field(
-        default=Decimal("20"), ge=0, description="...and at least this many $/h above expected."
+        default=Decimal("50"), ge=0,
+        description="...and at least this many $/h above expected (so one big but ordinary session is not a page).",
     )
     absolute_usd_per_hour: Decimal | None = Field(
         default=Decimal("150"), ge=0, description="Absolute guard in $/h before the model is warm (null: off)."
@@ -95,6 +96,14 @@ class BurnRateConfig(DetectorSettings):
     )
     projection_factor: float = Field(
         default=3.0, gt=1, description="Page when the projected day-end spend exceeds this x the daily mean."
+    )
+    projection_window_minutes: int = Field(
+        default=180, ge=10, le=1440, description="The projection extrapolates the burn over this window."
+    )
+    projection_min_ratio: float = Field(
+        default=2.0, gt=1,
+        description="...while the current burn rate is at least this multiple of expected (a finished burst that "
+        "already blew the day is spend_spike's business).",
     )
     projection_min_excess_usd: Decimal = Field(
         default=Decimal("100"), ge=0, description="...and the projected excess is at least this many dollars."

@@ -260,7 +260,13 @@ class Engine:
         self, state: SubjectState, det: Detector, finding: Finding, action: str, started: float, ts: float
     ) -> Alert:
         labels = {**state.labels, **finding.labels}
-        summary = finding.summary or f"{det.name} on {state.scope} {state.subject}"
+        summary = finding.summary
+        if action == "resolve" and not summary:
+            now_vs = f"now {finding.observed:,.2f} {finding.unit}"
+            if finding.expected is not None:
+                now_vs += f" (expected {finding.expected:,.2f})"
+            summary = f"{det.name} on {state.scope} {state.subject} back to normal: {now_vs}"
+        summary = summary or f"{det.name} on {state.scope} {state.subject}"
         if action == "resolve" and not summary.startswith("Resolved"):
             summary = f"Resolved: {summary}"
         return Alert(

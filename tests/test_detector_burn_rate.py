@@ -1,0 +1,106 @@
+"""burn_rate: a runaway loop pages within minutes; seasonality, growth and new keys do not page."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from detector_kit import T0, event, flat, hourly_traffic, of, office_hours, only, run
+
+from spendwatch.detectors.backtest import run_backtest
+from spendwatch.detectors.engine import Engine
+
+CONFIG = only(burn_rate=True)
+
+
+def runaway(start, minutes, dollars_per_hour=300.0, **fields):
+    """An agent loop: a request every 20 s."""
+    per_request = dollars_per_hour / 180
+    return [event(start + timedelta(seconds=20 * i), per_request, model="claude-opus-4", session="loop-1", **fields)
+            for i in range(minutes * 3)]
+
+
+def test_runaway_loop_on_a_weekend_night_pages_within_minutes():
+    history = hourly_traffic(T0, 24 * 12, office_hours(weekday_rate=6, night_rate=0.5, weekend_rate=0.5))
+    start = T0 + timedelta(days=12, hours=2)  # Saturday 02:00
+    alerts = run(history + runaway(start, 120), CONFIG)
+    [trigger] = of(alerts, "burn_rate", "trigger")
+    time_to_detect = trigger.fired_at - start
+    assert time_to_detect <= timedelta(minutes=10), time_to_detect
+    assert trigger.unit == "usd_per_hour" and trigger.details["trigger"] in {"rate", "projection"}
+    assert trigger.root_cause[0].name == "claude-opus-4"
+    # one episode: repeats share its dedup key, and it resolves once the loop stops
+    assert {a.dedup_key for a in of(alerts, "burn_rate")} == {trigger.dedup_key}
+    [resolve] = of(alerts, "burn_rate", "resolve")
+    assert start + timedelta(minutes=120) < resolve.fired_at <= start + timedelta(minutes=120 + 120 + 30 + 2)
+
+
+def test_rate_anomaly_alone_pages_within_minutes():
+    config = only({"burn_rate": {"projection_factor": 1000}}, burn_rate=True)
+    history = hourly_traffic(T0, 24 * 12, office_hours(weekday_rate=6, night_rate=0.5, weekend_rate=0.5))
+    start = T0 + timedelta(days=12, hours=2)
+    [trigger, *_] = of(run(history + runaway(start, 60), config), "burn_rate", "trigger")
+    assert trigger.details["trigger"] == "rate"
+    assert trigger.fired_at - start <= timedelta(minutes=15)
+    assert trigger.observed > 4 * trigger.expected and trigger.details["score"] >= 0.999
+    assert "its usual" in trigger.summary
+
+
+def test_model_does_not_learn_from_the_anomalies_it_flags():
+    history = hourly_traffic(T0, 24 * 10, flat(2.0))
+    loop_start = T0 + timedelta(days=10, hours=3)
+    events = history + runaway(loop_start, 6 * 60, dollars_per_hour=120)
+    engine_config = CONFIG
+    engine = Engine(engine_config)
+    state = engine.new_state("key:k1")
+    for e in sorted(events, key=lambda e: e.event_time):
+        engine.process(state, e)
+    scorer = state.detectors["burn_rate"].scorer
+    # six hours at $120/h were seen, none of it learned: the expectation for those hours is still ~$2/h
+    for h in range(6):
+        assert scorer.expected((loop_start + timedelta(hours=h)).timestamp()) < 3e6
+    # and the same loop the next night still pages
+    second = run(events + runaway(loop_start + timedelta(days=1), 60, dollars_per_hour=120), engine_config)
+    assert len(of(second, "burn_rate", "trigger")) == 2
+
+
+def test_projection_pages_a_sustained_moderate_overspend():
+    history = hourly_traffic(T0, 24 * 10, flat(2.0))  # $48/day
+    day = T0 + timedelta(days=10)
+    elevated = hourly_traffic(day, 12, flat(10.0), per_hour=12)  # 5x from midnight: not a rate anomaly
+    alerts = run(history + elevated, CONFIG)
+    [trigger] = of(alerts, "burn_rate", "trigger")
+    assert trigger.details["trigger"] == "projection"
+    assert trigger.details["projected_day_usd"] > 3 * 48
+    assert "day ends at" in trigger.summary
+    assert trigger.fired_at < day + timedelta(hours=6)
+
+
+def test_weekday_weekend_seasonality_does_not_page():
+    traffic = hourly_traffic(T0, 24 * 21, office_hours(weekday_rate=25, night_rate=1, weekend_rate=2), per_hour=12)
+    assert not run(traffic, CONFIG)
+
+
+def test_gradual_growth_to_twice_over_a_week_does_not_page():
+    def growing(hour):
+        days = (hour - T0).total_seconds() / 86400
+        base = 4.0 if days < 7 else 4.0 * min(2.0, 1 + (days - 7) / 7)
+        return base * (1.5 if 9 <= hour.hour < 18 else 0.6)
+
+    assert not run(hourly_traffic(T0, 24 * 21, growing), CONFIG)
+
+
+def test_new_and_sparse_keys_are_judged_by_the_absolute_guard_only():
+    # a brand-new key at $60/h, and a key touched once a day: no page
+    new_key = hourly_traffic(T0, 6, flat(60.0), key="new")
+    sparse = [event(T0 + timedelta(days=d, hours=15), 8, key="sparse") for d in range(10)]
+    assert not run(new_key + sparse, CONFIG)
+    # a brand-new key burning $400/h does page, on the absolute guard
+    [trigger] = of(run(runaway(T0, 30, dollars_per_hour=400, key="new2"), CONFIG), "burn_rate", "trigger")
+    assert trigger.details["trigger"] == "absolute" and "absolute guard" in trigger.summary
+
+
+def test_a_single_large_but_normal_session_does_not_page():
+    history = hourly_traffic(T0, 24 * 10, office_hours(weekday_rate=10, night_rate=1, weekend_rate=1))
+    session = [event(T0 + timedelta(days=10, hours=11, minutes=m), 1.0, session="big") for m in range(0, 45)]
+    alerts = list(run_backtest(history + session, CONFIG))
+    assert not alerts
