@@ -1,0 +1,118 @@
+"""efficiency: spend (or tokens) per accepted outcome trending up while outcomes do not.
+
+Outcome events (:class:`~spendwatch.schemas.outcome.OutcomeEvent`: a task accepted, a PR
+merged) say what the spend produced. Over the last ``window_hours`` the detector divides
+the subject's spend (or input + output tokens, ``metric``) by its accepted outcomes (the
+``outcome_kinds``, weighted by their ``value``) and compares that with a baseline kept as
+exponentially decayed hourly sums (``baseline_half_life_hours``, a week by default). It
+pages when the cost per outcome is at least ``factor`` x the baseline's while outcomes per
+hour are no more than ``max_outcome_growth`` x the baseline's -- spending more to get
+more done is growth, not decay. Volume guards (``min_outcomes``, ``min_baseline_outcomes``,
+``min_window_spend_usd``) keep quiet days, sparse keys and keys that report no outcomes
+out of it. The baseline does not learn while an episode is active.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
+from spendwatch.detectors.rolling import BucketWindow, DecayedSums
+
+if TYPE_CHECKING:
+    from spendwatch.detectors.config import BaselineConfig, EfficiencyConfig
+
+_HOUR = 3600.0
+
+
+class Efficiency(Detector):
+    """Cost per accepted outcome over the window against the decayed baseline.
+
+    Examples
+    --------
+    Two days at $2 per accepted task (one task and $2 an hour); then sessions grow and
+    each task costs $5 while tasks keep coming at the same pace:
+
+    >>> from spendwatch.detectors.baseline import SpendBaseline
+    >>> from spendwatch.detectors.contributors import Contributors
+    >>> from spendwatch.detectors.config import BaselineConfig, EfficiencyConfig
+    >>> ctx = Context("key", "k1", SpendBaseline(), Contributors(), {"key_alias": "dev-ana"})
+    >>> eff = Efficiency(EfficiencyConfig(), BaselineConfig(), "key", "k1")
+    >>> def hour(ts, dollars):
+    ...     findings = []
+    ...     for obs in (Observation("request", ts, cost=int(dollars * MICROS), input_tokens=9_000),
+    ...                 Observation("outcome", ts + 1_800, cost_known=False, outcome_kind="task_accepted",
+    ...                             outcome_value=1.0)):
+    ...         eff.learn_one(obs, ctx)
+    ...         findings += eff.score_one(ctx, obs.ts, obs)
+    ...     return findings
+    >>> t0 = 1_762_041_600.0
+    >>> [f for h in range(48) for f in hour(t0 + h * 3600, 2.0)]
+    []
+    >>> for h in range(48, 96):
+    ...     findings = hour(t0 + h * 3600, 5.0)
+    ...     if findings:
+    ...         break
+    >>> h - 48, findings[0].summary
+    (11, 'key dev-ana: $3.65 per accepted outcome over the last 24h (23 outcomes, $84.00), 1.8x the usual $2.00, while outcomes are 1.0x their usual rate')
+    """
+
+    name = "efficiency"
+    kinds = frozenset({"request", "outcome"})
+    config: EfficiencyConfig
+
+    def __init__(self, config: EfficiencyConfig, baseline_config: BaselineConfig, scope: str, subject: str) -> None:
+        super().__init__(config, baseline_config, scope, subject)
+        self.window = BucketWindow(config.window_hours * _HOUR, _HOUR)
+        self.baseline = DecayedSums(config.baseline_half_life_hours * _HOUR)
+        self.last_folded: int | None = None
+        self.abnormal = False
+
+    def learn_one(self, obs: Observation, ctx: Context) -> None:
+        if obs.kind == "outcome":
+            if obs.outcome_kind in self.config.outcome_kinds:
+                self.window.add(obs.ts, {"o": obs.outcome_value})
+            return
+        cost = float(obs.cost) if self.config.metric == "usd" else float(obs.input_tokens + obs.output_tokens)
+        self.window.add(obs.ts, {"c": cost, "usd": float(obs.cost)})
+
+    def _fold(self, now: float) -> None:
+        for index, sums in self.window.expire(now):
+            hours = 1.0 if self.last_folded is None else float(index - self.last_folded)
+            self.last_folded = index
+            if not self.abnormal:  # never learn from the anomaly being flagged
+                self.baseline.fold(index * _HOUR, {**sums, "h": hours})
+
+    def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
+        cfg, window, baseline = self.config, self.window, self.baseline
+        self._fold(now)
+        self.abnormal = False
+        outcomes, cost = window.get("o"), window.get("c")
+        base_outcomes, base_cost, base_hours = baseline.get("o"), baseline.get("c"), baseline.get("h")
+        if (outcomes < cfg.min_outcomes or base_outcomes < cfg.min_baseline_outcomes or base_hours <= 0
+                or window.get("usd") < cfg.min_window_spend_usd * MICROS or base_cost <= 0):
+            return []
+        per_outcome, base_per_outcome = cost / outcomes, base_cost / base_outcomes
+        growth = (outcomes / cfg.window_hours) / (base_outcomes / base_hours)
+        ratio = per_outcome / base_per_outcome
+        if ratio < cfg.factor or growth > cfg.max_outcome_growth:
+            return []
+        self.abnormal = True
+        who = ctx.labels.get("key_alias") if ctx.scope == "key" else None
+        if cfg.metric == "usd":
+            now_s, usual_s, total = usd(per_outcome), usd(base_per_outcome), usd(cost)
+        else:
+            now_s, usual_s = f"{per_outcome:,.0f} tokens", f"{base_per_outcome:,.0f} tokens"
+            total = f"{cost / 1e6:.1f}M tokens, {usd(window.get('usd'))}"
+        summary = (
+            f"{ctx.scope} {who or ctx.subject}: {now_s} per accepted outcome over the last {cfg.window_hours}h "
+            f"({outcomes:.0f} outcomes, {total}), {ratio:.1f}x the usual {usual_s}, while outcomes are "
+            f"{growth:.1f}x their usual rate"
+        )
+        return [Finding(
+            abnormal=True, observed=round(per_outcome / MICROS if cfg.metric == "usd" else per_outcome, 4),
+            expected=round(base_per_outcome / MICROS if cfg.metric == "usd" else base_per_outcome, 4),
+            unit="usd" if cfg.metric == "usd" else "tokens", summary=summary, window="day",
+            details={"outcomes": outcomes, "ratio": round(ratio, 2), "outcome_rate_ratio": round(growth, 2),
+                     "metric": cfg.metric},
+        )]
