@@ -20,20 +20,15 @@ answered, which it does only once Kafka has acknowledged.
 
 from __future__ import annotations
 
-import asyncio
-import os
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM's bundled prices: no network at import
-
 from decimal import Decimal
 
 import litellm
 import orjson
 import pytest
+from ingest_clients import configure_generic_api, flush_litellm, fresh_litellm_callbacks, proxy_metadata
 from ingest_support import LITELLM_TOKEN, ingest_settings, read_topic, running_ingest, values
 from litellm.integrations.generic_api.generic_api_callback import GenericAPILogger
 from litellm.litellm_core_utils import litellm_logging
-from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 
 pytestmark = pytest.mark.kafka
 
@@ -47,32 +42,7 @@ CALLERS = [
     ("hash-key-c", "gamma-bot", "cyd", "team-search", "sess-c1"),
 ]
 
-
-def proxy_metadata(key: str, alias: str, user: str, team: str) -> dict:
-    """What the LiteLLM proxy puts in ``metadata`` for a request made with a virtual key."""
-    return {"user_api_key_hash": key, "user_api_key_alias": alias, "user_api_key_user_id": user,
-            "user_api_key_team_id": team, "user_api_key_org_id": "org-1"}
-
-
-@pytest.fixture
-def litellm_callbacks():
-    """Give each test fresh LiteLLM callback state and restore it afterwards."""
-    saved = (list(litellm.callbacks), dict(litellm.callback_settings),
-             litellm_logging.GenericAPILogger, litellm_logging._GENERIC_API_LOGGER_CLS)
-
-    def forget_loggers() -> None:
-        litellm_logging._in_memory_loggers[:] = [
-            c for c in litellm_logging._in_memory_loggers if not isinstance(c, GenericAPILogger)]
-        from litellm.litellm_core_utils import logging_callback_manager
-        logging_callback_manager._generic_api_logger_cache.clear()
-
-    forget_loggers()
-    yield
-    litellm.callbacks[:] = saved[0]
-    litellm.callback_settings.clear()
-    litellm.callback_settings.update(saved[1])
-    litellm_logging.GenericAPILogger, litellm_logging._GENERIC_API_LOGGER_CLS = saved[2], saved[3]
-    forget_loggers()
+litellm_callbacks = pytest.fixture(fresh_litellm_callbacks)
 
 
 async def make_calls(n_per_caller: int = 3) -> list[dict]:
@@ -92,26 +62,6 @@ async def make_calls(n_per_caller: int = 3) -> list[dict]:
                              "output_tokens": usage.completion_tokens,
                              "cost_usd": Decimal(str(prompt_cost + completion_cost))})
     return expected
-
-
-def generic_api_loggers() -> list[GenericAPILogger]:
-    from litellm.litellm_core_utils import logging_callback_manager
-
-    found = [c for c in litellm_logging._in_memory_loggers if isinstance(c, GenericAPILogger)]
-    found += [c for c in logging_callback_manager._generic_api_logger_cache.values() if isinstance(c, GenericAPILogger)]
-    return found
-
-
-async def flush_litellm(expected_events: int) -> GenericAPILogger:
-    # acompletion hands its success logging to a task that enqueues it on LiteLLM's logging
-    # worker; await those tasks, then the worker, and every payload is in the logger's batch.
-    helpers = [t for t in asyncio.all_tasks() if getattr(t.get_coro(), "__qualname__", "") == "_client_async_logging_helper"]
-    await asyncio.gather(*helpers)
-    await GLOBAL_LOGGING_WORKER.flush()
-    (logger,) = generic_api_loggers()
-    assert len(logger.log_queue) == expected_events
-    await logger.flush_queue()  # POSTs the batch; returns after the ingest service answered
-    return logger
 
 
 def assert_landed(written: list, expected: list[dict]) -> None:
@@ -155,11 +105,7 @@ async def test_litellm_generic_api_callback_settings(litellm_callbacks, kafka_bo
     settings = ingest_settings(kafka_bootstrap, unique_prefix)
     async with running_ingest(settings) as svc:
         # config.yaml: litellm_settings: {callbacks: ["spendwatch"], callback_settings: {spendwatch: {...}}}
-        litellm.callback_settings["spendwatch"] = {
-            "callback_type": "generic_api", "endpoint": f"{svc.url}/v1/events",
-            "headers": {"Authorization": f"Bearer {LITELLM_TOKEN}"}, "log_format": log_format,
-        }
-        litellm.logging_callback_manager.add_litellm_callback("spendwatch")
+        configure_generic_api("spendwatch", f"{svc.url}/v1/events", LITELLM_TOKEN, log_format)
         expected = await make_calls(n_per_caller=2)
         logger = await flush_litellm(len(expected))
         assert logger.log_format == log_format
@@ -169,11 +115,7 @@ async def test_litellm_generic_api_callback_settings(litellm_callbacks, kafka_bo
 async def test_litellm_without_token_is_refused(litellm_callbacks, kafka_bootstrap, unique_prefix):
     settings = ingest_settings(kafka_bootstrap, unique_prefix)
     async with running_ingest(settings) as svc:
-        litellm.callback_settings["spendwatch"] = {
-            "callback_type": "generic_api", "endpoint": f"{svc.url}/v1/events",
-            "headers": {"Authorization": "Bearer wrong-token-123"}, "log_format": "json_array",
-        }
-        litellm.logging_callback_manager.add_litellm_callback("spendwatch")
+        configure_generic_api("spendwatch", f"{svc.url}/v1/events", "wrong-token-123", "json_array")
         await litellm.acompletion(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], mock_response="y",
                                   metadata=proxy_metadata(*CALLERS[0][:4]))
         await flush_litellm(1)

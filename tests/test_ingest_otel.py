@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from ingest_clients import RecordingExporter
 from ingest_support import OTEL_TOKEN, ingest_settings, read_topic, running_ingest, values
 from opentelemetry.exporter.otlp.proto.http import Compression
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
@@ -30,17 +30,6 @@ CALLS = [
     ("ann", "conv-1", "gpt-4o", 1500, 1000, 250, 0.005),
     ("bob", "conv-2", "claude-sonnet-4-5", 3000, 0, 800, 0.021),
 ]
-
-
-class RecordingExporter(OTLPSpanExporter):
-    """The SDK exporter, remembering each export's result so the test sees what the receiver answered."""
-
-    results: list[SpanExportResult]
-
-    def export(self, spans):  # type: ignore[override]
-        result = super().export(spans)
-        self.results.append(result)
-        return result
 
 
 def emit_spans(provider: TracerProvider) -> None:
@@ -66,7 +55,6 @@ async def test_otel_sdk_genai_spans_land_and_others_are_ignored(kafka_bootstrap,
     async with running_ingest(settings) as svc:
         exporter = RecordingExporter(endpoint=f"{svc.url}/v1/traces", headers={"Authorization": f"Bearer {OTEL_TOKEN}"},
                                      compression=compression, timeout=10)
-        exporter.results = []
         provider = TracerProvider(resource=Resource.create({"service.name": "edge-gateway"}))
         provider.add_span_processor(BatchSpanProcessor(exporter))
         emit_spans(provider)
@@ -93,7 +81,6 @@ async def test_otel_sdk_without_token_fails_the_export(kafka_bootstrap, unique_p
     settings = ingest_settings(kafka_bootstrap, unique_prefix)
     async with running_ingest(settings) as svc:
         exporter = RecordingExporter(endpoint=f"{svc.url}/v1/traces", timeout=5)
-        exporter.results = []
         provider = TracerProvider()
         provider.add_span_processor(BatchSpanProcessor(exporter))
         emit_spans(provider)
