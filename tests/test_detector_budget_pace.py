@@ -1,0 +1,73 @@
+"""budget_pace: 60% of the quarter before week 6, and forecast overruns; on pace stays quiet."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from detector_kit import flat, hourly_traffic, of, only, run
+
+from spendwatch.detectors.engine import Engine
+
+Q4 = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+def budget_config(*, also: tuple[str, ...] = (), **budget):
+    budget = {"scope": "team", "subject": "ml", "owner": "ana@example.com", **budget}
+    return only({"budget_pace": {"budgets": [budget]}}, budget_pace=True, **dict.fromkeys(also, True))
+
+
+def team_traffic(start, days, dollars_per_day, **fields):
+    return hourly_traffic(start, 24 * days, flat(dollars_per_day / 24), per_hour=2, team="ml", **fields)
+
+
+def test_routes_only_budgeted_teams():
+    engine = Engine(budget_config(quarterly_usd=1000, also=("spend_spike",)))
+    [ml, other] = team_traffic(Q4, 1, 48)[0], team_traffic(Q4, 1, 48, key="k2")[0].model_copy(update={"team": "web"})
+    assert engine.routes(ml) == ["key:k1", "team:ml"]
+    assert engine.routes(other) == ["key:k2"]
+    assert Engine(budget_config(quarterly_usd=1000)).routes(other) == []  # nothing runs on keys
+    assert "budget_pace" in engine.new_state("team:ml").detectors
+    assert "budget_pace" not in engine.new_state("key:k1").detectors
+
+
+def test_sixty_percent_before_week_six_pages_on_the_crossing_request():
+    # $10,000 quarter, $600/day from October 1st: $6,000 is crossed on day 10 (week 2)
+    config = budget_config(quarterly_usd=10_000)
+    alerts = run(team_traffic(Q4, 14, 600), config)
+    [early] = [a for a in of(alerts, "budget_pace", "trigger") if a.dedup_key.startswith(
+        "budget_pace:team:ml:quarter:2026Q4:early")]
+    assert early.scope == "team" and early.subject == "ml"
+    assert Q4 + timedelta(days=9, hours=23) <= early.fired_at <= Q4 + timedelta(days=10, hours=1)
+    assert early.observed >= 6000 > early.observed - 13  # the crossing request is at most ~$12.50
+    assert early.labels["owner"] == "ana@example.com" and early.labels["team"] == "ml"
+    assert "$10,000.00 2026Q4 budget" in early.summary and "week 2 of 13" in early.summary
+    assert early.root_cause and early.root_cause[0].kind == "model"
+
+
+def test_forecast_overrun_pages_after_the_first_week():
+    # $500/day against $30,000 for the quarter: on pace for ~$46k; 60% would be crossed only in week 6
+    config = budget_config(quarterly_usd=30_000)
+    alerts = run(team_traffic(Q4, 12, 500), config)
+    triggers = of(alerts, "budget_pace", "trigger")
+    assert [a.dedup_key.split(":")[5] for a in triggers] == ["forecast"]
+    assert Q4 + timedelta(days=7) <= triggers[0].fired_at <= Q4 + timedelta(days=7, hours=1)
+    assert triggers[0].observed > 30_000 and triggers[0].expected == 30_000
+    assert "on pace to end at" in triggers[0].summary
+
+
+def test_monthly_budget_forecast_and_exceeded():
+    config = budget_config(monthly_usd=5_000)
+    alerts = run(team_traffic(Q4, 20, 400), config)  # $400/day: $12k month
+    triggers = of(alerts, "budget_pace", "trigger")
+    assert [a.dedup_key.split(":")[4] for a in triggers] == ["2026-10"]
+    repeats = of(alerts, "budget_pace", "repeat")
+    assert any(a.severity.value == "error" and "already over" in a.summary for a in repeats)
+
+
+def test_on_pace_and_late_crossing_do_not_page():
+    # $100/day against $10,000: ends the quarter at ~$9,200 -- never pages
+    assert not run(team_traffic(Q4, 40, 100), budget_config(quarterly_usd=10_000))
+    # 60% crossed in week 8 is not an "early" page (the forecast is under budget too)
+    late = team_traffic(Q4, 60, 100)
+    alerts = run(late, budget_config(quarterly_usd=9_500))
+    assert not [a for a in alerts if ":early:" in a.dedup_key]
