@@ -118,12 +118,15 @@ def comparison(alert: Alert) -> str:
 
 
 def owner(alert: Alert) -> str:
-    """Who owns it, from the labels: team, user, key alias."""
+    """Who owns it, compactly: 'key support-agent (sk-…9f2c), team payments'."""
     labels = alert.labels
-    parts = [f"{name} {labels[name]}" for name in ("team", "user", "key_alias") if labels.get(name)]
-    if alert.scope not in ("team", "user") or not parts:
-        parts.insert(0, f"{alert.scope} {alert.subject}")
-    return ", ".join(dict.fromkeys(parts))
+    if alert.scope == "key" and labels.get("key_alias"):
+        who = f"key {labels['key_alias']} ({alert.subject})"
+    else:
+        who = f"{alert.scope} {alert.subject}"
+    if alert.scope != "team" and labels.get("team"):
+        who += f", team {labels['team']}"
+    return who
 
 
 def root_cause_text(alert: Alert, limit: int = 3) -> list[str]:
@@ -144,7 +147,7 @@ def sparkline(values: list[float], top: float | None = None) -> str:
     """Unicode block sparkline; ``top`` fixes the scale so two lines compare.
 
     >>> sparkline([0, 1, 2, 4])
-    '▁▂▄█'
+    '▁▃▅█'
     """
     if not values:
         return ""

@@ -16,7 +16,7 @@ from spendwatch.schemas.alert import Alert
 from spendwatch.sinks.paging.config import PagerDutyReceiverConfig, PagingConfig, RetryConfig
 from spendwatch.sinks.paging.grouping import IntegrationSpec
 from spendwatch.sinks.paging.notification import (
-    Notification, comparison, fmt_value, overshoot, owner, root_cause_text, truncate,
+    Notification, comparison, overshoot, owner, root_cause_text, truncate,
 )
 from spendwatch.sinks.paging.retry import PermanentError, RateLimiter, TransientError, parse_retry_after
 
@@ -57,8 +57,9 @@ def trigger_event(n: Notification, routing_key: str, config: PagingConfig,
     details = _alert_details(head)
     details["notification_id"] = n.id
     if head.series:
-        details["last_24h_spend_usd"] = [fmt_value(p.spend_usd, "usd") for p in head.series[-24:]]
-        details["last_24h_baseline_usd"] = [fmt_value(p.baseline_usd, "usd") for p in head.series[-24:]]
+        series = head.series[-24:]
+        details["last_24h_spend_usd"] = " ".join(f"{float(p.spend_usd):.0f}" for p in series)
+        details["last_24h_baseline_usd"] = " ".join("-" if p.baseline_usd is None else f"{float(p.baseline_usd):.0f}" for p in series)
     if len(n.firing) > 1:
         details["alerts"] = [_alert_details(a) for a in n.firing]
     event = {

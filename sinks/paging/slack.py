@@ -87,7 +87,7 @@ def _sparkline_block(alert: Alert) -> dict[str, Any] | None:
 
 def _fields(alert: Alert, severity: Severity) -> dict[str, Any]:
     fields = [
-        ("Who", owner(alert)),
+        ("Who", owner(alert) + (f"\nuser {alert.labels['user']}" if alert.labels.get("user") and alert.scope != "user" else "")),
         ("How much", fmt_value(alert.observed, alert.unit)),
         ("Compared to", f"{fmt_value(alert.expected, alert.unit)} expected" if alert.expected is not None else "no baseline yet"),
         ("How fast", _how_fast(alert)),

@@ -1,0 +1,168 @@
+"""Routing, grouping, silences, inhibition and the repeat/resolve decisions, without Kafka or HTTP."""
+
+from __future__ import annotations
+
+import io
+import pytest
+from paging_fakes import make_alert
+from pydantic import ValidationError
+
+from spendwatch.schemas.alert import Action
+from spendwatch.sinks.paging.config import ConsoleReceiverConfig, PagingConfig
+from spendwatch.sinks.paging.console import ConsoleIntegration
+from spendwatch.sinks.paging.grouping import Dispatcher, IntegrationSpec
+from spendwatch.sinks.paging.matchers import Matcher, alert_labels
+from spendwatch.sinks.paging.service import PagingSetupError, build_integrations
+
+
+def config(**paging) -> PagingConfig:
+    base = {"route": {"receiver": "r", "group_by": ["team"], "group_wait": "30s", "group_interval": "5m", "repeat_interval": "1h"},
+            "receivers": [{"name": "r"}, {"name": "payments"}]}
+    base.update(paging)
+    return PagingConfig.model_validate(base)
+
+
+def dispatcher(cfg: PagingConfig) -> Dispatcher:
+    return Dispatcher(cfg, {r.name: [IntegrationSpec(f"{r.name}/x/0", r.name)] for r in cfg.receivers})
+
+
+def test_matchers_parse_and_reject():
+    assert Matcher.parse('severity=~"critical|error"').matches({"severity": "error"})
+    assert Matcher.parse("team!=payments").matches({"team": "search"})
+    assert Matcher.parse('user!~"bot-.*"').matches({"user": "alice"})
+    for bad in ("team", 'team=~"("', "1team=x"):
+        with pytest.raises(ValueError):
+            Matcher.parse(bad)
+
+
+def test_alert_labels_expose_fields_and_scope():
+    labels = alert_labels(make_alert(scope="team", subject="search", team="search"))
+    assert labels["scope"] == "team" and labels["team"] == "search" and labels["alertname"] == "spend_spike"
+
+
+def test_config_errors_name_the_problem():
+    with pytest.raises(ValidationError, match="undefined receivers"):
+        config(route={"receiver": "r", "routes": [{"receiver": "nobody", "matchers": ['team="a"']}]})
+    with pytest.raises(ValidationError, match="invalid matcher"):
+        config(silences=[{"matchers": ["team"], "ends_at": "2030-01-01T00:00:00Z", "comment": "x"}])
+    with pytest.raises(ValidationError, match="ends_at must be after"):
+        config(silences=[{"matchers": ['team="a"'], "starts_at": "2030-01-02T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z", "comment": "x"}])
+    with pytest.raises(ValidationError, match="exactly one of"):
+        config(receivers=[{"name": "r", "slack": [{"channel": "C1"}]}])
+
+
+def test_routes_pick_the_owner_and_inherit_timing():
+    d = dispatcher(config(route={"receiver": "r", "group_by": ["team"], "group_wait": "30s",
+                                 "routes": [{"matchers": ['team="payments"'], "receiver": "payments", "group_wait": "5s"}]}))
+    d.ingest(make_alert("a", team="payments"), 1, now=0.0)
+    d.ingest(make_alert("b", team="search"), 2, now=0.0)
+    assert d.flush_due(now=4.9).notifications == []
+    early = d.flush_due(now=5.0).notifications
+    assert [n.receiver for n in early] == ["payments"]
+    late = d.flush_due(now=30.0)
+    assert [n.receiver for n in late.notifications] == ["r"] and late.done_refs == [2]
+
+
+def test_group_wait_batches_one_team_into_one_notification():
+    d = dispatcher(config())
+    for i in range(3):
+        d.ingest(make_alert(f"k{i}", subject=f"k{i}"), i, now=float(i))
+    (n,) = d.flush_due(now=30.0).notifications
+    assert sorted(a.dedup_key for a in n.firing) == ["k0", "k1", "k2"]
+    assert n.incident_key.startswith("spendwatch-") and n.group_labels == {"team": "payments"}
+    # a fourth key joins after the first notification: it waits group_interval, then one update
+    d.ingest(make_alert("k3", subject="k3", minute=1), 3, now=40.0)
+    assert d.flush_due(now=329.0).notifications == []
+    (update,) = d.flush_due(now=330.0).notifications
+    assert update.new_keys == {"k3"} and len(update.firing) == 4 and update.incident_key == n.incident_key
+
+
+def test_repeats_respect_repeat_interval_and_resolve_only_what_was_paged():
+    d = dispatcher(config(route={"receiver": "r", "group_by": ["..."], "group_wait": "0s", "group_interval": "0s", "repeat_interval": "1h"}))
+    seen = []
+    for i, alert in enumerate([
+        make_alert("k1"), make_alert("k1", action="repeat", minute=30), make_alert("k1", action="repeat", minute=61),
+        make_alert("k1", action="resolve", minute=70), make_alert("k2", action="resolve", minute=70),
+    ]):
+        d.ingest(alert, i, now=float(i))
+        seen += [(n.group_labels["dedup_key"], dict(n.announced)) for n in d.flush_due(now=float(i)).notifications]
+    assert seen == [("k1", {"k1": Action.trigger}), ("k1", {"k1": Action.repeat}), ("k1", {"k1": Action.resolve})]
+
+
+def test_replayed_alerts_are_not_announced_twice():
+    cfg = config(route={"receiver": "r", "group_by": ["..."], "group_wait": "0s", "group_interval": "0s"})
+    first = dispatcher(cfg)
+    first.ingest(make_alert("k1"), 0, now=0.0)
+    result = first.flush_due(now=0.0)
+    assert len(result.notifications) == 1
+    restarted = dispatcher(cfg)
+    restarted.restore(first.firing.values(), result.paged)
+    restarted.ingest(make_alert("k1"), 0, now=0.0)  # the same alert, consumed again
+    assert restarted.flush_due(now=0.0).notifications == []
+    restarted.ingest(make_alert("k1", action="resolve", minute=5), 1, now=1.0)
+    (n,) = restarted.flush_due(now=1.0).notifications
+    assert n.announced == {"k1": Action.resolve}
+
+
+def test_silence_mutes_within_its_window_by_event_time():
+    cfg = config(route={"receiver": "r", "group_by": ["..."], "group_wait": "0s", "group_interval": "0s", "repeat_interval": "1h"},
+                 silences=[{"matchers": ['team="batch"'], "starts_at": "2026-11-20T13:00:00Z", "ends_at": "2026-11-20T15:00:00Z",
+                            "comment": "backfill"}])
+    d = dispatcher(cfg)
+    d.ingest(make_alert("b1", team="batch"), 0, now=0.0)                                  # 14:00: silenced
+    muted = d.flush_due(now=0.0)
+    assert muted.notifications == [] and muted.done_refs == [0] and "backfill" in muted.muted[0][1]
+    d.ingest(make_alert("b1", team="batch", action="repeat", minute=70), 1, now=1.0)      # 15:10: silence over
+    (n,) = d.flush_due(now=1.0).notifications
+    assert n.announced == {"b1": Action.trigger}  # first page at this receiver, so a trigger
+
+
+def test_team_page_inhibits_its_keys_but_not_other_teams():
+    d = dispatcher(config(route={"receiver": "r", "group_by": ["..."], "group_wait": "0s", "group_interval": "0s"}))
+    d.ingest(make_alert("team:search", scope="team", subject="search", team="search"), 0, now=0.0)
+    d.ingest(make_alert("key:s1", subject="s1", team="search"), 1, now=0.0)
+    d.ingest(make_alert("key:p1", subject="p1", team="payments"), 2, now=0.0)
+    result = d.flush_due(now=0.0)
+    assert sorted(n.group_labels["dedup_key"] for n in result.notifications) == ["key:p1", "team:search"]
+    assert sorted(result.done_refs) == [0, 1, 2]
+    # the team page resolves: the key's next repeat is paged
+    d.ingest(make_alert("team:search", scope="team", subject="search", team="search", action="resolve", minute=10), 3, now=1.0)
+    d.ingest(make_alert("key:s1", subject="s1", team="search", action="repeat", minute=11), 4, now=1.0)
+    announced = {k: v for n in d.flush_due(now=1.0).notifications for k, v in n.announced.items()}
+    assert announced == {"team:search": Action.resolve, "key:s1": Action.trigger}
+
+
+def test_severity_mapping_per_detector():
+    d = dispatcher(config(severity={"spend_spike": "critical"}, route={"receiver": "r", "group_wait": "0s"}))
+    d.ingest(make_alert(severity="warning"), 0, now=0.0)
+    (n,) = d.flush_due(now=0.0).notifications
+    assert n.top_severity.value == "critical"
+
+
+def test_default_config_pages_slack_and_pagerduty_only_when_their_env_is_set(monkeypatch):
+    for var in ("SPENDWATCH_PAGERDUTY_ROUTING_KEY", "SPENDWATCH_SLACK_BOT_TOKEN", "SPENDWATCH_SLACK_CHANNEL", "SPENDWATCH_SLACK_WEBHOOK_URL"):
+        monkeypatch.delenv(var, raising=False)
+    assert [i.spec.id for i in build_integrations(PagingConfig())["default"]] == ["default/console/0"]
+    monkeypatch.setenv("SPENDWATCH_PAGERDUTY_ROUTING_KEY", "x" * 32)
+    monkeypatch.setenv("SPENDWATCH_SLACK_BOT_TOKEN", "xoxb-1")
+    monkeypatch.setenv("SPENDWATCH_SLACK_CHANNEL", "C0SPEND01")
+    ids = [i.spec.id for i in build_integrations(PagingConfig())["default"]]
+    assert ids == ["default/pagerduty/0", "default/slack/0", "default/console/0"]
+    explicit = config(receivers=[{"name": "r", "pagerduty": [{"routing_key_env": "NOT_SET_ANYWHERE"}]}])
+    with pytest.raises(PagingSetupError, match="NOT_SET_ANYWHERE"):
+        build_integrations(explicit)
+
+
+async def test_console_prints_one_line_plus_details_and_writes_jsonl_once(tmp_path):
+    d = dispatcher(config(route={"receiver": "r", "group_wait": "0s"}))
+    d.ingest(make_alert(), 0, now=0.0)
+    (n,) = d.flush_due(now=0.0).notifications
+    out = io.StringIO()
+    console = ConsoleIntegration(IntegrationSpec("r/console/0", "r"), ConsoleReceiverConfig(path=tmp_path / "p.jsonl"), stream=out)
+    await console.deliver(n, None, recovering=False)
+    await console.deliver(n, None, recovering=True)  # after a crash: already in the file
+    first, second = out.getvalue().splitlines()[:2]
+    assert first.startswith("[ERROR] PAGE") and "spent $812" in first
+    assert "who: key k1-alias (k1), team payments" in second and "$95.00 expected" in second
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 1
+
