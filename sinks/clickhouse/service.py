@@ -114,6 +114,7 @@ class ClickHouseSink:
         self._pending = _Batch()
         self._inflight_rows = 0
         self._owned: set[TopicPartition] = set()
+        self._rebalancing = False
         self._skip: dict[TopicPartition, set[int]] = {}
         self._flush_lock = asyncio.Lock()
         self._flush_now = asyncio.Event()
@@ -218,8 +219,8 @@ class ClickHouseSink:
             log.info("ClickHouse caught up: resuming consumption")
 
     def _accept(self, tp: TopicPartition, record: Any) -> None:
-        if tp not in self._owned:
-            return  # revoked while this fetch was in flight: the new owner reads it
+        if self._rebalancing or tp not in self._owned:
+            return  # fetched across a rebalance: re-read from the position set when it completes
         batch = self._pending
         batch.first.setdefault(tp, record.offset)
         batch.next_offsets[tp] = record.offset + 1
@@ -302,32 +303,43 @@ class ClickHouseSink:
     # -- rebalancing -------------------------------------------------------------------------
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._rebalancing = True
         await self.flush()  # commit what we own before anyone else reads it
         self._owned -= set(revoked)
         for tp in revoked:
             self._skip.pop(tp, None)
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Position each new partition exactly after what ClickHouse holds, and note what to skip."""
         consumer = self._consumer
         assert consumer is not None
-        for tp in assigned:
-            table = self.routes[tp.topic].table.name
-            committed = await consumer.committed(tp)
-            params = {"t": tp.topic, "p": tp.partition}
-            if committed is None:
-                # No group offset (first start, or it expired): continue after what ClickHouse holds.
-                rows = await self.writer.query(
-                    f"SELECT max(kafka_offset), count() FROM {table} "
-                    "WHERE kafka_topic = {t:String} AND kafka_partition = {p:UInt32}", params)
-                if rows and rows[0][1]:
-                    consumer.seek(tp, int(rows[0][0]) + 1)
-            else:
-                # Records a crashed predecessor wrote but never committed: skip exactly those.
-                present = await self.writer.query(
-                    f"SELECT DISTINCT kafka_offset FROM {table} WHERE kafka_topic = {{t:String}} "
-                    "AND kafka_partition = {p:UInt32} AND kafka_offset >= {o:UInt64}", {**params, "o": committed})
-                if present:
-                    self._skip[tp] = {int(r[0]) for r in present}
-                    log.info("%s: %d records after the committed offset %d are already in ClickHouse; skipping them",
-                             tp, len(present), committed)
-            self._owned.add(tp)
+        self._rebalancing = True  # records fetched meanwhile are dropped, then re-read after the seeks below
+        try:
+            positions = {tp: await self._resume_offset(consumer, tp) for tp in assigned}
+            for tp, offset in positions.items():  # no await from here on: no fetch lands in between
+                consumer.seek(tp, offset)
+                self._owned.add(tp)
+        finally:
+            self._rebalancing = False
+
+    async def _resume_offset(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+        table = self.routes[tp.topic].table.name
+        params = {"t": tp.topic, "p": tp.partition}
+        committed = await consumer.committed(tp)
+        if committed is None:
+            # No group offset (first start, or it expired): continue after what ClickHouse holds.
+            [(max_offset, count)] = await self.writer.query(
+                f"SELECT max(kafka_offset), count() FROM {table} "
+                "WHERE kafka_topic = {t:String} AND kafka_partition = {p:UInt32}", params)
+            if count:
+                return int(max_offset) + 1
+            return (await consumer.beginning_offsets([tp]))[tp]
+        # Records a crashed predecessor wrote but never committed: skip exactly those.
+        present = await self.writer.query(
+            f"SELECT DISTINCT kafka_offset FROM {table} WHERE kafka_topic = {{t:String}} "
+            "AND kafka_partition = {p:UInt32} AND kafka_offset >= {o:UInt64}", {**params, "o": committed})
+        if present:
+            self._skip[tp] = {int(r[0]) for r in present}
+            log.info("%s: %d records after the committed offset %d are already in ClickHouse; skipping them",
+                     tp, len(present), committed)
+        return committed
