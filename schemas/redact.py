@@ -15,6 +15,7 @@ import orjson
 TEXT_KEYS = frozenset({
     "messages", "response", "prompt", "prompts", "input", "output", "choices", "completion", "content",
     "system", "system_instructions", "instructions", "text", "delta", "contents", "candidates",
+    "reasoning_content", "thinking_blocks", "tool_calls", "function_call", "arguments", "error_str", "traceback",
 })
 #: OTel attribute names carrying prompt or completion text.
 TEXT_ATTRIBUTE = re.compile(
