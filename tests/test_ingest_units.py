@@ -15,7 +15,7 @@ from spendwatch.streams.ingest import otlp
 from spendwatch.streams.ingest.auth import GatewayTokens, TokenConfigError
 from spendwatch.streams.ingest.bodies import BodyError, decode_content, split_records
 from spendwatch.streams.ingest.config import IngestConfig
-from spendwatch.streams.ingest.redact import redact_bytes, redact_value
+from spendwatch.streams.ingest.redact import redact_record
 
 
 def test_tokens_come_from_the_environment_by_name():
@@ -84,10 +84,12 @@ def test_redaction_keeps_structure_and_drops_text():
                "response": {"choices": [{"message": {"content": "secret"}}]},
                "attributes": [{"key": "gen_ai.input.messages", "value": {"stringValue": "secret"}},
                               {"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}}]}
-    redacted = orjson.dumps(redact_value(payload))
+    redacted = redact_record(payload, b"")
     assert b"secret" not in redacted and b'"user_api_key_hash":"h"' in redacted and b"gen_ai.request.model" in redacted
     broken = b'{"messages": [{"role": "user", "content": "secret \\" quoted"}], "usage": {"prompt_tokens": 3}'
-    assert b"secret" not in redact_bytes(broken) and b"prompt_tokens" in redact_bytes(broken)
+    assert b"secret" not in redact_record(None, broken) and b"prompt_tokens" in redact_record(None, broken)
+    span = b'{"attributes": [{"key": "gen_ai.input.messages", "value": {"stringValue": "secret"}}], "spanId": 1'
+    assert b"secret" not in redact_record(None, span) and b"gen_ai.input.messages" in redact_record(None, span)
 
 
 def test_otlp_error_and_response_bodies_decode_with_the_real_protos():

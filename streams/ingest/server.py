@@ -49,7 +49,7 @@ from . import otlp
 from .auth import ANONYMOUS, GatewayTokens
 from .bodies import EVENT_CONTENT_TYPES, BodyError, Record, check_content_length, decode_content, media_type, split_records
 from .producer import DurableProducer, KafkaUnavailable, Message
-from .redact import redact_bytes, redact_value, truncate
+from .redact import redact_record, truncate
 
 if TYPE_CHECKING:  # pragma: no cover - the CLI imports the full configuration only when it runs
     from spendwatch.config import Settings
@@ -218,7 +218,7 @@ class IngestService:
         return outcome
 
     def _reject(self, outcome: Outcome, record: Record, error: ParseError) -> None:
-        original = orjson.dumps(redact_value(record.value)) if record.value is not None else redact_bytes(record.raw)
+        original = redact_record(record.value, record.raw)
         outcome.dead_letters.append((error, original))
         entry: dict[str, Any] = {"index": record.index}
         if record.line is not None:
@@ -257,7 +257,7 @@ class IngestService:
         outcome.records.extend(self.stamp(e, gateway) for e in events)
         for exc in errors:
             span = otlp.span_at(export, exc.field)
-            original = orjson.dumps(redact_value(span if span is not None else export))
+            original = redact_record(span if span is not None else export, b"")
             outcome.dead_letters.append((exc, original))
         try:
             await self.write(outcome, gateway)
