@@ -70,5 +70,8 @@ def only(config_overrides: dict | None = None, **enabled: bool) -> DetectorsConf
     for name in enabled:
         data[name] = {"enabled": True}
     for section, values in (config_overrides or {}).items():
-        data.setdefault(section, {}).update(values)
+        if isinstance(values, dict):
+            data.setdefault(section, {}).update(values)
+        else:
+            data[section] = values
     return DetectorsConfig.model_validate(data)

@@ -1,0 +1,30 @@
+"""Runs the numpydoc examples of every spendwatch.detectors module as doctests.
+
+(``pytest --doctest-modules`` does not work with the folder mapping of setup.py.)
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import spendwatch.detectors
+
+MODULES = sorted(m.name for m in pkgutil.iter_modules(spendwatch.detectors.__path__, "spendwatch.detectors."))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0, f"{result.failed} doctest(s) failed in {name}"
+
+
+def test_every_detector_module_has_examples():
+    for name in ("spend_spike", "burn_rate", "session_burn", "budget_pace", "engine", "episodes", "baseline"):
+        module = importlib.import_module(f"spendwatch.detectors.{name}")
+        assert doctest.DocTestFinder().find(module) and any(
+            t.examples for t in doctest.DocTestFinder().find(module)), name

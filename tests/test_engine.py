@@ -1,0 +1,132 @@
+"""The engine contract the stream workers rely on: routing, snapshots, determinism, ticks."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from detector_kit import T0, event, flat, hourly_traffic, of, office_hours, only, run
+
+from spendwatch.detectors.backtest import run_backtest
+from spendwatch.detectors.config import DetectorsConfig
+from spendwatch.detectors.engine import Engine
+from spendwatch.schemas.outcome import OutcomeEvent
+
+MINE = only(spend_spike=True, burn_rate=True, session_burn=True)
+
+
+def incident_traffic(key="k1"):
+    history = hourly_traffic(T0, 24 * 9, office_hours(weekday_rate=8, night_rate=0.5, weekend_rate=1), key=key,
+                             session=None)
+    start = T0 + timedelta(days=9, hours=1)
+    loop = [event(start + timedelta(seconds=15 * i), 1.5, key=key, session="loop", model="o3") for i in range(600)]
+    return history + loop
+
+
+def test_routes_follow_configured_scopes():
+    e = event(T0, 1, key="k1", team="ml", user="ana")
+    assert Engine(MINE).routes(e) == ["key:k1"]
+    users_too = only({"spend_spike": {"scopes": ["key", "user"]}}, spend_spike=True)
+    assert Engine(users_too).routes(e) == ["key:k1", "user:ana"]
+    outcome = OutcomeEvent(outcome_id="o1", event_time=T0, kind="task_accepted", api_key_hash="k1")
+    assert Engine(users_too).routes(outcome) == ["key:k1"]
+
+
+def test_tick_interval_comes_from_config():
+    assert Engine(MINE).tick_interval == timedelta(minutes=1)
+    assert Engine(only({"tick_interval_seconds": 30, "idle_tick_seconds": 600}, spend_spike=True)
+                  ).tick_interval == timedelta(seconds=30)
+
+
+def test_snapshot_restore_mid_stream_gives_identical_alerts():
+    events = sorted(incident_traffic(), key=lambda e: e.event_time)
+    engine = Engine(MINE)
+    whole = engine.new_state("key:k1")
+    split = engine.new_state("key:k1")
+    alerts_whole, alerts_split = [], []
+    half = len(events) * 3 // 4
+    for i, e in enumerate(events):
+        alerts_whole += engine.process(whole, e)
+        if i == half:  # a worker crash: the state comes back from its changelog
+            split = Engine(MINE).loads(engine.dumps(split))
+        alerts_split += engine.process(split, e)
+    assert alerts_whole and [a.model_dump() for a in alerts_whole] == [a.model_dump() for a in alerts_split]
+
+
+def test_snapshot_is_small(capsys):
+    engine = Engine(MINE)
+    state = engine.new_state("key:k1")
+    for e in sorted(incident_traffic(), key=lambda e: e.event_time):
+        engine.process(state, e)
+    size = len(engine.dumps(state))
+    with capsys.disabled():
+        print(f"\nsnapshot of one key after 9 days + an incident: {size} bytes")
+    assert size < 32_000  # 10k keys well under a few hundred MB
+
+
+def test_alerts_of_one_key_do_not_depend_on_other_keys_or_input_order():
+    mine = incident_traffic("k1")
+    others = incident_traffic("k2") + hourly_traffic(T0, 24 * 10, flat(3), key="k3")
+    shuffled = mine + others
+    random.Random(7).shuffle(shuffled)
+    mixed = [a for a in run(shuffled, MINE) if a.subject == "k1"]
+    # same tick boundaries: the lone replay keeps ticking until the mixed replay's end
+    end = max(e.event_time for e in shuffled) + timedelta(days=1)
+    alone = run(mine, MINE, drain=end - max(e.event_time for e in mine))
+    assert alone and [a.model_dump() for a in alone] == [a.model_dump() for a in mixed]
+
+
+def test_ticks_resolve_episodes_without_new_events():
+    engine = Engine(MINE)
+    state = engine.new_state("key:k1")
+    burst = [event(T0 + timedelta(minutes=m), 5, session="s") for m in range(15)]  # $75 session
+    alerts = [a for e in burst for a in engine.process(state, e)]
+    assert [a.action.value for a in of(alerts, "session_burn")] == ["trigger"]
+    ticks = []
+    now = T0 + timedelta(minutes=15)
+    while now < T0 + timedelta(hours=3):
+        ticks += engine.tick(state, now)
+        now += engine.tick_interval
+    [resolve] = of(ticks, "session_burn")
+    assert resolve.action.value == "resolve" and resolve.dedup_key == alerts[0].dedup_key
+    assert not state.episodes.active
+
+
+def test_ticks_are_noops_for_quiet_subjects_off_the_idle_boundary():
+    engine = Engine(MINE)
+    state = engine.new_state("key:k1")
+    engine.process(state, event(T0 + timedelta(minutes=5), 1))
+    before = engine.dumps(state)
+    assert engine.tick(state, T0 + timedelta(minutes=6)) == []
+    assert engine.dumps(state) == before
+    engine.tick(state, T0 + timedelta(hours=1))
+    assert engine.dumps(state) != before
+
+
+def test_alert_fields_are_complete():
+    alerts = run(incident_traffic(), MINE)
+    trigger = of(alerts, "session_burn", "trigger")[0]
+    assert trigger.fired_at.tzinfo is not None and trigger.episode_started_at == trigger.fired_at
+    assert trigger.severity.value == "error" and trigger.unit == "usd"
+    assert {"key_hash", "session"} <= set(trigger.labels)
+    assert len(trigger.series) == 24
+    assert trigger.series[-1].start <= trigger.fired_at < trigger.series[-1].start + timedelta(hours=1)
+
+
+def test_unknown_cost_counts_as_zero_and_never_crashes():
+    from spendwatch.schemas.event import CostSource, GatewayEvent
+
+    e = GatewayEvent(event_id="x", event_time=datetime(2026, 11, 2, tzinfo=UTC), gateway="otel",
+                     api_key_hash="k1", model="mystery", cost_usd=None, cost_source=CostSource.unknown)
+    engine = Engine(MINE)
+    state = engine.new_state("key:k1")
+    assert engine.process(state, e) == []
+    assert state.baseline.running_24h == 0
+
+
+@pytest.mark.parametrize("name", ["spend_spike", "burn_rate", "session_burn", "budget_pace"])
+def test_disabled_detectors_are_not_instantiated(name):
+    config = DetectorsConfig.model_validate({name: {"enabled": False}, "budget_pace": {
+        "enabled": name != "budget_pace", "budgets": [{"subject": "k1", "scope": "key", "monthly_usd": 10}]}})
+    assert name not in Engine(config).new_state("key:k1").detectors
