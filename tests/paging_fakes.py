@@ -23,11 +23,14 @@ PD_MAX_BYTES = 512 * 1024
 SLACK_BLOCK_TYPES = {"section", "header", "divider", "context", "actions", "image", "rich_text", "input", "file", "video", "markdown"}
 
 
+#: woken by every request to any fake, so one predicate may look at several servers
+_waiters: set[asyncio.Event] = set()
+
+
 class _FakeServer:
     def __init__(self) -> None:
         self.port = free_port()
         self._runner: web.AppRunner | None = None
-        self._changed = asyncio.Condition()
         self._failures: list[tuple[int, str | None]] = []
         self.request_log: list[tuple[float, str, int]] = []  # (monotonic time, path, status)
 
@@ -53,16 +56,19 @@ class _FakeServer:
         self._failures.extend([(status, retry_after)] * times)
 
     async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        for event in list(_waiters):
+            event.set()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-        """Wait until ``predicate()`` holds (re-checked on every request)."""
-        async def waiter() -> None:
-            async with self._changed:
-                await self._changed.wait_for(predicate)
-
-        await asyncio.wait_for(waiter(), timeout)
+        """Wait until ``predicate()`` holds; re-checked after every request to any fake server."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                woken = asyncio.Event()
+                _waiters.add(woken)
+                try:
+                    await woken.wait()
+                finally:
+                    _waiters.discard(woken)
 
     def _injected_failure(self) -> web.Response | None:
         if not self._failures:
@@ -82,6 +88,9 @@ class FakePagerDuty(_FakeServer):
         super().__init__()
         self.events: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
+        self.open: set[str] = set()
+        self.pages: list[str] = []  # dedup_keys, once per incident opened: what wakes a human
+        self.resolutions: list[str] = []  # dedup_keys, once per incident resolved
 
     @property
     def enqueue_url(self) -> str:
@@ -152,10 +161,16 @@ class FakePagerDuty(_FakeServer):
             return web.json_response({"status": "invalid event", "message": "Event object is invalid", "errors": errors}, status=400)
         event = json.loads(raw)
         self.events.append(event)
+        key = event.get("dedup_key") or f"generated-{len(self.events)}"
+        if event["event_action"] == "trigger" and key not in self.open:  # a trigger on an open alert is deduplicated
+            self.open.add(key)
+            self.pages.append(key)
+        elif event["event_action"] == "resolve" and key in self.open:
+            self.open.discard(key)
+            self.resolutions.append(key)
         self.request_log.append((time.monotonic(), request.path, 202))
         await self._notify()
-        return web.json_response({"status": "success", "message": "Event processed",
-                                  "dedup_key": event.get("dedup_key") or f"generated-{len(self.events)}"}, status=202)
+        return web.json_response({"status": "success", "message": "Event processed", "dedup_key": key}, status=202)
 
 
 class FakeSlack(_FakeServer):

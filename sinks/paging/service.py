@@ -111,7 +111,7 @@ class PagerService:
         self._stopping.set()
 
     async def run(self) -> None:
-        from aiokafka import AIOKafkaConsumer
+        from aiokafka import AIOKafkaConsumer, TopicPartition
 
         from spendwatch.broker import create_topics
 
@@ -122,8 +122,11 @@ class PagerService:
         specs = {name: [i.spec for i in items] for name, items in integrations.items()}
         delivery_log = DeliveryLog(self.bootstrap_servers, self.log_topic, self.config.transactional_id,
                                    self.config.consumer_group, self.topics.dead_letters)
+        # All partitions, assigned by us: the pager is a single active instance (the transactional id
+        # fences any other), so there is no group rebalance to wait for after a crash. The group id
+        # only names where the offsets are committed.
         consumer = AIOKafkaConsumer(
-            self.topics.alerts, bootstrap_servers=self.bootstrap_servers, group_id=self.config.consumer_group,
+            bootstrap_servers=self.bootstrap_servers, group_id=self.config.consumer_group,
             enable_auto_commit=False, isolation_level="read_committed", auto_offset_reset="earliest",
         )
         tasks: list[asyncio.Task] = []
@@ -142,6 +145,9 @@ class PagerService:
                     await delivery_log.commit([pending_record(n, done=True)])
             tasks = [asyncio.create_task(w.run(), name=f"pager-{iid}") for iid, w in self.workers.items()]
             await consumer.start()
+            await consumer.topics()  # refreshes metadata
+            partitions = sorted(consumer.partitions_for_topic(self.topics.alerts) or [])
+            consumer.assign([TopicPartition(self.topics.alerts, p) for p in partitions])
             self.ready.set()
             log.info("pager consuming %s with %d integrations: %s", self.topics.alerts, len(by_id), ", ".join(by_id))
             await self._loop(consumer, dispatcher, delivery_log, tasks)
