@@ -47,34 +47,43 @@ class GatewayEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
-    event_id: Identifier
+    event_id: Identifier = Field(description="Unique per request (the gateway's call id); the idempotency key downstream.")
     event_time: datetime = Field(description="When the request started, UTC.")
     gateway: Identifier = Field(description="Which gateway emitted it: litellm, openrouter, otel, portkey, ...")
 
     api_key_hash: Identifier | None = Field(default=None, description="Hash of the virtual/API key that paid.")
-    api_key_alias: Identifier | None = None
-    user: Identifier | None = None
-    team: Identifier | None = None
-    org: Identifier | None = None
-    project: Identifier | None = None
-    tags: tuple[Identifier, ...] = Field(default=(), max_length=64)
+    api_key_alias: Identifier | None = Field(default=None, description="Human-readable key name.")
+    user: Identifier | None = Field(default=None, description="The user (person or service) who made the call.")
+    team: Identifier | None = Field(default=None, description="The team that owns the key or user.")
+    org: Identifier | None = Field(default=None, description="The organisation.")
+    project: Identifier | None = Field(default=None, description="The project the spend is booked to.")
+    tags: tuple[Identifier, ...] = Field(default=(), max_length=64, description="Free-form request tags.")
     session_id: Identifier | None = Field(default=None, description="Agent run / conversation / trace id.")
 
     model: Identifier = Field(description="The model that was requested.")
-    provider: Identifier | None = None
-    status: Status = Status.success
-    error_type: Identifier | None = None
+    provider: Identifier | None = Field(default=None, description="Who served it: openai, anthropic, aws, google...")
+    status: Status = Field(default=Status.success, description="success or failure.")
+    error_type: Identifier | None = Field(default=None, description="For failures: the error class, e.g. RateLimitError.")
 
     input_tokens: TokenCount = Field(default=0, description="All prompt tokens, cache reads and writes included.")
-    cache_read_tokens: TokenCount = 0
-    cache_write_tokens: TokenCount = 0
+    cache_read_tokens: TokenCount = Field(default=0, description="Part of input_tokens read from the prompt cache.")
+    cache_write_tokens: TokenCount = Field(default=0, description="Part of input_tokens written to the prompt cache.")
     output_tokens: TokenCount = Field(default=0, description="All completion tokens, reasoning included.")
-    reasoning_tokens: TokenCount = 0
+    reasoning_tokens: TokenCount = Field(default=0, description="Part of output_tokens spent on reasoning.")
 
-    cost_usd: Decimal | None = Field(default=None, ge=0, le=MAX_COST_USD, allow_inf_nan=False)
-    cost_source: CostSource = CostSource.gateway
-    cost_unknown_reason: str | None = Field(default=None, max_length=1024)
-    latency_ms: float | None = Field(default=None, ge=0, le=86_400_000, allow_inf_nan=False)
+    cost_usd: Decimal | None = Field(
+        default=None, ge=0, le=MAX_COST_USD, allow_inf_nan=False,
+        description="Exact cost in US dollars; null only when cost_source is unknown.",
+    )
+    cost_source: CostSource = Field(
+        default=CostSource.gateway,
+        description="gateway: reported by the gateway; computed: by spendwatch from tokens with genai-prices; "
+        "unknown: no price known (cost_usd is null).",
+    )
+    cost_unknown_reason: str | None = Field(default=None, max_length=1024, description="Why cost_usd is null.")
+    latency_ms: float | None = Field(
+        default=None, ge=0, le=86_400_000, allow_inf_nan=False, description="Request duration, milliseconds."
+    )
 
     @field_validator("event_time")
     @classmethod
