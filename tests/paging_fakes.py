@@ -204,7 +204,31 @@ class FakeSlack(_FakeServer):
         app = web.Application()
         for method in ("chat.postMessage", "chat.update", "conversations.history", "conversations.replies"):
             app.router.add_route("*", f"/api/{method}", self._handler(method))
+        app.router.add_post("/services/T000/B000/secret", self._webhook)
         return app
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.url}/services/T000/B000/secret"
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        """Incoming webhooks answer plain text: 'ok', or an error name with a 4xx."""
+        failure = self._injected_failure()
+        if failure is not None:
+            self.request_log.append((time.monotonic(), "webhook", failure.status))
+            await self._notify()
+            return failure
+        body = await request.json()
+        if not body.get("text"):
+            return web.Response(text="no_text", status=400)
+        if body.get("blocks") is not None and (reason := self.check_blocks(body["blocks"])):
+            self.errors.append(reason)
+            return web.Response(text="invalid_blocks", status=400)
+        self.messages.append({"channel": "webhook", "ts": None, "text": body["text"], "blocks": body.get("blocks"),
+                              "posted_blocks": body.get("blocks"), "metadata": None, "thread_ts": None, "reply_broadcast": False})
+        self.request_log.append((time.monotonic(), "webhook", 200))
+        await self._notify()
+        return web.Response(text="ok")
 
     def _failure_response(self, status: int, headers: dict[str, str]) -> web.Response:
         if status == 429:

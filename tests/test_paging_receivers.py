@@ -13,7 +13,8 @@ from spendwatch.sinks.paging.config import PagerDutyReceiverConfig, PagingConfig
 from spendwatch.sinks.paging.grouping import Dispatcher, IntegrationSpec
 from spendwatch.sinks.paging.pagerduty import PagerDutyIntegration, events_for
 from spendwatch.sinks.paging.retry import PermanentError, TransientError, retry_forever
-from spendwatch.sinks.paging.slack import SlackIntegration, blocks
+import spendwatch.sinks.paging.slack as slack_module
+from spendwatch.sinks.paging.slack import SlackIntegration, SlackWebhookIntegration, blocks
 from paging_fakes import FakePagerDuty, FakeSlack, make_alert
 
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"
@@ -220,3 +221,18 @@ async def test_rate_limiter_spaces_calls_per_routing_key():
     assert not waiter.done()  # the bucket is empty until time passes
     clock["t"] = 1.0
     await asyncio.wait_for(waiter, 5)
+
+
+async def test_slack_webhook_posts_with_fallback_and_classifies_failures(slack: FakeSlack, monkeypatch):
+    trigger, resolve = notifications(make_alert(), make_alert(action="resolve", minute=40))
+    hook = SlackWebhookIntegration(IntegrationSpec("r/slack/1", "r"), SlackReceiverConfig(webhook_url_env="X"), slack.webhook_url, PagingConfig())
+    slack.fail_next(429, retry_after="4")
+    with pytest.raises(TransientError) as exc:
+        await hook.deliver(trigger, None, recovering=False)
+    assert exc.value.retry_after == 4
+    await hook.deliver(trigger, None, recovering=False)
+    await hook.deliver(resolve, None, recovering=False)
+    assert [m["text"][:9] for m in slack.messages] == ["[error] k", "Resolved:"]
+    monkeypatch.setattr(slack_module, "blocks", lambda n: [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}])
+    with pytest.raises(PermanentError, match="invalid_blocks"):
+        await hook.deliver(trigger, None, recovering=False)

@@ -166,3 +166,21 @@ async def test_console_prints_one_line_plus_details_and_writes_jsonl_once(tmp_pa
     assert "who: key k1-alias (k1), team payments" in second and "$95.00 expected" in second
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 1
 
+
+
+def test_route_test_option_shows_receiver_group_and_silence(tmp_path):
+    from click.testing import CliRunner
+
+    from spendwatch.sinks.paging.service import pager
+
+    path = tmp_path / "sw.yaml"
+    path.write_text("""
+paging:
+  route: {receiver: ops, group_by: [team], routes: [{matchers: ['team="payments"'], receiver: payments}]}
+  receivers: [{name: ops, console: [{}]}, {name: payments, pagerduty: [{routing_key_env: UNSET_IS_FINE_HERE}]}]
+  silences: [{matchers: ['scope="key"'], ends_at: 2030-01-01T00:00:00Z, comment: load test}]
+""")
+    out = CliRunner().invoke(pager, ["--config", str(path), "--route-test", "team=payments scope=key"])
+    assert out.exit_code == 0, out.output
+    assert "receiver payments (pagerduty x1)" in out.output and "{'team': 'payments'}" in out.output
+    assert "load test" in out.output

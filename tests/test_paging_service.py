@@ -101,6 +101,17 @@ async def dead_letters(bootstrap: str, topic: str, n: int) -> list[dict]:
     return out
 
 
+async def committed_total(bootstrap: str, topic: str, group: str) -> int:
+    from aiokafka import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return sum([await consumer.committed(TopicPartition(topic, p)) or 0 for p in range(2)])
+    finally:
+        await consumer.stop()
+
+
 async def test_groups_silences_inhibits_and_resolves(fakes, topics, kafka_bootstrap, tmp_path):
     slack, pd = fakes
     config = paging_config(slack, pd, tmp_path, group_wait="1s")
@@ -159,6 +170,7 @@ async def test_outage_and_bad_events_lose_nothing(fakes, topics, kafka_bootstrap
     assert len(set(slack.notification_ids())) == 4
     letters = await dead_letters(kafka_bootstrap, topics.dead_letters, 1)
     assert letters[0]["stage"] == "pager" and letters[0]["error_type"] == "validation"
+    assert await committed_total(kafka_bootstrap, topics.alerts, config.consumer_group) == 5  # nothing left to replay
 
 
 async def test_pagerduty_400_goes_to_the_dead_letter_topic(fakes, topics, kafka_bootstrap, tmp_path, monkeypatch):

@@ -211,6 +211,25 @@ class PagerService:
         await asyncio.wait_for(asyncio.gather(*(w.queue.join() for w in self.workers.values())), timeout)
 
 
+def describe_routes(config: PagingConfig, labels_text: str) -> str:
+    """Where an alert with ``labels_text`` ('name=value ...') is routed, like ``amtool config routes test``."""
+    from spendwatch.sinks.paging.routing import Route
+    from spendwatch.sinks.paging.silences import Silencer
+
+    labels = dict(pair.split("=", 1) for pair in labels_text.replace(",", " ").split() if "=" in pair)
+    lines = []
+    for route in Route.from_config(config.route).match(labels):
+        receiver = next(r for r in config.receivers if r.name == route.receiver)
+        kinds = [f"{kind} x{len(getattr(receiver, kind))}" for kind in ("pagerduty", "slack", "console") if getattr(receiver, kind)]
+        lines.append(f"route {route.id} -> receiver {route.receiver} ({', '.join(kinds) or 'no integrations'}); "
+                     f"group {route.group_labels(labels)}; wait {route.group_wait}, interval {route.group_interval}, "
+                     f"repeat {route.repeat_interval}")
+    for silence in Silencer(config.silences).silences:
+        if all(m.matches(labels) for m in silence.matchers):
+            lines.append(f"silenced {silence.starts_at:%Y-%m-%d %H:%M} .. {silence.ends_at:%Y-%m-%d %H:%M} UTC: {silence.comment}")
+    return "\n".join(lines)
+
+
 def _resolve_bootstrap(settings: Any) -> tuple[str, Any]:
     if settings.kafka.bootstrap_servers:
         return settings.kafka.bootstrap_servers, None
@@ -225,7 +244,9 @@ def _resolve_bootstrap(settings: Any) -> tuple[str, Any]:
               help="spendwatch YAML file (the paging: section routes alerts).")
 @click.option("--bootstrap-servers", default=None, help="Kafka bootstrap servers (overrides kafka.bootstrap_servers).")
 @click.option("--log-level", default="INFO", show_default=True)
-def pager(config_path: str | None, bootstrap_servers: str | None, log_level: str) -> None:
+@click.option("--route-test", "route_test", default=None, metavar="LABELS",
+              help="Show where an alert with these labels would go ('team=payments scope=key severity=critical') and exit.")
+def pager(config_path: str | None, bootstrap_servers: str | None, log_level: str, route_test: str | None) -> None:
     """Consume the alerts topic and page owners through PagerDuty, Slack and the console.
 
     Secrets come from the environment: the variables named in the receivers, and for the
@@ -239,6 +260,9 @@ def pager(config_path: str | None, bootstrap_servers: str | None, log_level: str
         settings = load_settings(config_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    if route_test is not None:
+        click.echo(describe_routes(settings.paging, route_test))
+        return
     if bootstrap_servers:
         settings.kafka.bootstrap_servers = bootstrap_servers
     servers, broker = _resolve_bootstrap(settings)
