@@ -209,6 +209,7 @@ class PagingConfig(_Model):
     links: dict[str, str] = Field(default_factory=dict, description="Link title -> URL template, formatted with the alert's labels, e.g. '{grafana}/d/spend?var-team={team}'.")
     source: str = Field(default="spendwatch", description="PagerDuty payload.source.")
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    log_retention: Duration = Field(default=timedelta(days=14), description="How long the delivery log remembers a resolved episode (event time) before forgetting it.")
 
     @model_validator(mode="after")
     def _receivers_exist(self) -> PagingConfig:

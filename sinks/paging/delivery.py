@@ -38,7 +38,7 @@ from spendwatch.schemas.dead_letter import DeadLetter
 from spendwatch.sinks.paging.config import RetryConfig
 from spendwatch.sinks.paging.grouping import IntegrationSpec, Paged
 from spendwatch.sinks.paging.notification import Notification
-from spendwatch.sinks.paging.retry import PermanentError, TransientError, retry_forever
+from spendwatch.sinks.paging.retry import DeliveryError, PermanentError, TransientError, retry_forever
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,13 @@ class DeliveryWorker:
         state = {"recovering": recovering}
 
         async def attempt() -> dict[str, Any] | None:
-            return await self.integration.deliver(n, self.roots.get(root_key), state["recovering"])
+            try:
+                return await self.integration.deliver(n, self.roots.get(root_key), state["recovering"])
+            except DeliveryError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - an unforeseen failure must not drop the page or stop the others
+                log.exception("%s: unexpected error delivering %s", spec.id, n.id)
+                raise TransientError(f"unexpected {type(exc).__name__}: {exc}") from exc
 
         def on_retry(exc: TransientError, delay: float) -> None:
             state["recovering"] = True  # the failed call may have landed: look before posting again

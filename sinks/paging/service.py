@@ -132,6 +132,7 @@ class PagerService:
         tasks: list[asyncio.Task] = []
         try:
             state = await delivery_log.start()
+            await self._forget_old_episodes(state, delivery_log)
             dispatcher = Dispatcher(self.config, specs)
             dispatcher.restore(state.firing.values(), state.paged)
             by_id = {i.spec.id: i for items in integrations.values() for i in items}
@@ -165,6 +166,20 @@ class PagerService:
                 for integration in items:
                     with contextlib.suppress(Exception):
                         await integration.close()
+
+    async def _forget_old_episodes(self, state: Any, delivery_log: DeliveryLog) -> None:
+        """Tombstone what the log remembers about episodes resolved longer than ``log_retention`` ago."""
+        from datetime import UTC, datetime
+
+        from spendwatch.schemas.alert import Action
+
+        horizon = datetime.now(UTC) - self.config.log_retention
+        old = [k for k, p in state.paged.items() if p.action == Action.resolve and p.fired_at < horizon]
+        for key in old:
+            del state.paged[key]
+        if old:
+            await delivery_log.commit([(f"p|{iid}|{dedup_key}", None) for iid, dedup_key in old])
+            log.info("delivery log: forgot %d episodes resolved before %s", len(old), horizon.isoformat())
 
     async def _loop(self, consumer: Any, dispatcher: Dispatcher, delivery_log: DeliveryLog, tasks: list[asyncio.Task]) -> None:
         tracker = OffsetTracker()
@@ -209,6 +224,15 @@ class PagerService:
     async def drain(self, timeout: float | None = None) -> None:
         """Wait until every submitted notification was delivered (tests, graceful shutdown)."""
         await asyncio.wait_for(asyncio.gather(*(w.queue.join() for w in self.workers.values())), timeout)
+
+
+async def _run_until_signal(service: PagerService) -> None:
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, service.stop)
+    await service.run()
 
 
 def describe_routes(config: PagingConfig, labels_text: str) -> str:
@@ -269,7 +293,7 @@ def pager(config_path: str | None, bootstrap_servers: str | None, log_level: str
     settings.kafka.bootstrap_servers = servers
     try:
         service = PagerService.from_settings(settings)
-        asyncio.run(service.run())
+        asyncio.run(_run_until_signal(service))
     except PagingSetupError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:

@@ -218,15 +218,22 @@ class SlackIntegration:
                             self.spec.id, channel)
                 return None
             channel = self.channel_id
-        if thread_ts:
-            resp = await self._call("conversations_replies", channel=channel, ts=thread_ts, include_all_metadata=True, limit=200)
-        else:
-            oldest = (n.created_at - timedelta(minutes=10)).timestamp()
-            resp = await self._call("conversations_history", channel=channel, oldest=f"{oldest:.6f}", include_all_metadata=True, limit=200)
-        for message in resp.get("messages", []):
-            meta = message.get("metadata") or {}
-            if meta.get("event_type") == METADATA_EVENT and meta.get("event_payload", {}).get("notification_id") == n.id:
-                return message
+        cursor = None
+        for _page in range(10):
+            if thread_ts:
+                resp = await self._call("conversations_replies", channel=channel, ts=thread_ts, include_all_metadata=True,
+                                        limit=200, cursor=cursor)
+            else:
+                oldest = (n.created_at - timedelta(minutes=10)).timestamp()
+                resp = await self._call("conversations_history", channel=channel, oldest=f"{oldest:.6f}",
+                                        include_all_metadata=True, limit=200, cursor=cursor)
+            for message in resp.get("messages", []):
+                meta = message.get("metadata") or {}
+                if meta.get("event_type") == METADATA_EVENT and meta.get("event_payload", {}).get("notification_id") == n.id:
+                    return message
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+            if not resp.get("has_more") or not cursor:
+                break
         return None
 
     async def _post(self, n: Notification, channel: str, text: str, blocks_: list[dict[str, Any]],
