@@ -17,6 +17,8 @@ from aiohttp import web
 
 from spendwatch.broker import free_port
 
+#: a well-formed (32 characters) Events v2 routing key for tests
+ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"
 PD_SEVERITIES = {"critical", "error", "warning", "info"}
 PD_ACTIONS = {"trigger", "acknowledge", "resolve"}
 PD_MAX_BYTES = 512 * 1024
@@ -416,3 +418,18 @@ def make_alert(dedup_key: str = "spike:key:k1:1", *, action: str = "trigger", mi
                     "baseline_usd": Decimal("30")} for i in range(series)],
         **extra,
     })
+
+
+async def produce(bootstrap: str, topic: str, alerts) -> None:
+    """Produce Alerts (keyed by dedup_key) or raw bytes (a bad message) to ``topic``."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for alert in alerts:
+            value = alert if isinstance(alert, bytes) else alert.model_dump_json().encode()
+            key = b"bad" if isinstance(alert, bytes) else alert.dedup_key.encode()
+            await producer.send_and_wait(topic, key=key, value=value)
+    finally:
+        await producer.stop()

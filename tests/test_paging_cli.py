@@ -11,8 +11,7 @@ import sys
 
 import pytest
 import yaml
-from paging_fakes import FakePagerDuty, FakeSlack, make_alert
-from test_paging_service import ROUTING_KEY, produce
+from paging_fakes import ROUTING_KEY, FakePagerDuty, FakeSlack, make_alert, produce
 
 from spendwatch.broker import create_topics
 

@@ -15,9 +15,8 @@ from spendwatch.sinks.paging.pagerduty import PagerDutyIntegration, events_for
 from spendwatch.sinks.paging.retry import PermanentError, TransientError, retry_forever
 import spendwatch.sinks.paging.slack as slack_module
 from spendwatch.sinks.paging.slack import SlackIntegration, SlackWebhookIntegration, blocks
-from paging_fakes import FakePagerDuty, FakeSlack, make_alert
+from paging_fakes import ROUTING_KEY, FakePagerDuty, FakeSlack, make_alert
 
-ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"
 FAST = RetryConfig(initial_backoff=timedelta(milliseconds=10), max_backoff=timedelta(milliseconds=50))
 
 

@@ -12,8 +12,8 @@ import contextlib
 import json
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from paging_fakes import FakePagerDuty, FakeSlack, make_alert
+from aiokafka import AIOKafkaConsumer
+from paging_fakes import ROUTING_KEY, FakePagerDuty, FakeSlack, make_alert, produce
 
 from spendwatch.broker import create_topics
 from spendwatch.sinks.paging.config import PagingConfig
@@ -21,7 +21,6 @@ from spendwatch.sinks.paging.service import PagerService
 from spendwatch.streams.config import TopicsConfig
 
 pytestmark = pytest.mark.kafka
-ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"
 
 
 @pytest.fixture
@@ -49,18 +48,6 @@ def paging_config(slack: FakeSlack, pd: FakePagerDuty, tmp_path, **route) -> Pag
         "silences": [{"matchers": ['team="batch"'], "ends_at": "2030-01-01T00:00:00Z", "comment": "nightly backfill"}],
         "retry": {"initial_backoff": "10ms", "max_backoff": "50ms"},
     })
-
-
-async def produce(bootstrap: str, topic: str, alerts) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        for alert in alerts:
-            value = alert if isinstance(alert, bytes) else alert.model_dump_json().encode()
-            key = b"bad" if isinstance(alert, bytes) else alert.dedup_key.encode()
-            await producer.send_and_wait(topic, key=key, value=value)
-    finally:
-        await producer.stop()
 
 
 @contextlib.asynccontextmanager
