@@ -16,7 +16,8 @@ decayed token sums of everything that has left the window. A page needs all of:
 
 While an episode is active the baseline does not learn (the collapsed window is not
 folded into it), so a cache that stays broken keeps paging at the repeat interval
-instead of becoming the new normal.
+instead of becoming the new normal; while the window is too quiet to judge (a night) the
+episode holds its last verdict rather than resolving and paging again the next morning.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class CacheHitDrop(Detector):
         self.window = BucketWindow(window_s, window_s / _BUCKETS)
         self.baseline = DecayedSums(config.baseline_half_life_hours * 3600)
         self.abnormal = False
+        self.last_finding: Finding | None = None
 
     def learn_one(self, obs: Observation, ctx: Context) -> None:
         if not obs.ok or obs.input_tokens <= 0:
@@ -96,10 +98,14 @@ class CacheHitDrop(Detector):
         for index, sums in window.expire(now):
             if not self.abnormal:  # never learn from the anomaly being flagged
                 baseline.fold(index * window.bucket_s, sums)
-        self.abnormal = False
         n, tokens, cached = window.get("n"), window.get("in"), window.get("cr")
+        if n < cfg.min_requests or tokens < cfg.min_input_tokens:
+            # too quiet to judge (a night): an active episode holds rather than resolving and re-paging
+            return [self.last_finding] if self.abnormal and self.last_finding is not None else []
+        was_abnormal = self.abnormal
+        self.abnormal, self.last_finding = False, None
         base_tokens = baseline.get("in")
-        if n < cfg.min_requests or tokens < cfg.min_input_tokens or base_tokens < cfg.min_baseline_input_tokens:
+        if base_tokens < cfg.min_baseline_input_tokens:
             return []
         base_ratio = baseline.get("cr") / base_tokens
         ratio = cached / tokens
@@ -107,8 +113,8 @@ class CacheHitDrop(Detector):
             return []
         price_per_token = window.get("value") / tokens  # micro-dollars per input token, volume-weighted
         wasted = (base_ratio * tokens - cached) * price_per_token * _CACHE_DISCOUNT
-        if price_per_token and wasted < cfg.min_wasted_usd * MICROS:
-            return []
+        if price_per_token and wasted < cfg.min_wasted_usd * MICROS and not was_abnormal:
+            return []  # the money guard starts an episode; only a recovered ratio ends it
         self.abnormal = True
         who = ctx.labels.get("key_alias") if ctx.scope == "key" else None
         money = f": about {usd(wasted)} of extra input spend" if price_per_token else ""
@@ -117,9 +123,10 @@ class CacheHitDrop(Detector):
             f"{cfg.window_minutes} min ({int(n)} requests, {tokens / 1e6:.1f}M input tokens), "
             f"down from {base_ratio:.0%}{money}"
         )
-        return [Finding(
+        self.last_finding = Finding(
             abnormal=True, observed=round(ratio, 4), expected=round(base_ratio, 4), unit="ratio", summary=summary,
             root_cause_kinds=("model", "session", "tag"),
             details={"window_input_tokens": int(tokens), "window_cache_read_tokens": int(cached),
                      "estimated_extra_usd": round(wasted / MICROS, 2)},
-        )]
+        )
+        return [self.last_finding]

@@ -203,13 +203,16 @@ class ModelMixDriftConfig(DetectorSettings):
         default=1.5, ge=0, description="...and the window's cost per request is at least this x the baseline's "
         "(a drift to cheaper models does not page; 0 pages any drift)."
     )
-    min_requests: int = Field(default=20, ge=1, description="Requests in the window before it may page.")
-    min_window_spend_usd: Decimal = Field(default=Decimal("5"), ge=0, description="Spend in the window before it may page.")
+    min_requests: int = Field(default=10, ge=1, description="Requests in the window before it may page.")
+    min_window_spend_usd: Decimal = Field(default=Decimal("2"), ge=0, description="Spend in the window before it may page.")
     min_baseline_requests: float = Field(
         default=150, ge=1, description="(Decayed) requests in the baseline before it is trusted; new keys wait."
     )
     baseline_half_life_hours: float = Field(
         default=72, gt=0, description="Half-life of the baseline mix: a lasting change becomes the new normal."
+    )
+    min_history_hours: float = Field(
+        default=24, ge=0, description="Hours since the subject's first request before its baseline mix is trusted."
     )
     tiers: TierThresholds = Field(
         default_factory=TierThresholds, description="Where the price tiers split (input USD per million tokens)."
@@ -253,7 +256,8 @@ class EfficiencyConfig(DetectorSettings):
     metric: Literal["usd", "tokens"] = Field(default="usd", description="Cost per outcome in dollars or tokens.")
     window_hours: int = Field(default=24, ge=1, le=168, description="The recent efficiency is measured over this.")
     factor: float = Field(
-        default=1.8, gt=1, description="Page when cost per outcome exceeds this x the baseline's..."
+        default=2.0, gt=1, description="Page when cost per outcome exceeds this x the baseline's (the window's "
+        "single most expensive session left out, so one big session is not a trend)..."
     )
     max_outcome_growth: float = Field(
         default=1.25, gt=0, description="...while outcomes per hour are at most this x the baseline's (not rising)."

@@ -7,9 +7,11 @@ the subject's spend (or input + output tokens, ``metric``) by its accepted outco
 exponentially decayed hourly sums (``baseline_half_life_hours``, a week by default). It
 pages when the cost per outcome is at least ``factor`` x the baseline's while outcomes per
 hour are no more than ``max_outcome_growth`` x the baseline's -- spending more to get
-more done is growth, not decay. Volume guards (``min_outcomes``, ``min_baseline_outcomes``,
-``min_window_spend_usd``) keep quiet days, sparse keys and keys that report no outcomes
-out of it. The baseline does not learn while an episode is active.
+more done is growth, not decay. The window's single most expensive session (from the
+engine's 24-hour contributors) is left out of its cost, so one large but ordinary session
+is not mistaken for a trend. Volume guards (``min_outcomes``, ``min_baseline_outcomes``,
+``min_window_spend_usd``, and a baseline at least one window long) keep quiet days, new and
+sparse keys and keys that report no outcomes out of it. The baseline does not learn while an episode is active.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class Efficiency(Detector):
     ...     if findings:
     ...         break
     >>> h - 48, findings[0].summary
-    (11, 'key dev-ana: $3.65 per accepted outcome over the last 24h (23 outcomes, $84.00), 1.8x the usual $2.00, while outcomes are 1.0x their usual rate')
+    (14, 'key dev-ana: $4.04 per accepted outcome over the last 24h (23 outcomes, $93.00), 2.0x the usual $2.00, while outcomes are 1.0x their usual rate')
     """
 
     name = "efficiency"
@@ -67,6 +69,7 @@ class Efficiency(Detector):
         self.baseline = DecayedSums(config.baseline_half_life_hours * _HOUR)
         self.last_folded: int | None = None
         self.abnormal = False
+        self.last_finding: Finding | None = None
 
     def learn_one(self, obs: Observation, ctx: Context) -> None:
         if obs.kind == "outcome":
@@ -86,16 +89,24 @@ class Efficiency(Detector):
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
         cfg, window, baseline = self.config, self.window, self.baseline
         self._fold(now)
-        self.abnormal = False
-        outcomes, cost = window.get("o"), window.get("c")
+        outcomes, cost, spent = window.get("o"), window.get("c"), window.get("usd")
+        if outcomes < cfg.min_outcomes or spent < cfg.min_window_spend_usd * MICROS:
+            # too quiet to judge (a weekend): an active episode holds rather than resolving and re-paging
+            return [self.last_finding] if self.abnormal and self.last_finding is not None else []
+        self.abnormal, self.last_finding = False, None
         base_outcomes, base_cost, base_hours = baseline.get("o"), baseline.get("c"), baseline.get("h")
-        if (outcomes < cfg.min_outcomes or base_outcomes < cfg.min_baseline_outcomes or base_hours <= 0
-                or window.get("usd") < cfg.min_window_spend_usd * MICROS or base_cost <= 0):
+        if base_outcomes < cfg.min_baseline_outcomes or base_hours < cfg.window_hours or base_cost <= 0:
             return []
-        per_outcome, base_per_outcome = cost / outcomes, base_cost / base_outcomes
+        base_per_outcome = base_cost / base_outcomes
         growth = (outcomes / cfg.window_hours) / (base_outcomes / base_hours)
+        if cost / outcomes < cfg.factor * base_per_outcome or growth > cfg.max_outcome_growth:
+            return []
+        top_sessions = ctx.contributors.day.totals("session")  # only now: it is the costly part
+        if top_sessions:  # leave the single biggest session out: one big run is no trend
+            cost -= cost * min(1.0, top_sessions[0][1] / spent)
+        per_outcome = cost / outcomes
         ratio = per_outcome / base_per_outcome
-        if ratio < cfg.factor or growth > cfg.max_outcome_growth:
+        if ratio < cfg.factor:
             return []
         self.abnormal = True
         who = ctx.labels.get("key_alias") if ctx.scope == "key" else None
@@ -109,10 +120,11 @@ class Efficiency(Detector):
             f"({outcomes:.0f} outcomes, {total}), {ratio:.1f}x the usual {usual_s}, while outcomes are "
             f"{growth:.1f}x their usual rate"
         )
-        return [Finding(
+        self.last_finding = Finding(
             abnormal=True, observed=round(per_outcome / MICROS if cfg.metric == "usd" else per_outcome, 4),
             expected=round(base_per_outcome / MICROS if cfg.metric == "usd" else base_per_outcome, 4),
             unit="usd" if cfg.metric == "usd" else "tokens", summary=summary, window="day",
             details={"outcomes": outcomes, "ratio": round(ratio, 2), "outcome_rate_ratio": round(growth, 2),
                      "metric": cfg.metric},
-        )]
+        )
+        return [self.last_finding]

@@ -7,8 +7,9 @@ the window. It pages when one model -- or one tier -- takes at least ``min_share
 window's requests or spend while it had less than ``rare_share`` of the baseline's, the
 window's cost per request is at least ``cost_per_request_factor`` x the baseline's (a move
 to cheaper models is not a page), and there is enough volume on both sides
-(``min_requests``, ``min_window_spend_usd``, ``min_baseline_requests``; a new key has no
-baseline and waits).
+(``min_requests``, ``min_window_spend_usd``, ``min_baseline_requests``; a new key waits
+``min_history_hours``). While the window is too quiet to judge, an active episode holds its
+last verdict instead of resolving overnight and paging again the next morning.
 
 Tiers (``frontier``, ``standard``, ``economy``) come from the price table through
 :func:`spendwatch.schemas.pricing.price_tier` -- no model list is hard-coded -- so "80% of
@@ -39,7 +40,7 @@ class ModelMixDrift(Detector):
     --------
     A developer on claude-sonnet-4-5 and claude-haiku-4-5 for a day, who then sends 85%
     of their requests to claude-opus-4-1: the page comes once opus carries most of the
-    last hour's spend, 14 calls in:
+    last hour's spend, 7 calls in:
 
     >>> from spendwatch.detectors.baseline import SpendBaseline
     >>> from spendwatch.detectors.contributors import Contributors
@@ -61,7 +62,7 @@ class ModelMixDrift(Detector):
     ...     if findings and findings[0].abnormal:
     ...         break
     >>> i, findings[0].summary
-    (13, 'key dev-ana: 41% of requests (81% of spend, $4.20) in the last 60 min went to claude-opus-4-1 (frontier), which had 0% of its baseline; cost per request 3.1x baseline')
+    (6, 'key dev-ana: 22% of requests (63% of spend, $2.10) in the last 60 min went to claude-opus-4-1 (frontier), which had 0% of its baseline; cost per request 2.1x baseline')
     """
 
     name = "model_mix_drift"
@@ -73,8 +74,12 @@ class ModelMixDrift(Detector):
         window_s = config.window_minutes * 60
         self.window = BucketWindow(window_s, window_s / _BUCKETS)
         self.baseline = DecayedSums(config.baseline_half_life_hours * 3600, max_names=_MAX_CATEGORIES)
+        self.first_ts: float | None = None
+        self.last_finding: Finding | None = None  # held while the window is too quiet to judge
 
     def learn_one(self, obs: Observation, ctx: Context) -> None:
+        if self.first_ts is None:
+            self.first_ts = obs.ts
         tier = price_tier(obs.model, obs.provider, self.config.tiers)
         cost = float(obs.cost)
         self.window.add(obs.ts, {"n": 1.0, "c": cost, f"n:m:{obs.model}": 1.0, f"c:m:{obs.model}": cost,
@@ -86,7 +91,11 @@ class ModelMixDrift(Detector):
             baseline.fold(index * window.bucket_s, sums)
         n, spent = window.get("n"), window.get("c")
         base_n, base_c = baseline.get("n"), baseline.get("c")
-        if n < cfg.min_requests or spent < cfg.min_window_spend_usd * MICROS or base_n < cfg.min_baseline_requests:
+        if n < cfg.min_requests or spent < cfg.min_window_spend_usd * MICROS:
+            # too quiet to judge (a night): an active episode holds rather than resolving and re-paging
+            return [self.last_finding] if self.last_finding is not None else []
+        self.last_finding = None
+        if base_n < cfg.min_baseline_requests or now - (self.first_ts or now) < cfg.min_history_hours * 3600:
             return []
         cost_ratio = (spent / n) / (base_c / base_n) if base_c > 0 else float("inf")
         if cost_ratio < cfg.cost_per_request_factor:
@@ -104,13 +113,14 @@ class ModelMixDrift(Detector):
             f"{usd(window.get(f'c:{kind}:{name}'))}) in the last {cfg.window_minutes} min went to {what}{tier}, "
             f"which had {base_share:.0%} of its baseline; cost per request {cost_ratio:.1f}x baseline"
         )
-        return [Finding(
+        self.last_finding = Finding(
             abnormal=True, observed=round(max(share_n, share_c), 4), expected=round(base_share, 4), unit="ratio",
             summary=summary, root_cause_kinds=("model", "session", "tag"),
             details={"drifted": name, "level": "model" if kind == "m" else "tier", "request_share": round(share_n, 4),
                      "spend_share": round(share_c, 4), "baseline_share": round(base_share, 4),
                      "cost_per_request_ratio": round(cost_ratio, 2), "window_requests": int(n)},
-        )]
+        )
+        return [self.last_finding]
 
     def _drifted(self, n: float, spent: float, base_n: float, base_c: float) -> tuple[str, str, float, float, float] | None:
         """The most expensive model (then tier) that took over the window while rare in the baseline."""

@@ -25,12 +25,15 @@ from decimal import Decimal
 from itertools import accumulate
 from typing import Any
 
+from spendwatch.schemas.event import CostSource, GatewayEvent, Status
+from spendwatch.schemas.outcome import OutcomeEvent
 from spendwatch.traffic.incidents import DAY, HOUR, INCIDENTS, NEGATIVES, GroundTruth, Scenario, SessionPlan, \
     build_scenarios, poisson
 from spendwatch.traffic.population import HOURLY, HOURLY_SERVICE, PICO, KeyProfile, ModelPrice, \
     background_kinds, make_key, most_expensive_model, price_table, teams_of
 
 DEFAULT_START = date(2026, 11, 2)  # a Monday
+_SUCCESS, _FAILURE = Status.success, Status.failure
 _ERRORS = ("rate_limit_error", "api_error", "timeout")
 #: Dedicated keys: (role, habit). Incident keys never belong to the budget team.
 _DEDICATED = (
@@ -164,7 +167,10 @@ class Traffic:
                            role=("negative:" if role in NEGATIVES else "incident:") + role)
             if role in ("model_mix_drift", "cache_hit_drop"):
                 key.models = (("claude-sonnet-4-5", 0.7), ("claude-haiku-4-5", 0.3))
-                key.cache_ratio = 0.75
+                key.cache_ratio, key.sessions_per_peak_hour, key.context_tokens = 0.75, 3.5, 30_000
+            if role == "spend_spike":  # a busy key: its spike is worth dollars, not cents
+                key.sessions_per_peak_hour, key.context_tokens = 3.0, 30_000
+                key.models = (("claude-sonnet-4-5", 0.8), ("claude-haiku-4-5", 0.2))
             if role == "seasonality":
                 key.weekend_factor = 0.05
             if role == "new_key":
@@ -331,25 +337,35 @@ def outcome_dict(outcome: Outcome, outcome_id: str) -> dict[str, Any]:
             "source": "github" if outcome.kind == "pr_merged" else "agent-harness", "attributes": {}}
 
 
+def _trusted(cls: Any, values: dict[str, Any]) -> Any:
+    """A pydantic model from already-valid values, skipping validation (what ``model_construct`` does, cheaper).
+
+    The generator only produces valid values; tests check every rendering validates to the same model.
+    """
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
+
+
 def to_record(item: Request | Outcome, n: int, seed: int) -> Any:
     """A :class:`GatewayEvent` or :class:`OutcomeEvent` (built without re-validation: the generator is trusted)."""
-    from spendwatch.schemas.event import CostSource, GatewayEvent, Status
-    from spendwatch.schemas.outcome import OutcomeEvent
-
     when = _when(item.ts)
     key = item.key
     if isinstance(item, Outcome):
-        return OutcomeEvent.model_construct(
-            outcome_id=f"out-{seed}-{n}", event_time=when, kind=item.kind, value=1.0, api_key_hash=key.key_hash,
-            user=key.user, team=key.team, session_id=item.session_id,
-            source="github" if item.kind == "pr_merged" else "agent-harness", attributes={})
-    return GatewayEvent.model_construct(
-        event_id=f"evt-{seed}-{n}", event_time=when, gateway="litellm", api_key_hash=key.key_hash,
-        api_key_alias=key.alias, user=key.user, team=key.team, org=key.org, project=None, tags=key.tags,
-        session_id=item.session_id, model=item.price.model, provider=item.price.provider,
-        status=Status.success if item.ok else Status.failure, error_type=item.error_type,
-        input_tokens=item.input_tokens, cache_read_tokens=item.cache_read, cache_write_tokens=item.cache_write,
-        output_tokens=item.output_tokens, reasoning_tokens=item.reasoning,
-        cost_usd=Decimal(cost_string(item.cost_pico)), cost_source=CostSource.gateway, cost_unknown_reason=None,
-        latency_ms=item.latency_ms,
-    )
+        return _trusted(OutcomeEvent, {
+            "outcome_id": f"out-{seed}-{n}", "event_time": when, "kind": item.kind, "value": 1.0,
+            "api_key_hash": key.key_hash, "user": key.user, "team": key.team, "session_id": item.session_id,
+            "source": "github" if item.kind == "pr_merged" else "agent-harness", "attributes": {}})
+    return _trusted(GatewayEvent, {
+        "event_id": f"evt-{seed}-{n}", "event_time": when, "gateway": "litellm", "api_key_hash": key.key_hash,
+        "api_key_alias": key.alias, "user": key.user, "team": key.team, "org": key.org, "project": None,
+        "tags": key.tags, "session_id": item.session_id, "model": item.price.model, "provider": item.price.provider,
+        "status": _SUCCESS if item.ok else _FAILURE, "error_type": item.error_type,
+        "input_tokens": item.input_tokens, "cache_read_tokens": item.cache_read, "cache_write_tokens": item.cache_write,
+        "output_tokens": item.output_tokens, "reasoning_tokens": item.reasoning,
+        "cost_usd": Decimal(cost_string(item.cost_pico)), "cost_source": CostSource.gateway,
+        "cost_unknown_reason": None, "latency_ms": item.latency_ms,
+    })

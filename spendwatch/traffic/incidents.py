@@ -188,12 +188,13 @@ def build_scenarios(
     w = week_start
     out: list[Scenario] = []
 
-    def when(day: float, hour: float) -> float:
-        return w + day * DAY + hour * HOUR
+    def when(day: float, hour: float, key: KeyProfile | None = None) -> float:
+        """``hour`` o'clock on ``day`` of the incident week, in the key's team's time zone."""
+        return w + day * DAY + (hour - (key.tz_offset_hours if key else 0)) * HOUR
 
     if "runaway_loop" in kinds:
         key = keys["runaway_loop"]
-        start, end = when(5, 2) + rng.uniform(0, 1800), min(run_end, when(6, 12))
+        start, end = when(5, 2, key) + rng.uniform(0, 1800), min(run_end, when(6, 12, key))
         sid = f"s{key.index:03d}-runaway"
         sc = _mk(Scenario, "runaway_loop", key, start, end, session_id=sid,
                  description="an agent retries the same step in a loop on the most expensive model all weekend")
@@ -201,7 +202,7 @@ def build_scenarios(
         out.append(sc)
     if "session_burn" in kinds:
         key = keys["session_burn"]
-        start = when(3, 14) + rng.uniform(0, 1800)
+        start = when(3, 14, key) + rng.uniform(0, 1800)
         sid = f"s{key.index:03d}-burn"
         sc = _mk(Scenario, "session_burn", key, start, start + 45 * 60, session_id=sid,
                  description="one session burns well over $100 within the hour")
@@ -210,16 +211,16 @@ def build_scenarios(
         out.append(sc)
     if "spend_spike" in kinds:
         key = keys["spend_spike"]
-        start = when(3, 7)
+        start = when(3, 7, key)
         out.append(_mk(RateWindow, "spend_spike", key, start, min(run_end, start + 20 * HOUR), factor=6.0,
                        description="the key's traffic jumps to 6x for most of a day (24h spend > 3x the daily mean)"))
     if "model_mix_drift" in kinds:
         key = keys["model_mix_drift"]
-        out.append(_mk(ModelSwitch, "model_mix_drift", key, when(3, 10), run_end, model=expensive_model, share=0.85,
+        out.append(_mk(ModelSwitch, "model_mix_drift", key, when(3, 10, key), run_end, model=expensive_model, share=0.85,
                        description=f"85% of the developer's sessions move to {expensive_model}"))
     if "cache_hit_drop" in kinds:
         key = keys["cache_hit_drop"]
-        out.append(_mk(CacheBreak, "cache_hit_drop", key, when(4, 9), run_end,
+        out.append(_mk(CacheBreak, "cache_hit_drop", key, when(4, 9, key), run_end,
                        description="the prompt cache stops hitting (cache-read ratio ~70% -> ~1%)"))
     if "budget_overrun" in kinds:
         out.append(_mk(Ramp, "budget_overrun", None, when(1, 0), run_end, team=budget_team, top=2.2, hours=48.0,
@@ -227,12 +228,12 @@ def build_scenarios(
                        "forecast overruns its budget"))
     if "efficiency_decay" in kinds:
         key = keys["efficiency_decay"]
-        out.append(_mk(Ramp, "efficiency_decay", key, when(2, 0), run_end, top=1.7, hours=24.0, on_size=True,
-                       description="sessions get longer and bigger (spend per session ~2.9x) while accepted "
+        out.append(_mk(Ramp, "efficiency_decay", key, when(2, 0, key), run_end, top=1.8, hours=24.0, on_size=True,
+                       description="sessions get longer and bigger (spend per session ~3.2x) while accepted "
                        "tasks stay flat"))
     if "error_storm" in kinds:
         key = keys["error_storm"]
-        start = when(3, 16) + rng.uniform(0, 1800)
+        start = when(3, 16, key) + rng.uniform(0, 1800)
         sid = f"s{key.index:03d}-retry"
         sc = _mk(Scenario, "error_storm", key, start, start + 90 * 60, session_id=sid,
                  description="a retry doom loop: ~95% of calls fail (429/5xx) and are retried at once for 90 min")
@@ -253,7 +254,7 @@ def build_scenarios(
     out.append(_mk(Scenario, "sparse_key", keys["sparse_key"], first, run_end, negative=True,
                    description="a key with a handful of calls a day and whole days with none"))
     key = keys["large_session"]
-    start = when(3, 10) if when(3, 10) < run_end else max(first, run_end - 6 * HOUR)
+    start = when(3, 10, key) if when(3, 10, key) < run_end else max(first, run_end - 6 * HOUR)
     sid = f"s{key.index:03d}-big"
     sc = _mk(Scenario, "large_session", key, start, start + 150 * 60, negative=True, session_id=sid,
              description="one long (2.5 h, ~$35) but ordinary refactoring session")
