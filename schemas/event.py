@@ -88,7 +88,11 @@ class GatewayEvent(BaseModel):
     @field_validator("event_time")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is UTC:
+            return value
         if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        if not value.utcoffset():  # "Z" / "+00:00" parse to a fixed-offset zone: same instant, cheaper than astimezone
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
 

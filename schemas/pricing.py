@@ -112,13 +112,72 @@ def _timestamp_key(at: datetime | None) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-@lru_cache(maxsize=16384)
-def _model_price(model: str, provider: str | None, day: str) -> Any:
+def _model_price(model: str, provider: str | None, at: datetime) -> Any:
+    """The genai-prices ``ModelPrice`` in force at ``at`` (prices can change by date and by time of day)."""
     found = find_model(model, provider)
     if found is None:
         return None
     _, info = found
-    return info.get_prices(datetime.fromisoformat(day).replace(tzinfo=UTC))
+    return info.get_prices(at)
+
+
+_linear_cache: dict[int, tuple[Any, tuple[Decimal, ...] | None]] = {}
+
+
+def _linear_price(price: Any) -> tuple[Any, ...] | None:
+    """Prices per request (x 1e6), then per Mtok (flat or tiered): input, cache read, cache write,
+    output; cached per ``ModelPrice`` object. ``None`` when the price needs genai-prices' full model.
+
+    genai-prices' own calculation builds a usage object and walks its unit registry per call
+    (~1 ms); for the common flat price the same arithmetic is done here directly. A missing cache
+    price means cached tokens cost the input price, as in genai-prices (checked by a test).
+    """
+    cached = _linear_cache.get(id(price))
+    if cached is not None and cached[0] is price:
+        return cached[1]  # type: ignore[return-value]
+    result = _compute_linear(price)
+    if len(_linear_cache) > 65536:
+        _linear_cache.clear()
+    _linear_cache[id(price)] = (price, result)
+    return result
+
+
+def _is_price(value: Any) -> bool:
+    return isinstance(value, Decimal) or (
+        isinstance(getattr(value, "base", None), Decimal) and isinstance(getattr(value, "tiers", None), list)
+    )
+
+
+def _at_volume(price: Any, input_tokens: int) -> Decimal:
+    """A flat price, or the tier of a ``TieredPrices`` that ``input_tokens`` falls in (genai-prices' cliff rule)."""
+    if isinstance(price, Decimal):
+        return price
+    for tier in reversed(price.tiers):
+        if input_tokens > tier.start:
+            return tier.price
+    return price.base
+
+
+def _compute_linear(price: Any) -> tuple[Any, Any, Any, Any, Any] | None:
+    values = [getattr(price, key, None) for key in ("input_mtok", "cache_read_mtok", "cache_write_mtok", "output_mtok")]
+    per_input, per_read, per_write, per_output = values
+    if not _is_price(per_input) or not _is_price(per_output):
+        return None
+    if not all(v is None or _is_price(v) for v in (per_read, per_write)):
+        return None
+    try:  # what a request costs before any token: per-request fees (e.g. Perplexity)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            per_request = Decimal(price.calc_price(Usage(input_tokens=0, output_tokens=0))["total_price"])
+    except (ValueError, TypeError, ArithmeticError):
+        return None
+    return (
+        per_request * _ONE_MILLION,
+        per_input,
+        per_read if per_read is not None else per_input,
+        per_write if per_write is not None else per_input,
+        per_output,
+    )
 
 
 def compute_cost(
@@ -158,12 +217,22 @@ def compute_cost(
     >>> compute_cost("my-finetune-7b", None, input_tokens=10)
     (None, "no price known for model 'my-finetune-7b'")
     """
-    when = _timestamp_key(at)
-    # Price periods change at day granularity at most; cache per (model, provider, day).
-    price = _model_price(model, provider, when.date().isoformat())
+    price = _model_price(model, provider, _timestamp_key(at))
     if price is None:
         who = f" (provider {provider!r})" if provider else ""
         return None, f"no price known for model {model!r}{who}"
+    linear = _linear_price(price)
+    if linear is not None:
+        per_request, per_input, per_read, per_write, per_output = linear
+        fresh = input_tokens - cache_read_tokens - cache_write_tokens
+        if fresh >= 0:
+            n = input_tokens
+            return (
+                (per_request + _at_volume(per_input, n) * fresh + _at_volume(per_read, n) * cache_read_tokens
+                 + _at_volume(per_write, n) * cache_write_tokens + _at_volume(per_output, n) * output_tokens)
+                / _ONE_MILLION,
+                None,
+            )
     usage = Usage(
         input_tokens=input_tokens,
         cache_read_tokens=cache_read_tokens or None,
@@ -195,14 +264,14 @@ def input_price_per_mtok(model: str, provider: str | None) -> Decimal | None:
     >>> input_price_per_mtok("gpt-4o", "openai")
     Decimal('2.5')
     """
-    price = _model_price(model, provider, datetime.now(UTC).date().isoformat())
+    price = _model_price(model, provider, datetime.now(UTC))
     return _flat(getattr(price, "input_mtok", None)) if price is not None else None
 
 
 @lru_cache(maxsize=8192)
 def output_price_per_mtok(model: str, provider: str | None) -> Decimal | None:
     """Current output price in USD per million tokens, or ``None`` if unknown."""
-    price = _model_price(model, provider, datetime.now(UTC).date().isoformat())
+    price = _model_price(model, provider, datetime.now(UTC))
     return _flat(getattr(price, "output_mtok", None)) if price is not None else None
 
 

@@ -78,6 +78,11 @@ def _parse_one(data: Any, config: AdaptersConfig, errors: list[ParseError] | Non
 def _parse(raw: Any, config: AdaptersConfig | None, errors: list[ParseError] | None) -> list[Record]:
     config = config or DEFAULT_ADAPTERS_CONFIG
     try:
+        if isinstance(raw, bytes) and len(raw) <= config.max_message_bytes and b'"event_id"' in raw:
+            try:  # the canonical fast path: one pydantic parse, no intermediate dict
+                return [GatewayEvent.model_validate_json(raw)]
+            except ValueError:
+                pass  # not canonical after all, a cost to compute, or bad: the full path decides and explains
         data = _decode(raw, config)
         if isinstance(data, list):  # a batch: LiteLLM's generic_api logger posts lists of payloads
             if len(data) > config.max_records_per_message:
