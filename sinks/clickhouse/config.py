@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -31,6 +33,13 @@ class ClickHouseConfig(BaseModel):
         default="spendwatch-clickhouse",
         description="Kafka consumer group of the sink (its own: the sink never slows the detectors' group).",
     )
+    partition_assignment: Literal["auto", "group", "all"] = Field(
+        default="auto",
+        description="'group': partitions balanced across sink processes by the consumer group. 'all': this sink "
+        "reads every partition (offsets still committed under consumer_group). 'auto': 'all' on embedded chDB "
+        "(only one process can open it), 'group' with a server url.",
+    )
+    topic_wait_s: float = Field(default=60.0, gt=0, description="With 'all': how long to wait at start for the topics to exist.")
     migrate_on_start: bool = Field(default=True, description="Apply pending schema migrations when the sink starts.")
     flush_interval_s: float = Field(default=1.0, gt=0, description="Longest time a row waits in the buffer before it is written.")
     batch_max_rows: int = Field(default=50_000, ge=1, description="A flush starts early once this many rows are buffered.")

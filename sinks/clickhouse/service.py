@@ -138,8 +138,17 @@ class ClickHouseSink:
             auto_offset_reset="earliest",
             isolation_level="read_committed",  # never store records of aborted transactions
         )
-        self._consumer.subscribe(list(self.routes), listener=_Rebalance(self))
-        await self._consumer.start()
+        if self.uses_group_assignment:
+            self._consumer.subscribe(list(self.routes), listener=_Rebalance(self))
+            await self._consumer.start()
+        else:
+            await self._consumer.start()
+            partitions = await self._all_partitions()
+            self._consumer.assign(list(partitions))
+            await self._on_assigned(partitions)
+        log.info("ClickHouse sink consuming %s as group %s (%s) into %s", ", ".join(self.routes),
+                 self.config.consumer_group, "group-assigned" if self.uses_group_assignment else "all partitions",
+                 self.config.url or f"chDB in {self.settings.data_dir}")
         self._tasks = [asyncio.create_task(self._consume_loop(), name="clickhouse-sink-consume"),
                        asyncio.create_task(self._flush_loop(), name="clickhouse-sink-flush")]
 
@@ -172,6 +181,32 @@ class ClickHouseSink:
             await self._stopping.wait()
         finally:
             await self.stop()
+
+    @property
+    def uses_group_assignment(self) -> bool:
+        """Whether partitions are balanced by the consumer group, or all taken by this one sink.
+
+        ``auto``: one sink takes every partition on embedded chDB (only one process can open it,
+        and a restart then resumes at once instead of waiting out the dead member's session);
+        the group balances several sinks against a ClickHouse server.
+        """
+        if self.config.partition_assignment == "auto":
+            return self.config.url is not None
+        return self.config.partition_assignment == "group"
+
+    async def _all_partitions(self) -> set[TopicPartition]:
+        consumer = self._consumer
+        assert consumer is not None
+        deadline = time.monotonic() + self.config.topic_wait_s
+        while True:
+            await consumer.topics()  # refreshes metadata
+            found = {t: consumer.partitions_for_topic(t) for t in self.routes}
+            missing = [t for t, parts in found.items() if not parts]
+            if not missing:
+                return {TopicPartition(t, p) for t, parts in found.items() for p in parts}
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topics {missing} do not exist (create them, e.g. by starting the worker)")
+            await asyncio.sleep(0.5)
 
     # -- observation (tests, embedding processes) -------------------------------------------
 
