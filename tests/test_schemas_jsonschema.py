@@ -49,3 +49,11 @@ def test_schema_rejects_what_the_model_rejects(change):
     schema = validator("gateway_event.schema.json")
     schema.validate(good)
     assert not schema.is_valid({**good, **change})
+
+
+def test_event_schema_doc_lists_every_field():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "event-schema.md").read_text()
+    missing = [name for name in GatewayEvent.model_fields if f"| `{name}` |" not in doc]
+    assert not missing, f"docs/event-schema.md does not document {missing}"
