@@ -1,0 +1,669 @@
+"""``spendwatch demo``: the whole pipeline on one machine, with nothing installed but Python.
+
+What runs, and who owns what:
+
+* the embedded Kafka-protocol broker (a child process, :class:`spendwatch.broker.EmbeddedBroker`);
+* one stream worker (a child process, ``python -m spendwatch.streams.worker``): raw gateway
+  messages -> canonical events, detector state, alerts;
+* the ClickHouse sink and the pager, inside this process: embedded chDB allows one process
+  per data directory, so the process that reads the report at the end is the one that
+  writes to it; the pager's console receiver prints pages here as they fire (and pages
+  Slack / PagerDuty too when their variables are set: see ``spendwatch pager --help``);
+* the replay: a synthetic week of multi-team traffic with every kind of incident
+  (:mod:`spendwatch.traffic`), produced to the raw topic no faster than the worker keeps up.
+
+At the end it prints a report from ClickHouse (spend by team and model, cache-hit ratio,
+every incident with its time to detect against the generator's ground truth), leaves the
+data in ``--data-dir`` for ``spendwatch report`` / ``spendwatch query``, and stops every
+process it started, also on Ctrl-C or an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import yaml
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from spendwatch.config import Settings
+
+log = logging.getLogger(__name__)
+
+#: A file that marks a directory as the demo's own, so a re-run may wipe it.
+MARKER = ".spendwatch-demo"
+#: Most records produced ahead of what the worker has committed (keeps the replay "live").
+PRODUCE_AHEAD = 20_000
+#: The env vars that make the default pager configuration page real receivers.
+RECEIVER_ENV = {
+    "PagerDuty": ("SPENDWATCH_PAGERDUTY_ROUTING_KEY",),
+    "Slack": ("SPENDWATCH_SLACK_BOT_TOKEN", "SPENDWATCH_SLACK_WEBHOOK_URL"),
+}
+
+
+class DemoError(click.ClickException):
+    """The demo could not run; the message says why and what to do."""
+
+
+# --- the data directory and the configuration -------------------------------------------
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """Make ``data_dir`` empty and the demo's own; refuse a directory that is not a demo's."""
+    if data_dir.exists() and any(data_dir.iterdir()):
+        if not (data_dir / MARKER).exists():
+            raise DemoError(f"{data_dir} is not empty and not a previous demo's data; pass another --data-dir")
+        shutil.rmtree(data_dir)
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    (data_dir / MARKER).write_text("created by `spendwatch demo`; the next demo run deletes this directory\n")
+
+
+def demo_config(data_dir: Path, bootstrap_servers: str, worker_port: int, partitions: int) -> dict[str, Any]:
+    """The YAML the worker runs with, also left behind for ``spendwatch report --config``."""
+    return {
+        "data_dir": str(data_dir),
+        "kafka": {"bootstrap_servers": bootstrap_servers},
+        "streams": {"partitions": partitions, "web_port": worker_port},
+        "paging": {
+            # The replay compresses a week into minutes: wall-clock grouping waits are short.
+            "route": {"receiver": "default", "group_by": ["..."], "group_wait": "1s", "group_interval": "2s",
+                      "repeat_interval": "4h"},
+        },
+    }
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Settings:
+    from spendwatch.config import load_settings
+
+    path.write_text("# Written by `spendwatch demo`.\n" + yaml.safe_dump(config, sort_keys=False))
+    return load_settings(path)
+
+
+# --- child processes ----------------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    """A child process in its own process group, its output in a log file."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> Child:
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        return self
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def check(self) -> None:
+        """Raise with the log's tail when the child died."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise DemoError(f"the {self.name} exited with code {self.proc.returncode}; its log "
+                            f"({self.log_path}) ends with:\n{tail(self.log_path)}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+async def wait_ready(url: str, child: Child, timeout: float) -> None:
+    """Poll ``url`` (a /readyz endpoint) until it answers 200; fail early if the child dies."""
+    deadline = time.monotonic() + timeout
+    while True:
+        child.check()
+        with contextlib.suppress(OSError, urllib.error.URLError):
+            status = await asyncio.to_thread(_http_status, url)
+            if status == 200:
+                return
+        if time.monotonic() > deadline:
+            raise DemoError(f"the {child.name} was not ready within {timeout:.0f}s ({url}); its log "
+                            f"({child.log_path}) ends with:\n{tail(child.log_path)}")
+        await asyncio.sleep(0.25)  # polling: the child offers no event to await
+
+
+def _http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback URL we built
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+# --- the worker's progress, from its own /metrics -------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerProgress:
+    """What the worker's ``/metrics`` says it has done so far."""
+
+    ok: int  # raw messages parsed into canonical events and outcomes
+    dead: int  # raw messages sent to the dead-letter topic
+    detector_batches: int
+    alerts: int
+
+    @property
+    def parsed(self) -> int:
+        return self.ok + self.dead
+
+    @classmethod
+    def parse(cls, text: str) -> WorkerProgress:
+        """Read the figures from a Prometheus exposition.
+
+        >>> WorkerProgress.parse('''spendwatch_events_in_total{result="ok",source="kafka"} 40.0
+        ... spendwatch_events_in_total{result="dead_letter",source="kafka"} 2.0
+        ... spendwatch_detector_batch_seconds_count 7.0
+        ... spendwatch_alerts_total{action="trigger",detector="burn_rate"} 3.0''')
+        WorkerProgress(ok=40, dead=2, detector_batches=7, alerts=3)
+        """
+        from prometheus_client.parser import text_string_to_metric_families
+
+        totals = {"ok": 0.0, "dead_letter": 0.0, "batches": 0.0, "alerts": 0.0}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == "spendwatch_events_in_total" and s.labels.get("source") == "kafka":
+                    totals["ok" if s.labels.get("result") == "ok" else "dead_letter"] += s.value
+                elif s.name == "spendwatch_detector_batch_seconds_count":
+                    totals["batches"] += s.value
+                elif s.name == "spendwatch_alerts_total":
+                    totals["alerts"] += s.value
+        return cls(int(totals["ok"]), int(totals["dead_letter"]), int(totals["batches"]), int(totals["alerts"]))
+
+
+async def scrape(url: str) -> WorkerProgress:
+    def get() -> str:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback URL we built
+            return resp.read().decode()
+
+    return WorkerProgress.parse(await asyncio.to_thread(get))
+
+
+# --- the replay ------------------------------------------------------------------------------
+
+
+@dataclass
+class Replay:
+    """The synthetic traffic of a window of days, produced in event-time order.
+
+    The generator always builds at least a full week (its incidents sit in the last seven
+    days); ``from_day`` and ``days`` choose which part of it is replayed.
+    """
+
+    days: float
+    keys: int
+    teams: int
+    seed: int
+    from_day: float = 0.0
+    produced: int = 0
+    event_ts: array = field(default_factory=lambda: array("d"))
+
+    def traffic(self) -> Any:
+        from spendwatch.traffic import Traffic
+
+        return Traffic(max(7.0, self.from_day + self.days), self.seed, None, "all", self.keys, self.teams)
+
+    def window(self, traffic: Any) -> tuple[float, float]:
+        start = traffic.start_ts + self.from_day * 86400
+        return start, min(traffic.end_ts, start + self.days * 86400)
+
+    def truths_in_window(self, traffic: Any) -> list[Any]:
+        """Incidents that start inside the replayed window, and negative scenarios that overlap it."""
+        start, end = self.window(traffic)
+        return [t for t in traffic.ground_truth()
+                if (start <= t.start.timestamp() < end) or (t.negative and t.start.timestamp() < end
+                                                             and t.end.timestamp() > start)]
+
+    def records(self, traffic: Any) -> Iterator[tuple[bytes | None, bytes, float]]:
+        """(key, canonical JSON, event timestamp) of every record in the window."""
+        import orjson
+
+        from spendwatch.traffic.generator import Outcome, outcome_dict, request_dict
+
+        start, end = self.window(traffic)
+        for n, item in enumerate(traffic.records()):
+            if isinstance(item, Outcome):
+                record = outcome_dict(item, f"out-{traffic.seed}-{n}")
+            else:
+                record = request_dict(item, f"evt-{traffic.seed}-{n}")
+            ts = datetime.fromisoformat(record["event_time"]).timestamp()
+            if ts < start:
+                continue
+            if ts >= end:
+                break
+            key = record.get("api_key_hash") or record.get("user")
+            yield (key.encode() if key else None), orjson.dumps(record), ts
+
+    def simulated_time(self, processed: int) -> float | None:
+        """Event time of the ``processed``-th record produced (records are in event-time order)."""
+        if not self.event_ts or processed <= 0:
+            return None
+        return self.event_ts[min(processed, len(self.event_ts)) - 1]
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One ground-truth scenario and the first alert that matched it (if any)."""
+
+    kind: str
+    negative: bool
+    subject: str
+    expected_detector: str | None
+    start: datetime
+    bound_minutes: float | None
+    detector: str | None = None
+    fired_at: datetime | None = None
+    summary: str = ""
+
+    @property
+    def minutes_to_detect(self) -> float | None:
+        if self.fired_at is None:
+            return None
+        return (self.fired_at - self.start).total_seconds() / 60
+
+
+def match_detections(truths: list[Any], alerts: list[dict[str, Any]]) -> list[Detection]:
+    """Pair each ground-truth scenario with the earliest trigger on its subject.
+
+    ``alerts`` are trigger alerts as dicts with ``detector``, ``scope``, ``subject``,
+    ``fired_at`` (aware datetime), ``summary`` and ``labels``. An alert matches a scenario
+    when it names the scenario's key, team or session (directly or in its labels) and fired
+    after the scenario started; the expected detector is preferred over any other.
+
+    >>> from types import SimpleNamespace as NS
+    >>> t0 = datetime(2026, 11, 7, 2, tzinfo=UTC)
+    >>> truth = NS(kind="runaway_loop", negative=False, scope="key", subject="k1", session_id="s1",
+    ...            detector="burn_rate", start=t0, ttd_bound_minutes=15, team="search")
+    >>> alerts = [{"detector": "spend_spike", "scope": "key", "subject": "k1", "summary": "x", "labels": {},
+    ...            "fired_at": t0.replace(hour=5)},
+    ...           {"detector": "burn_rate", "scope": "session", "subject": "s1", "summary": "y", "labels": {},
+    ...            "fired_at": t0.replace(minute=9)}]
+    >>> d = match_detections([truth], alerts)[0]
+    >>> d.detector, d.minutes_to_detect
+    ('burn_rate', 9.0)
+    """
+    out = []
+    for t in truths:
+        names = {t.subject}
+        if getattr(t, "session_id", None):
+            names.add(t.session_id)
+        candidates = []
+        for a in alerts:
+            if a["fired_at"] < t.start:
+                continue
+            labels = a.get("labels") or {}
+            if t.scope == "team":
+                hit = a["scope"] == "team" and a["subject"] == t.subject
+            else:
+                hit = a["subject"] in names or labels.get("key_hash") in names or labels.get("session_id") in names
+            if hit:
+                candidates.append(a)
+        preferred = [a for a in candidates if a["detector"] == t.detector] or candidates
+        first = min(preferred, key=lambda a: a["fired_at"], default=None)
+        out.append(Detection(
+            kind=t.kind, negative=t.negative, subject=t.subject, expected_detector=t.detector, start=t.start,
+            bound_minutes=t.ttd_bound_minutes,
+            detector=first["detector"] if first else None, fired_at=first["fired_at"] if first else None,
+            summary=first["summary"] if first else "",
+        ))
+    return out
+
+
+def _ago(minutes: float | None) -> str:
+    if minutes is None:
+        return "-"
+    if minutes < 120:
+        return f"{minutes:.0f} min"
+    return f"{minutes / 60:.1f} h"
+
+
+async def print_report(console: Console, sink: Any, truths: list[Any]) -> list[Detection]:
+    """The closing report, from ClickHouse through the sink's (the only) chDB client."""
+    from rich.table import Table
+
+    total = (await sink.query(
+        "SELECT sum(requests), toFloat64(sum(cost_usd)), sum(cache_read_tokens) / greatest(sum(input_tokens), 1) "
+        "FROM spend_hourly WHERE dimension = 'all'"))[0]
+    console.rule("[bold]Report (from ClickHouse)")
+    console.print(f"{total[0]:,} requests, [bold]${total[1]:,.2f}[/bold] spent, prompt cache hit ratio "
+                  f"[bold]{total[2]:.1%}[/bold]")
+
+    for dimension, title, limit in (("team", "Spend by team", 12), ("model", "Spend by model", 8)):
+        rows = await sink.query(
+            "SELECT if(subject = '', '(none)', subject), sum(requests), toFloat64(sum(cost_usd)), "
+            "sum(cache_read_tokens) / greatest(sum(input_tokens), 1) FROM spend_hourly "
+            f"WHERE dimension = '{dimension}' GROUP BY subject ORDER BY sum(cost_usd) DESC LIMIT {limit}")
+        table = Table(title=title, title_justify="left")
+        for col, justify in ((dimension, "left"), ("requests", "right"), ("spend", "right"), ("cache hit", "right")):
+            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for name, requests, spend, cache in rows:
+            table.add_row(str(name), f"{requests:,}", f"${spend:,.2f}", f"{cache:.0%}")
+        console.print(table)
+
+    raw_alerts = await sink.query(
+        "SELECT detector, scope, subject, fired_at, summary, labels FROM alert_events "
+        "WHERE action = 'trigger' ORDER BY fired_at")
+    alerts = [{"detector": d, "scope": sc, "subject": su, "summary": sm, "labels": dict(lb),
+               "fired_at": fa if fa.tzinfo else fa.replace(tzinfo=UTC)} for d, sc, su, fa, sm, lb in raw_alerts]
+    detections = match_detections(truths, alerts)
+    table = Table(title=f"Incidents and time to detect (event time); {len(alerts)} alerts fired in all",
+                  title_justify="left")
+    for col in ("incident", "expected detector", "caught by", "started (UTC)", "time to detect", "bound"):
+        table.add_column(col, no_wrap=True)
+    for d in detections:
+        if d.negative:
+            continue
+        ok = d.minutes_to_detect is not None and (d.bound_minutes is None or d.minutes_to_detect <= d.bound_minutes)
+        table.add_row(d.kind, d.expected_detector or "-", d.detector or "[red]missed[/red]", d.start.strftime("%a %H:%M"),
+                      f"[{'green' if ok else 'yellow'}]{_ago(d.minutes_to_detect)}[/]", _ago(d.bound_minutes))
+    console.print(table)
+    noisy = [d for d in detections if d.negative and d.fired_at is not None]
+    quiet = [d for d in detections if d.negative and d.fired_at is None]
+    console.print(f"Ordinary-life scenarios that must not page ({', '.join(d.kind for d in quiet + noisy)}): "
+                  f"{len(quiet)} quiet"
+                  + (f", [yellow]{len(noisy)} paged[/yellow] ({', '.join(d.kind for d in noisy)})" if noisy else ""))
+    return detections
+
+
+# --- the orchestration -----------------------------------------------------------------------
+
+
+@dataclass
+class DemoOptions:
+    data_dir: Path
+    days: float
+    keys: int
+    teams: int
+    seed: int
+    partitions: int
+    from_day: float = 0.0
+    startup_timeout: float = 180.0
+
+
+async def run_demo(opts: DemoOptions, console: Console) -> list[Detection]:
+    """Start everything, replay, report, stop everything (see the module docstring)."""
+    from spendwatch.broker import EmbeddedBroker, create_topics, free_port
+
+    data_dir = opts.data_dir.resolve()
+    prepare_data_dir(data_dir)
+    logs = data_dir / "logs"
+    _log_to_file(logs / "demo.log")
+    replay = Replay(opts.days, opts.keys, opts.teams, opts.seed, opts.from_day)
+    traffic = replay.traffic()
+    truths = replay.truths_in_window(traffic)
+    incidents = sorted({t.kind for t in truths if not t.negative})
+    window = replay.window(traffic)
+    console.print(f"[bold]spendwatch demo[/bold]: {opts.days:g} synthetic days "
+                  f"({_day(window[0])} -> {_day(window[1])}), {opts.keys} API keys in {opts.teams} teams; "
+                  f"incidents: {', '.join(incidents) or 'none in this window'}")
+    for name, variables in RECEIVER_ENV.items():
+        if any(os.environ.get(v) for v in variables):
+            console.print(f"  pages also go to {name} ({' / '.join(v for v in variables if os.environ.get(v))} is set)")
+
+    broker = EmbeddedBroker(data_dir / "kafka", log_path=logs / "broker.log")
+    worker: Child | None = None
+    sink = pager = None
+    pager_task: asyncio.Task | None = None
+    try:
+        await asyncio.to_thread(broker.start)
+        worker_port = free_port()
+        config_path = data_dir / "spendwatch.yaml"
+        settings = write_config(config_path, demo_config(data_dir, broker.bootstrap_servers, worker_port,
+                                                         opts.partitions))
+        topics = settings.kafka.topics
+        await create_topics(broker.bootstrap_servers, {
+            t: opts.partitions for t in (topics.raw, topics.events, topics.outcomes, topics.alerts, topics.dead_letters)})
+        console.print(f"  embedded Kafka on {broker.bootstrap_servers}; ClickHouse (chDB) in {data_dir / 'chdb'}")
+
+        worker = Child("stream worker", [sys.executable, "-m", "spendwatch.streams.worker", "--config",
+                                         str(config_path), "--loglevel", "warning"], logs / "worker.log").start()
+        sink, pager, pager_task = await _start_sink_and_pager(settings, broker.bootstrap_servers)
+        metrics_url = f"http://127.0.0.1:{worker_port}/metrics"
+        await wait_ready(f"http://127.0.0.1:{worker_port}/readyz", worker, opts.startup_timeout)
+        console.print(f"  worker ready (its metrics: {metrics_url}); pages print below as they fire")
+
+        await _replay_with_progress(console, replay, traffic, broker.bootstrap_servers, topics.raw, metrics_url,
+                                    worker, pager_task)
+        await _drain(settings, sink, pager, worker, metrics_url)
+        detections = await print_report(console, sink, truths)
+        console.rule()
+        console.print(f"Data: {data_dir} (Kafka log, chDB, worker state, logs/). Explore it:")
+        console.print(f"  spendwatch report --config {config_path}")
+        console.print(f"  spendwatch query --config {config_path} "
+                      "\"SELECT team, sum(cost_usd) AS usd FROM events GROUP BY team ORDER BY usd DESC\"")
+        return detections
+    finally:
+        if pager is not None:
+            pager.stop()
+        if pager_task is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(pager_task, 15)
+        if sink is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(sink.stop(), 30)
+        if worker is not None:
+            await asyncio.to_thread(worker.stop)
+        await asyncio.to_thread(broker.stop)
+
+
+def _log_to_file(path: Path) -> None:
+    """This process's own components (sink, pager) log to logs/demo.log; the terminal shows pages."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    for existing in root.handlers:
+        if existing is not handler:
+            existing.setLevel(logging.WARNING)
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%a %d %b %H:%M")
+
+
+async def _start_sink_and_pager(settings: Settings, bootstrap_servers: str) -> tuple[Any, Any, asyncio.Task]:
+    from spendwatch.sinks.clickhouse.service import ClickHouseSink
+    from spendwatch.sinks.paging.service import PagerService
+
+    sink = ClickHouseSink(settings, bootstrap_servers=bootstrap_servers)
+    await sink.start()
+    pager = PagerService.from_settings(settings)
+    pager_task = asyncio.create_task(pager.run(), name="demo-pager")
+    ready = asyncio.create_task(pager.ready.wait())
+    await asyncio.wait([pager_task, ready], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    ready.cancel()
+    if pager_task.done():
+        pager_task.result()  # it failed to start: say why
+    return sink, pager, pager_task
+
+
+async def _replay_with_progress(console: Console, replay: Replay, traffic: Any, bootstrap_servers: str, topic: str,
+                                metrics_url: str, worker: Child, pager_task: asyncio.Task) -> None:
+    """Produce the window while a progress bar follows the worker's synthetic clock."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    start, end = replay.window(traffic)
+    latest = WorkerProgress(0, 0, 0, 0)
+
+    async def poll() -> WorkerProgress:
+        nonlocal latest
+        worker.check()
+        if pager_task.done():
+            pager_task.result()
+        latest = await scrape(metrics_url)
+        return latest
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[clock]}"),
+                  TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("replaying", total=end - start, clock=_day(start), counts="")
+
+        def show() -> None:
+            sim = replay.simulated_time(latest.parsed)
+            bar.update(task, completed=(sim - start) if sim else 0, clock=_day(sim or start),
+                       counts=f"{latest.parsed:,}/{replay.produced:,} events, {latest.alerts} alerts")
+
+        producing = asyncio.create_task(_produce(replay, traffic, bootstrap_servers, topic, poll))
+        while not producing.done():
+            await asyncio.wait([producing], timeout=0.5)
+            if not producing.done():
+                await poll()
+            show()
+        producing.result()
+        while (await poll()).parsed < replay.produced:
+            show()
+            await asyncio.sleep(0.5)  # polling the worker's metrics: it offers no event to await
+        bar.update(task, completed=end - start)
+        show()
+
+
+async def _produce(replay: Replay, traffic: Any, bootstrap_servers: str, topic: str,
+                   poll: Any) -> None:
+    """Produce the window's records; stay at most PRODUCE_AHEAD records ahead of the worker."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=20,
+                                max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        pending: list[asyncio.Future] = []
+        for key, value, ts in replay.records(traffic):
+            pending.append(await producer.send(topic, value, key=key))
+            replay.event_ts.append(ts)
+            replay.produced += 1
+            if len(pending) >= 2000:
+                await asyncio.gather(*pending)
+                pending.clear()
+                while replay.produced - (await poll()).parsed > PRODUCE_AHEAD:
+                    await asyncio.sleep(0.2)  # polling the worker's metrics: it offers no event to await
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def _drain(settings: Settings, sink: Any, pager: Any, worker: Child, metrics_url: str,
+                 timeout: float = 120.0) -> None:
+    """Wait until the worker is done detecting, ClickHouse has every alert and the pages went out."""
+    from spendwatch import metrics
+
+    deadline = time.monotonic() + timeout
+    # 1. Detection: the worker releases its reorder buffers after idle_release_s without input.
+    quiet_needed = settings.streams.idle_release_s + settings.streams.commit_interval_s + 2.0
+    last, quiet_since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        worker.check()
+        now = await scrape(metrics_url)
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_needed:
+            break
+        await asyncio.sleep(0.5)  # polling the worker's metrics: it offers no event to await
+    done = last or WorkerProgress(0, 0, 0, 0)
+    # 2. ClickHouse: every event, outcome and alert the worker emitted is stored (exactly once).
+    while time.monotonic() < deadline:
+        await sink.flush()
+        events, alerts = (await sink.query(
+            "SELECT (SELECT count() FROM events) + (SELECT count() FROM outcomes), (SELECT count() FROM alert_events)"))[0]
+        if events >= done.ok and alerts >= done.alerts:
+            break
+        await asyncio.sleep(0.5)  # the sink offers no "caught up with the topic" event
+    # 3. Pages: nothing new delivered for a few grouping intervals, then every queue empty.
+    def delivered() -> float:
+        return sum(s.value for m in (metrics.PAGES_SENT, metrics.PAGES_FAILED)
+                   for f in m.collect() for s in f.samples if s.name.endswith("_total"))
+
+    last_pages, quiet_since = delivered(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < 4.0:
+        await asyncio.sleep(0.5)  # the pager's grouping waits are wall-clock timers
+        if (pages := delivered()) != last_pages:
+            last_pages, quiet_since = pages, time.monotonic()
+    with contextlib.suppress(asyncio.TimeoutError):
+        await pager.drain(timeout=30)
+
+
+@click.command("demo")
+@click.option("--days", type=click.FloatRange(min=0.05), default=7, show_default=True,
+              help="Synthetic days to replay. The generator builds a full week with its incidents spread over "
+              "days 1-6; shorter runs replay part of it (see --from-day).")
+@click.option("--from-day", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Start the replay this many days into the synthetic week (e.g. --from-day 3.5 --days 0.3 "
+              "replays Thursday noon to evening: a session burning $100 and a retry storm).")
+@click.option("--keys", type=click.IntRange(min=16), default=16, show_default=True,
+              help="API keys in the synthetic organisation (12 carry the labelled scenarios).")
+@click.option("--teams", type=click.IntRange(min=2, max=12), default=4, show_default=True, help="Teams.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the synthetic traffic.")
+@click.option("--partitions", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Partitions of the demo's topics.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".spendwatch/demo"),
+              show_default=True, help="Where the demo keeps Kafka, chDB and worker state (wiped at start).")
+def demo(days: float, from_day: float, keys: int, teams: int, seed: int, partitions: int, data_dir: Path) -> None:
+    """Run spendwatch end to end on embedded Kafka and ClickHouse over a synthetic week with incidents."""
+    from rich.console import Console
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console = Console()
+    opts = DemoOptions(data_dir=data_dir, days=days, keys=keys, teams=teams, seed=seed, partitions=partitions,
+                       from_day=from_day)
+    loop = asyncio.new_event_loop()
+    main = loop.create_task(run_demo(opts, console))
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, main.cancel)
+    try:
+        loop.run_until_complete(main)
+    except KeyboardInterrupt:
+        main.cancel()
+        with contextlib.suppress(BaseException):
+            loop.run_until_complete(main)
+        console.print("[yellow]interrupted: every process the demo started is stopped[/yellow]")
+        raise SystemExit(130) from None
+    except asyncio.CancelledError:
+        console.print("[yellow]stopped: every process the demo started is stopped[/yellow]")
+        raise SystemExit(143) from None
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+if __name__ == "__main__":
+    demo()
