@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import logging
 import signal
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -30,17 +32,23 @@ def _settings(config_path: str | None):
         raise click.ClickException(str(exc)) from exc
 
 
-def _client(config_path: str | None):
+@contextlib.contextmanager
+def _client(config_path: str | None) -> Iterator[Any]:
+    """A client for the command, closed after it (chDB binds one data path per process while open)."""
     from .client import get_client
 
     settings = _settings(config_path)
     try:
-        return get_client(settings.clickhouse, settings.data_dir)
+        client = get_client(settings.clickhouse, settings.data_dir)
     except Exception as exc:
         where = settings.clickhouse.url or f"chDB in {settings.data_dir}/chdb"
         hint = " (another process, e.g. a running sink or demo, may hold the chDB directory)" \
             if settings.clickhouse.url is None else ""
         raise click.ClickException(f"cannot open ClickHouse at {where}: {exc}{hint}") from exc
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 @click.group("db")
@@ -54,8 +62,8 @@ def db_migrate(config_path: str | None) -> None:
     """Apply pending schema migrations and the configured retention (idempotent)."""
     from .migrate import migrate
 
-    client = _client(config_path)
-    applied = migrate(client, _settings(config_path).clickhouse)
+    with _client(config_path) as client:
+        applied = migrate(client, _settings(config_path).clickhouse)
     for m in applied:
         click.echo(f"applied {m.version:03d}_{m.name}")
     click.echo("schema up to date" if not applied else f"{len(applied)} migration(s) applied")
@@ -67,7 +75,9 @@ def db_status(config_path: str | None) -> None:
     """Show each migration and whether it is applied."""
     from .migrate import status
 
-    for s in status(_client(config_path)):
+    with _client(config_path) as client:
+        statuses = status(client)
+    for s in statuses:
         state = "pending" if s.applied_at is None else f"applied {s.applied_at:%Y-%m-%d %H:%M:%S}"
         drift = "  (file changed since applied)" if s.checksum_matches is False else ""
         click.echo(f"{s.version:03d}_{s.name:<20} {state}{drift}")
@@ -107,16 +117,16 @@ def report(name: str | None, since: datetime | None, until: datetime | None, lis
         return
     if name is not None and name not in reports:
         raise click.BadParameter(f"unknown report {name!r}; one of: {', '.join(reports)}", param_hint="NAME")
-    client = _client(config_path)
-    for r in ([reports[name]] if name else list(reports.values())):
-        try:
-            result = run_report(client, r, since, until)
-        except Exception as exc:
-            raise click.ClickException(f"report {r.name} failed: {exc}") from exc
-        console.print(render(result))
-        if show_sql:
-            console.print(Syntax(r.sql, "sql", theme="ansi_dark"))
-        console.print()
+    with _client(config_path) as client:
+        for r in ([reports[name]] if name else list(reports.values())):
+            try:
+                result = run_report(client, r, since, until)
+            except Exception as exc:
+                raise click.ClickException(f"report {r.name} failed: {exc}") from exc
+            console.print(render(result))
+            if show_sql:
+                console.print(Syntax(r.sql, "sql", theme="ansi_dark"))
+            console.print()
 
 
 def _plain(value: Any) -> Any:
@@ -143,11 +153,12 @@ def query(sql: str, fmt: str, params: tuple[str, ...], config_path: str | None) 
         if not sep:
             raise click.BadParameter(f"{p!r} is not NAME=VALUE", param_hint="--param")
         parameters[key] = value
-    client = _client(config_path)
-    try:
-        result = client.query(sql, parameters=parameters or None)
-    except Exception as exc:
-        raise click.ClickException(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)) from exc
+    with _client(config_path) as client:
+        try:
+            result = client.query(sql, parameters=parameters or None)
+        except Exception as exc:
+            message = str(exc).strip()
+            raise click.ClickException(message.splitlines()[0] if message else repr(exc)) from exc
     columns, rows = list(result.column_names), result.result_rows
     if fmt == "json":
         click.echo(orjson.dumps([dict(zip(columns, map(_plain, r), strict=True)) for r in rows],

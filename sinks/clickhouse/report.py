@@ -23,7 +23,7 @@ REPORT_ORDER = (
     "top_sessions", "session_cost_quantiles", "cache_hit_by_key", "cost_per_outcome",
     "alerts_by_detector", "alert_episodes",
 )
-ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 
 @dataclass(frozen=True)
