@@ -37,12 +37,14 @@ True
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
+import click
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
@@ -251,11 +253,44 @@ async def start_observability_server(
     return ObservabilityServer(runner=runner, host=host, port=bound_port, checks=checks)
 
 
+@contextlib.asynccontextmanager
+async def observability_server(
+    port: int | None, host: str = "0.0.0.0", checks: HealthChecks | None = None  # noqa: S104 - pods need it
+) -> AsyncIterator[ObservabilityServer | None]:
+    """Serve the endpoints for the duration of a ``async with`` block; ``port=None`` serves nothing.
+
+    For a service command's main coroutine (the pager, the ClickHouse sink)::
+
+        async with observability_server(metrics_port) as server:
+            if server:
+                server.checks.add_readiness_check("kafka", service.ready.is_set)
+            await service.run()
+    """
+    if port is None:
+        yield None
+        return
+    server = await start_observability_server(host, port, checks)
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+#: The ``--metrics-port`` option every service command without a web server of its own takes
+#: (the Helm chart and docker-compose pass it; env SPENDWATCH_METRICS_PORT).
+metrics_port_option = click.option(
+    "--metrics-port", type=click.IntRange(0, 65535), default=None, envvar="SPENDWATCH_METRICS_PORT",
+    help="Serve /metrics, /healthz and /readyz on this port (all interfaces). Default: not served.",
+)
+
+
 __all__ = [
     "HealthChecks",
     "ObservabilityServer",
     "add_faust_observability_routes",
     "add_observability_routes",
     "metrics_payload",
+    "metrics_port_option",
+    "observability_server",
     "start_observability_server",
 ]

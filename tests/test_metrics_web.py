@@ -135,3 +135,35 @@ async def test_only_get_is_served(path):
             assert resp.status == 405
     finally:
         await server.stop()
+
+
+async def test_observability_server_context_serves_only_while_open():
+    port = free_port()
+    async with aiohttp.ClientSession() as session:
+        from spendwatch.web import observability_server
+
+        async with observability_server(None) as nothing:
+            assert nothing is None
+        async with observability_server(port, host="127.0.0.1") as server:
+            server.checks.set_ready("kafka", True)
+            status, _, _ = await _get(session, f"http://127.0.0.1:{port}/readyz")
+            assert status == 200
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await _get(session, f"http://127.0.0.1:{port}/readyz")
+
+
+def test_metrics_port_option_reads_the_environment(monkeypatch):
+    import click
+    from click.testing import CliRunner
+
+    from spendwatch.web import metrics_port_option
+
+    @click.command()
+    @metrics_port_option
+    def cmd(metrics_port):
+        click.echo(repr(metrics_port))
+
+    assert CliRunner().invoke(cmd, []).output.strip() == "None"
+    assert CliRunner().invoke(cmd, ["--metrics-port", "9108"]).output.strip() == "9108"
+    monkeypatch.setenv("SPENDWATCH_METRICS_PORT", "9200")
+    assert CliRunner().invoke(cmd, []).output.strip() == "9200"
