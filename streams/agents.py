@@ -31,4 +31,3 @@ def register_agents(streams: StreamsApp, processor: StreamProcessor) -> None:
     @app.timer(interval=min(1.0, conf.idle_release_s))
     async def release_idle_partitions() -> None:
         await processor.release_idle()
-    processor.install()

@@ -59,7 +59,13 @@ class StreamsApp:
     def source_topics(self) -> dict[str, int]:
         """Every topic the pipeline reads or writes, with its partition count (created at worker start)."""
         t = self.settings.kafka.topics
-        return {name: self.partitions for name in (t.raw, t.routed, t.events, t.outcomes, t.alerts, t.dead_letters)}
+        names = (t.raw, t.routed, t.events, t.outcomes, t.alerts, t.dead_letters, self.changelog_topic)
+        return {name: self.partitions for name in names}
+
+    @property
+    def changelog_topic(self) -> str:
+        """The state table's changelog (compacted): created with the same partition count as ``routed``."""
+        return self.state.changelog_topic.get_topic_name()
 
 
 def resolve_store(store: str) -> str:

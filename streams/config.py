@@ -62,7 +62,7 @@ class StreamsConfig(BaseModel):
         "(one transaction). Longer: fewer state writes, later alerts.",
     )
     allowed_lateness_s: float = Field(
-        default=300.0, ge=0,
+        default=30.0, ge=0,
         description="Event-time reorder window: records are held until the partition's stream time is this far "
         "past them, then processed in event-time order. Later records are still counted (never dropped) "
         "and reported by the late-events metric.",

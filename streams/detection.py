@@ -96,7 +96,8 @@ class PartitionDetector:
         self._seq = count()
         self._max_seen = -math.inf  # largest event time accepted
         self._processed = -math.inf  # largest event time processed
-        self._next_tick: float | None = None
+        self._next_tick: int | None = None
+        self.applied = 0  # records applied in this partition since it was created (persisted; for operators and tests)
         self._seen_through = -1  # highest envelope offset accepted
         self._replay_pending: dict[int, set[int]] = {}  # from the last commit: offset -> indices still waiting
         self._waiting: dict[int, int] = {}  # offset -> records of that envelope still in the buffer
@@ -118,6 +119,7 @@ class PartitionDetector:
         self._max_seen = meta["max_seen"] if meta["max_seen"] is not None else -math.inf
         self._processed = meta["processed"] if meta["processed"] is not None else -math.inf
         self._next_tick = meta["next_tick"]
+        self.applied = meta.get("applied", 0)
         self._seen_through = meta["seen_through"]
         self._replay_pending = {int(o): set(idx) for o, idx in meta["pending"].items()}
 
@@ -171,6 +173,7 @@ class PartitionDetector:
     # -- processing ----------------------------------------------------------------------
     def _process(self, ts: float, keys: list[str], record: Record) -> None:
         self.stats.records += 1
+        self.applied += 1
         if ts < self._processed:
             self.stats.late += 1
         else:
@@ -263,6 +266,7 @@ class PartitionDetector:
             "processed": None if self._processed == -math.inf else self._processed,
             "next_tick": self._next_tick,
             "seen_through": self._seen_through,
+            "applied": self.applied,
             "pending": {str(o): sorted(idx) for o, idx in pending.items()},
         }, option=orjson.OPT_NON_STR_KEYS)
 

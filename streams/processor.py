@@ -76,7 +76,13 @@ class StreamProcessor:
 
     # -- wiring ----------------------------------------------------------------------------
     def install(self) -> None:
-        """Wrap the consumer's commit (call once the app's consumer exists)."""
+        """Wrap the consumer's commit.
+
+        Call it once the Faust worker exists (``app.in_worker`` set): creating the consumer
+        earlier would freeze ``app.in_transaction`` to False.
+        """
+        if not self.app.in_worker:
+            raise RuntimeError("install the commit hook after creating the faust.Worker")
         consumer = self.app.consumer
         if self._original_commit is None:
             self._original_commit = consumer.commit
@@ -217,15 +223,15 @@ class StreamProcessor:
     async def _commit_locked(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         consumer = self.app.consumer
         await self._flush()
-        committing = consumer._filter_committable_offsets(consumer._filter_tps_with_pending_acks(topics))
-        assignment = consumer.assignment()
-        partitions = {tp.partition for tp in committing if tp in assignment}
+        before = dict(consumer._committed_offset)
         done = await self._original_commit(topics, start_new_transaction=start_new_transaction)
-        log.debug("commit %s -> %s", committing, done)
-        if done or not self.app.in_transaction:
-            if not self.app.in_transaction:
-                partitions = set(self._unstored)
-            self._store(partitions)
+        if self.app.in_transaction:
+            # the detector state of routed partition p is in p's transaction, which committed if p's offsets advanced
+            partitions = {tp.partition for tp, offset in consumer._committed_offset.items()
+                          if tp.topic == self.topics.routed and offset is not None and offset != before.get(tp)}
+        else:
+            partitions = set(self._unstored)
+        self._store(partitions)
         self._report_lag()
         return done
 

@@ -54,10 +54,33 @@ def _mount_observability(streams: StreamsApp) -> None:
 
 
 def ensure_topics(streams: StreamsApp, bootstrap_servers: str) -> None:
-    """Create the pipeline's topics with the configured partition count when they do not exist."""
+    """Create the pipeline's topics with the configured partition count when they do not exist.
+
+    The routed topic and the state changelog must have exactly ``streams.partitions``
+    partitions (state key -> partition); an existing one with another count is an error.
+    """
     from spendwatch.broker import create_topics
 
-    asyncio.run(create_topics(bootstrap_servers, streams.source_topics()))
+    asyncio.run(create_topics(bootstrap_servers, streams.source_topics(), compacted={streams.changelog_topic}))
+    counts = asyncio.run(_partition_counts(bootstrap_servers, [streams.settings.kafka.topics.routed,
+                                                                streams.changelog_topic]))
+    for topic, count in counts.items():
+        if count != streams.partitions:
+            raise click.ClickException(
+                f"topic {topic} has {count} partitions but streams.partitions is {streams.partitions}: "
+                "set streams.partitions to match, or use new topic names (kafka.topics.routed, streams.app_id)")
+
+
+async def _partition_counts(bootstrap_servers: str, topics: list[str]) -> dict[str, int]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        return {t: len(consumer.partitions_for_topic(t) or ()) for t in topics}
+    finally:
+        await consumer.stop()
 
 
 def run_worker(settings: Settings, *, web_port: int | None = None, loglevel: str = "info",
@@ -76,6 +99,10 @@ def run_worker(settings: Settings, *, web_port: int | None = None, loglevel: str
         streams = build_worker_app(settings, bootstrap_servers=bootstrap, web_port=web_port, node_name=node_name)
         ensure_topics(streams, bootstrap)
         worker = faust.Worker(streams.app, loglevel=loglevel)
+        # Faust sets in_worker in Worker.on_start; the commit hook needs the consumer earlier, and a consumer
+        # created outside a worker would freeze in_transaction (exactly-once) to False.
+        streams.app.in_worker = True
+        streams.app.processor.install()
         worker.execute_from_commandline()
 
 

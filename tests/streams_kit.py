@@ -79,7 +79,7 @@ class WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "spendwatch.streams.worker", "--config", str(self.config_path),
+            [sys.executable, *os.environ.get("SW_WORKER_CMD", "-m spendwatch.streams.worker").split(), "--config", str(self.config_path),
              "--web-port", str(self.web_port), "--loglevel", os.environ.get("SW_TEST_LOGLEVEL", "info")],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
         )
@@ -173,3 +173,95 @@ def workers(*procs: WorkerProcess):
     finally:
         for p in procs:
             p.stop()
+
+
+async def read_table(bootstrap: str, changelog: str) -> dict[bytes, bytes]:
+    """The committed content of a compacted changelog topic: the latest value of every key."""
+    return {key: value for key, value in await read_topic(bootstrap, changelog)}
+
+
+async def read_all(bootstrap: str, topic: str) -> list[Any]:
+    """Every committed message of ``topic`` up to its current end, decoded as JSON."""
+    return [orjson.loads(value) for _, value in await read_topic(bootstrap, topic)]
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
+    """(key, value) of every committed message up to the topic's current end (read_committed)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    changelog = topic
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                isolation_level="read_committed", group_id=None)
+    await consumer.start()
+    table: list[tuple[bytes, bytes]] = []
+    try:
+        partitions = consumer.partitions_for_topic(changelog)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(changelog) or set()
+        tps = [TopicPartition(changelog, p) for p in partitions]
+        if not tps:
+            return table
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        deadline = time.monotonic() + 30
+        while remaining and time.monotonic() < deadline:
+            batches = await consumer.getmany(*remaining, timeout_ms=200)
+            for tp, records in batches.items():
+                table.extend((r.key, r.value) for r in records)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return table
+
+
+def applied_records(table: dict[bytes, bytes]) -> int:
+    """Records applied by all partitions' detectors, from their committed metadata."""
+    return sum(orjson.loads(v)["applied"] for k, v in table.items() if k.startswith(b"\x00partition:"))
+
+
+def expected_applied(events: Iterable[dict], partitions: int) -> int:
+    """How many (record, partition) entries the detect stage must apply for these events."""
+    from spendwatch.config import Settings
+    from spendwatch.detectors.engine import Engine
+    from spendwatch.streams.pipeline import RawMessage, parse_batch, state_partition
+
+    settings = Settings()
+    engine = Engine(settings.detectors)
+    parsed = parse_batch((RawMessage(orjson.dumps(e), "raw", 0, i) for i, e in enumerate(events)), settings.adapters)
+    return sum(len({state_partition(k, partitions) for k in engine.routes(r)}) for r in parsed.records)
+
+
+async def wait_applied(bootstrap: str, changelog: str, expected: int, *, timeout: float,
+                       alive: Callable[[], bool] | None = None) -> dict[bytes, bytes]:
+    """Follow the committed state until the detectors applied ``expected`` records; fail if ever more."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(changelog, bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", isolation_level="read_committed", group_id=None,
+                                metadata_max_age_ms=1000)
+    await consumer.start()
+    table: dict[bytes, bytes] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            applied = applied_records(table)
+            if applied > expected:
+                raise AssertionError(f"{applied} records applied, more than the {expected} produced: counted twice")
+            if applied == expected:
+                return table
+            if alive is not None and not alive():
+                raise RuntimeError("worker died")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {applied} of {expected} records applied within {timeout}s")
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for r in records:
+                    table[r.key] = r.value
+    finally:
+        await consumer.stop()
