@@ -238,3 +238,22 @@ def test_cloudevent_from_litellm_openmeter_integration(openai_success):
     assert event.model == "gpt-4o-mini"
     assert event.input_tokens == payload["prompt_tokens"] and event.output_tokens == payload["completion_tokens"]
     assert event.cost_usd == Decimal(repr(payload["response_cost"])) and event.cost_source is CostSource.gateway
+
+
+def test_proxy_alias_is_priced_through_litellms_model_map_key(anthropic_cached):
+    """Behind the proxy, model may be a team alias; LiteLLM's cost-map key still names the real model."""
+    aliased = {**anthropic_cached, "model": "team-default-chat", "response_cost": None}
+    [event] = parse_message(aliased)
+    assert event.model == "team-default-chat"
+    assert event.cost_source is CostSource.computed
+    assert event.cost_usd == pytest.approx(Decimal(repr(anthropic_cached["response_cost"])), rel=Decimal("1e-9"))
+
+
+def test_unknown_model_without_cost_keeps_tokens(openai_success):
+    payload, _ = openai_success
+    unknown = {**payload, "model": "acme-finetune-v2", "response_cost": None, "model_map_information": None,
+               "hidden_params": {}}
+    [event] = parse_message(unknown)
+    assert event.cost_usd is None and event.cost_source is CostSource.unknown
+    assert "acme-finetune-v2" in event.cost_unknown_reason
+    assert event.input_tokens == payload["prompt_tokens"]

@@ -65,6 +65,18 @@ def _tokens(payload: Mapping[str, Any], metadata: Mapping[str, Any]) -> Tokens:
     )
 
 
+def _pricing_aliases(payload: Mapping[str, Any], model: str | None) -> list[str]:
+    """Other names LiteLLM gives the deployed model: its cost-map key and the provider model name."""
+    names = []
+    info = payload.get("model_map_information")
+    if isinstance(info, Mapping) and isinstance(info.get("model_map_key"), str):
+        names.append(info["model_map_key"])
+    hidden = payload.get("hidden_params")
+    if isinstance(hidden, Mapping) and isinstance(hidden.get("litellm_model_name"), str):
+        names.append(hidden["litellm_model_name"])
+    return [n for n in dict.fromkeys(names) if n and n != model and len(n) <= 512]
+
+
 def event_from_litellm(payload: Mapping[str, Any], config: AdaptersConfig | None = None) -> GatewayEvent:
     """The canonical event for one StandardLoggingPayload; raises :class:`~spendwatch.schemas.errors.ParseError`."""
     config = config or DEFAULT_ADAPTERS_CONFIG
@@ -94,6 +106,16 @@ def event_from_litellm(payload: Mapping[str, Any], config: AdaptersConfig | None
         gateway_cost=gateway_cost, tokens=tokens, model=model or "unknown", provider=provider, status=status,
         at=event_time, compute_missing=config.pricing.compute_missing_costs,
     )
+    if cost["cost_usd"] is None and gateway_cost is None:
+        # a proxy alias (model "my-gpt") may still name a priced model in LiteLLM's own lookup keys
+        for alias in _pricing_aliases(payload, model):
+            retry = resolve_cost(
+                gateway_cost=None, tokens=tokens, model=alias, provider=provider, status=status, at=event_time,
+                compute_missing=config.pricing.compute_missing_costs,
+            )
+            if retry["cost_usd"] is not None:
+                cost = retry
+                break
 
     session = text(payload.get("session_id"), "session_id")
     if session is None and config.litellm.session_from_trace_id:
