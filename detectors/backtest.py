@@ -8,9 +8,9 @@ YAML thresholds, re-run against last month, compare the pages.
 
 Determinism: :func:`run_backtest` sorts the records by event time (stable), and before a
 record whose time crosses one or more tick boundaries it ticks the states at each
-crossed boundary, exactly as the stream workers do. Only states with an active episode
-are visited between idle-tick boundaries, since :meth:`Engine.tick` is a no-op for the
-others there.
+crossed boundary, exactly as the stream workers do -- skipping only the calls that
+:meth:`Engine.tick` would return from at once (quiet states off the idle boundary, and
+quiet states without an idle-tick detector).
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ def run_backtest(
     idle = config.idle_tick_seconds
     states: dict[str, SubjectState] = {}
     hot: dict[str, SubjectState] = {}  # states with an active episode: ticked at every boundary
+    timed: dict[str, SubjectState] = {}  # states with a detector that needs idle ticks
     next_tick: int | None = None
     ordered = sorted(records, key=_event_time)
     end = ordered[-1].event_time.timestamp() + drain.total_seconds() if ordered and drain else None
@@ -96,7 +97,7 @@ def run_backtest(
             on_idle_boundary = next_tick % idle == 0
             if on_idle_boundary or hot:
                 now = datetime.fromtimestamp(next_tick, UTC)
-                for state in list(states.values() if on_idle_boundary else hot.values()):
+                for state in list({**timed, **hot}.values() if on_idle_boundary else hot.values()):
                     alerts = engine.tick(state, now)
                     if alerts:
                         yield from alerts
@@ -114,6 +115,8 @@ def run_backtest(
             state = states.get(key)
             if state is None:
                 state = states[key] = engine.new_state(key)
+                if engine.needs_idle_ticks(state):
+                    timed[key] = state
             alerts = engine.process(state, record)
             if alerts:
                 yield from alerts

@@ -130,6 +130,10 @@ class Detector:
     name: ClassVar[str] = ""
     #: Which record kinds this detector wants ("request", "outcome").
     kinds: ClassVar[frozenset[str]] = frozenset({"request"})
+    #: Whether its condition can turn abnormal with no new records, by time passing alone (a budget
+    #: forecast, a missing heartbeat). Only such detectors are scored on the idle ticks of a subject
+    #: with no active episode; the others are scored on records, and on every tick while an episode is open.
+    idle_tick: ClassVar[bool] = False
 
     def __init__(self, config: DetectorSettings, baseline_config: BaselineConfig, scope: str, subject: str) -> None:
         self.config = config

@@ -86,6 +86,7 @@ class BudgetPace(Detector):
 
     name = "budget_pace"
     kinds = frozenset({"request"})
+    idle_tick = True  # the forecast may start to page as the period goes by, spend or not
     config: BudgetPaceConfig
 
     def __init__(self, config: BudgetPaceConfig, baseline_config: BaselineConfig, scope: str, subject: str) -> None:

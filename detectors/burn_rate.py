@@ -11,9 +11,10 @@ costs seconds at worker start-up for the same arithmetic). A window is anomalous
 ``score_threshold`` *and* the rate is ``min_ratio`` times expected *and*
 ``min_excess_usd_per_hour`` above it.
 
-The model learns one point per closed bucket, and never a point that was flagged: a
-bucket in which the detector reported an anomaly, or whose window scores above the
-threshold, is skipped, so a runaway loop cannot teach the model that burning is normal.
+The model learns one point per hour (the rate over the window ending with that hour),
+and never a point that was flagged: an hour in which the detector reported an anomaly,
+or whose rate scores above the threshold, is skipped, so a runaway loop cannot teach the
+model that burning is normal.
 
 Second condition: the day-end projection. With the subject's daily baseline, the spend
 so far today plus the rest of the day's expected spend (hour-of-week profile) scaled by
@@ -22,7 +23,7 @@ plus one average hour; a short burst does not make a day); page when that exceed
 daily mean by at least ``projection_min_excess_usd`` while that ratio is at least
 ``projection_min_ratio`` (so it ends with the burst that caused it).
 
-Before the model has seen ``grace_buckets`` buckets only the absolute guard
+Before the model has learned ``grace_hours`` hours only the absolute guard
 ``absolute_usd_per_hour`` applies.
 """
 
@@ -152,7 +153,7 @@ class BurnRate(Detector):
     ...     if finding.abnormal:
     ...         break
     >>> print(f"paged after {second // 60} minutes:", finding.summary)
-    paged after 4 minutes: key k1: at this burn rate the day ends at $167.78, 3.0x its 7-day daily mean of $55.20 ($21.00 spent so far today)
+    paged after 4 minutes: key k1: at this burn rate the day ends at $167.79, 3.0x its 7-day daily mean of $55.20 ($23.00 spent so far today)
 
     Without the projection, the rate model alone:
 
@@ -164,7 +165,7 @@ class BurnRate(Detector):
     ...     if finding.abnormal:
     ...         break
     >>> print(f"paged after {second // 60} minutes:", finding.summary)
-    paged after 9 minutes: key k1 is burning $51.84/h over the last 60 min, 37.6x its usual $1.38/h for this hour of the week
+    paged after 9 minutes: key k1 is burning $52.34/h over the last 60 min, 22.8x its usual $2.29/h for this hour of the week
     """
 
     name = "burn_rate"
@@ -172,49 +173,57 @@ class BurnRate(Detector):
 
     def __init__(self, config: BurnRateConfig, baseline_config: BaselineConfig, scope: str, subject: str) -> None:
         super().__init__(config, baseline_config, scope, subject)
-        per_hour = 60 // config.bucket_minutes
-        alpha = 1 - (1 - baseline_config.profile_alpha) ** (1 / per_hour)
         self.scorer = SeasonalBurnScorer(
-            alpha=alpha, grace_period=config.grace_buckets, floor=float(config.min_excess_usd_per_hour) * MICROS
+            alpha=baseline_config.profile_alpha, grace_period=config.grace_hours,
+            floor=float(config.min_excess_usd_per_hour) * MICROS,
         )
-        self.window = array("q", bytes(8 * max(1, config.window_minutes // config.bucket_minutes)))
+        self.window = array("q", bytes(8 * self._cfg_n))  # spend per bucket, the last window_minutes
         self.bucket = -1  # index of the current bucket (ts // bucket seconds)
-        self.flagged = False  # an anomaly was reported during the current bucket
+        self.flagged = False  # an anomaly was reported during the current hour: it will not be learned
+
+    def derive(self) -> None:
+        cfg = self.config
+        self._cfg_bucket_s = cfg.bucket_minutes * 60
+        self._cfg_per_hour = 60 // cfg.bucket_minutes
+        self._cfg_n = max(1, cfg.window_minutes // cfg.bucket_minutes)
+        self._cfg_window_hours = self._cfg_n * cfg.bucket_minutes / 60
+        self._cfg_min_excess = float(cfg.min_excess_usd_per_hour) * MICROS
+        self._cfg_absolute = None if cfg.absolute_usd_per_hour is None else float(cfg.absolute_usd_per_hour) * MICROS
+        self._cfg_projection_excess = float(cfg.projection_min_excess_usd) * MICROS
 
     # -- learning ------------------------------------------------------------------------
     def _advance(self, ts: float) -> None:
-        bucket_s = self.config.bucket_minutes * 60
-        b = int(ts) // bucket_s
-        if self.bucket < 0:
+        """Close the buckets before ``ts``; at each hour's end learn that hour's rate (unless flagged)."""
+        b = int(ts) // self._cfg_bucket_s
+        c = self.bucket
+        if c < 0:
             self.bucket = b
             return
-        if b <= self.bucket:
+        if b <= c:
             return
-        window, n = self.window, len(self.window)
-        per_hour = 3600 // bucket_s
-        first = max(self.bucket, b - _MAX_CATCH_UP_HOURS * per_hour)
-        window_hours = n * bucket_s / 3600
-        if first > self.bucket:
+        window, n, per_hour = self.window, self._cfg_n, self._cfg_per_hour
+        oldest = b - _MAX_CATCH_UP_HOURS * per_hour
+        if c < oldest:  # a long silence: only the last week of (zero) hours is worth learning
             for i in range(n):
                 window[i] = 0
-        for closed in range(first, b):
-            if closed > self.bucket:
-                window[closed % n] = 0
-            rate = sum(window) / window_hours
-            at = closed * bucket_s
-            if not (closed == self.bucket and self.flagged) and (
-                self.scorer.score_one(at, rate) < self.config.score_threshold
-            ):
-                self.scorer.learn_one(at, rate)
-        for i in range(max(self.bucket + 1, b - n + 1), b + 1):
-            window[i % n] = 0
+            c = oldest - oldest % per_hour - 1
+        while c < b:
+            if (c + 1) % per_hour == 0:  # bucket c ends an hour
+                rate = sum(window) / self._cfg_window_hours
+                at = c * self._cfg_bucket_s
+                if not self.flagged and self.scorer.score_one(at, rate) < self.config.score_threshold:
+                    self.scorer.learn_one(at, rate)
+                self.flagged = False
+            c += 1
+            window[c % n] = 0
+            if c < b and not any(window):  # silent: skip to the end of this hour
+                c = min(b, (c // per_hour + 1) * per_hour - 1)
         self.bucket = b
-        self.flagged = False
 
     def learn_one(self, obs: Observation, ctx: Context) -> None:
         self._advance(obs.ts)
-        if obs.cost and int(obs.ts) // (self.config.bucket_minutes * 60) == self.bucket:
-            self.window[self.bucket % len(self.window)] += obs.cost
+        if obs.cost and int(obs.ts) // self._cfg_bucket_s == self.bucket:
+            self.window[self.bucket % self._cfg_n] += obs.cost
 
     # -- scoring -------------------------------------------------------------------------
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
@@ -223,21 +232,19 @@ class BurnRate(Detector):
         elif not obs.cost:
             return []
         cfg, scorer = self.config, self.scorer
-        window_hours = len(self.window) * cfg.bucket_minutes / 60
-        rate = sum(self.window) / window_hours  # micro-dollars per hour
-        warm = scorer.n >= cfg.grace_buckets
+        rate = sum(self.window) / self._cfg_window_hours  # micro-dollars per hour
+        warm = scorer.n >= cfg.grace_hours
         expected = scorer.expected(now) if warm else None
         reason = ""
-        if warm:
-            score = scorer.score_one(now, rate)
-            excess = rate - expected  # type: ignore[operator]
-            if (score >= cfg.score_threshold and rate >= cfg.min_ratio * expected
-                    and excess >= cfg.min_excess_usd_per_hour * MICROS):
-                reason = "rate"
-        else:
-            score = 0.0
-            if cfg.absolute_usd_per_hour is not None and rate >= cfg.absolute_usd_per_hour * MICROS:
-                reason = "absolute"
+        score = 0.0
+        if expected is not None:
+            # the cheap guards first; the score only for a rate that could page
+            if rate >= cfg.min_ratio * expected and rate - expected >= self._cfg_min_excess:
+                score = scorer.score_one(now, rate)
+                if score >= cfg.score_threshold:
+                    reason = "rate"
+        elif self._cfg_absolute is not None and rate >= self._cfg_absolute:
+            reason = "absolute"
         projected = self._projection(ctx, now, rate, expected)
         if not reason and projected is not None:
             reason = "projection"
@@ -258,6 +265,8 @@ class BurnRate(Detector):
             return None
         mean = baseline.daily_mean
         floor = mean / 24  # one average hour: damps the ratio of a key that barely spends in these hours
+        if (rate + floor) < cfg.projection_min_ratio * (expected + floor):
+            return None  # not burning fast now: nothing to project
         seconds = cfg.projection_window_minutes * 60
         sustained = baseline.recent_sum(now, seconds) * 3600 / seconds
         hours = max(1, seconds // 3600)
@@ -265,7 +274,7 @@ class BurnRate(Detector):
         ratio = (min(rate, sustained) + floor) / (max(expected, usual) + floor)
         if ratio < cfg.projection_min_ratio:
             return None
-        line = max(cfg.projection_factor * mean, mean + float(cfg.projection_min_excess_usd) * MICROS)
+        line = max(cfg.projection_factor * mean, mean + self._cfg_projection_excess)
         projected = baseline.today + ratio * baseline.expected_rest_of_day(now)
         return projected if projected > line else None
 

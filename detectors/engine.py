@@ -209,21 +209,33 @@ class Engine:
     def tick(self, state: SubjectState, now: datetime) -> list[Alert]:
         """Advance this state's clock to ``now`` (a tick boundary): windows roll, episodes repeat or resolve.
 
-        Call it for every state at every boundary; it returns at once for a subject with no active
-        episode unless ``now`` is a multiple of ``idle_tick_seconds`` (the decision depends only on the
-        state and ``now``, so stream and backtest stay identical).
+        Call it for every state at every boundary. For a subject with no active episode it returns at
+        once, except at multiples of ``idle_tick_seconds`` where it scores the detectors whose condition
+        can change with time alone (``Detector.idle_tick``). The decision depends only on the state and
+        ``now``, so stream and backtest stay identical.
         """
         ts = now.timestamp()
         if ts < state.last_ts:
             return []
-        if not state.episodes.active and int(ts) % self._idle_tick:  # type: ignore[union-attr]
-            return []  # quiet subject: evaluated on the idle tick only (cheap for ~10k idle keys)
-        state.last_ts = ts
-        state.baseline.advance(ts)
         alerts: list[Alert] = []
-        for name, det in state.detectors.items():  # type: ignore[union-attr]
-            self._lifecycle(state, name, det, det.score_one(state, ts, None), ts, alerts, complete=True)
+        if state.episodes.active:  # type: ignore[union-attr]
+            state.last_ts = ts
+            state.baseline.advance(ts)
+            for name, det in state.detectors.items():  # type: ignore[union-attr]
+                self._lifecycle(state, name, det, det.score_one(state, ts, None), ts, alerts, complete=True)
+        elif not int(ts) % self._idle_tick:
+            # quiet subject: only detectors whose condition can change with time alone; the others'
+            # windows roll lazily on the next record (their state does not depend on when that happens)
+            for name, det in state.detectors.items():  # type: ignore[union-attr]
+                if det.idle_tick:
+                    state.last_ts = ts
+                    state.baseline.advance(ts)
+                    self._lifecycle(state, name, det, det.score_one(state, ts, None), ts, alerts, complete=True)
         return alerts
+
+    def needs_idle_ticks(self, state: SubjectState) -> bool:
+        """Whether ticks can matter to this state while it has no active episode (see :meth:`tick`)."""
+        return any(det.idle_tick for det in state.detectors.values())  # type: ignore[union-attr]
 
     def _lifecycle(
         self, state: SubjectState, name: str, det: Detector, findings: Iterable[Finding], ts: float,
@@ -237,6 +249,8 @@ class Engine:
         for finding in findings:
             if seen is not None:
                 seen.add(finding.episode)
+            elif not finding.abnormal and not book.active:  # type: ignore[union-attr]
+                continue  # the common case: normal, nothing open
             action, episode = book.update(  # type: ignore[union-attr]
                 name, finding.episode, ts, finding.abnormal, repeat_s=repeat_s, resolve_s=resolve_s,
                 observed=finding.observed,

@@ -50,15 +50,20 @@ class SpendSpike(Detector):
     name = "spend_spike"
     config: SpendSpikeConfig
 
+    def derive(self) -> None:
+        self._cfg_min_excess = int(self.config.min_excess_usd * MICROS)
+        absolute = self.config.absolute_usd
+        self._cfg_absolute = None if absolute is None else int(absolute * MICROS)
+
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
         baseline, cfg = ctx.baseline, self.config
         running = baseline.running_24h
         absolute = cfg.absolute_usd
-        over_absolute = absolute is not None and running > absolute * MICROS
+        over_absolute = self._cfg_absolute is not None and running > self._cfg_absolute
         if baseline.has_history:
             mean = baseline.daily_mean
             line = cfg.factor * mean
-            abnormal = running > line and running - line >= cfg.min_excess_usd * MICROS
+            abnormal = running > line and running - line >= self._cfg_min_excess
             expected: float | None = mean / MICROS
         else:
             mean = line = 0.0

@@ -93,15 +93,36 @@ def test_ticks_resolve_episodes_without_new_events():
     assert not state.episodes.active
 
 
-def test_ticks_are_noops_for_quiet_subjects_off_the_idle_boundary():
+def test_ticks_are_noops_for_quiet_subjects_except_idle_tick_detectors_on_the_hour():
     engine = Engine(MINE)
     state = engine.new_state("key:k1")
     engine.process(state, event(T0 + timedelta(minutes=5), 1))
     before = engine.dumps(state)
     assert engine.tick(state, T0 + timedelta(minutes=6)) == []
-    assert engine.dumps(state) == before
+    assert engine.tick(state, T0 + timedelta(hours=1)) == []
+    assert engine.dumps(state) == before and not engine.needs_idle_ticks(state)
+    budgets = only({"budget_pace": {"budgets": [{"scope": "key", "subject": "k1", "monthly_usd": 100}]}},
+                   spend_spike=True, budget_pace=True)
+    engine = Engine(budgets)
+    state = engine.new_state("key:k1")
+    engine.process(state, event(T0 + timedelta(minutes=5), 1))
+    before = engine.dumps(state)
+    engine.tick(state, T0 + timedelta(minutes=6))
+    assert engine.dumps(state) == before and engine.needs_idle_ticks(state)
     engine.tick(state, T0 + timedelta(hours=1))
     assert engine.dumps(state) != before
+
+
+def test_a_forecast_overrun_pages_on_an_idle_tick_without_new_spend():
+    # $300 spent on day one of a $1,000 month: the forecast may page only from day 7 -- with no further spend,
+    # it is the hourly idle tick that notices
+    budgets = only({"budget_pace": {"budgets": [{"scope": "key", "subject": "k1", "monthly_usd": 1000}],
+                                    "forecast_min_elapsed_days": 2}}, budget_pace=True)
+    month = datetime(2026, 12, 1, tzinfo=UTC)
+    spend = [event(month + timedelta(hours=1, minutes=m), 5) for m in range(60)]
+    alerts = run(spend + [event(month + timedelta(days=3), 0.01)], budgets, drain=timedelta(0))
+    [trigger] = of(alerts, "budget_pace", "trigger")
+    assert trigger.fired_at == month + timedelta(days=2)
 
 
 def test_alert_fields_are_complete():
