@@ -14,6 +14,8 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from spendwatch.schemas.pricing import TierThresholds
+
 Scope = Literal["key", "user", "team", "org"]
 SeverityName = Literal["critical", "error", "warning", "info"]
 
@@ -184,6 +186,111 @@ class BudgetPaceConfig(DetectorSettings):
         return tuple(sorted({b.scope for b in self.budgets}))
 
 
+class ModelMixDriftConfig(DetectorSettings):
+    """A subject suddenly routing most requests (or spend) to a model or price tier it rarely used."""
+
+    implementation: ClassVar[str] = "spendwatch.detectors.model_mix_drift:ModelMixDrift"
+
+    window_minutes: int = Field(default=60, ge=10, le=1440, description="The recent mix is measured over this.")
+    min_share: float = Field(
+        default=0.6, gt=0, le=1, description="Page when one model (or tier) takes at least this share of the "
+        "window's requests or spend..."
+    )
+    rare_share: float = Field(
+        default=0.1, ge=0, lt=1, description="...that had less than this share of the baseline's requests and spend."
+    )
+    cost_per_request_factor: float = Field(
+        default=1.5, ge=0, description="...and the window's cost per request is at least this x the baseline's "
+        "(a drift to cheaper models does not page; 0 pages any drift)."
+    )
+    min_requests: int = Field(default=10, ge=1, description="Requests in the window before it may page.")
+    min_window_spend_usd: Decimal = Field(default=Decimal("2"), ge=0, description="Spend in the window before it may page.")
+    min_baseline_requests: float = Field(
+        default=150, ge=1, description="(Decayed) requests in the baseline before it is trusted; new keys wait."
+    )
+    baseline_half_life_hours: float = Field(
+        default=72, gt=0, description="Half-life of the baseline mix: a lasting change becomes the new normal."
+    )
+    min_history_hours: float = Field(
+        default=24, ge=0, description="Hours since the subject's first request before its baseline mix is trusted."
+    )
+    tiers: TierThresholds = Field(
+        default_factory=TierThresholds, description="Where the price tiers split (input USD per million tokens)."
+    )
+
+
+class CacheHitDropConfig(DetectorSettings):
+    """A subject's prompt-cache hit ratio (cache-read / input tokens) collapsing against its baseline."""
+
+    implementation: ClassVar[str] = "spendwatch.detectors.cache_hit_drop:CacheHitDrop"
+
+    window_minutes: int = Field(default=60, ge=10, le=1440, description="The recent ratio is measured over this.")
+    wasteful_ratio: float = Field(
+        default=0.2, ge=0, le=1, description="Page only when the window's ratio is below this (20%: wasteful for agents)..."
+    )
+    min_drop: float = Field(
+        default=0.5, gt=0, le=1, description="...and it fell by at least this fraction of the baseline ratio..."
+    )
+    min_baseline_ratio: float = Field(
+        default=0.3, ge=0, le=1, description="...of a subject whose baseline ratio is at least this (it did cache)."
+    )
+    min_requests: int = Field(default=20, ge=1, description="Successful requests in the window before it may page.")
+    min_input_tokens: int = Field(default=200_000, ge=1, description="Input tokens in the window before it may page.")
+    min_baseline_input_tokens: float = Field(
+        default=2_000_000, ge=1, description="(Decayed) input tokens in the baseline before it is trusted."
+    )
+    min_wasted_usd: Decimal = Field(
+        default=Decimal("1"), ge=0, description="Estimated extra spend in the window from the lost cache hits."
+    )
+    baseline_half_life_hours: float = Field(default=72, gt=0, description="Half-life of the baseline ratio.")
+
+
+class EfficiencyConfig(DetectorSettings):
+    """Spend (or tokens) per accepted outcome trending up while the outcomes themselves do not."""
+
+    implementation: ClassVar[str] = "spendwatch.detectors.efficiency:Efficiency"
+
+    outcome_kinds: tuple[str, ...] = Field(
+        default=("task_accepted",), min_length=1, description="Outcome kinds that count as accepted work."
+    )
+    metric: Literal["usd", "tokens"] = Field(default="usd", description="Cost per outcome in dollars or tokens.")
+    window_hours: int = Field(default=24, ge=1, le=168, description="The recent efficiency is measured over this.")
+    factor: float = Field(
+        default=2.0, gt=1, description="Page when cost per outcome exceeds this x the baseline's (the window's "
+        "single most expensive session left out, so one big session is not a trend)..."
+    )
+    max_outcome_growth: float = Field(
+        default=1.25, gt=0, description="...while outcomes per hour are at most this x the baseline's (not rising)."
+    )
+    min_outcomes: int = Field(default=12, ge=1, description="Outcomes in the window before it may page.")
+    min_baseline_outcomes: float = Field(
+        default=20, ge=1, description="(Decayed) outcomes in the baseline before it is trusted."
+    )
+    min_window_spend_usd: Decimal = Field(default=Decimal("10"), ge=0, description="Spend in the window before it may page.")
+    baseline_half_life_hours: float = Field(default=168, gt=0, description="Half-life of the baseline efficiency.")
+    severity: SeverityName = Field(default="warning", description="PagerDuty severity of its pages.")
+    repeat_interval_minutes: float = Field(default=1440, gt=0, description="Re-notify daily while it lasts.")
+    resolve_after_minutes: float = Field(default=360, ge=0, description="Normal this long before resolving.")
+
+
+class ErrorStormConfig(DetectorSettings):
+    """Failure and retry rates that signal a doom loop (a client hammering a failing endpoint)."""
+
+    implementation: ClassVar[str] = "spendwatch.detectors.error_storm:ErrorStorm"
+
+    window_minutes: int = Field(default=10, ge=1, le=240, description="Failures are counted over this window.")
+    min_failures: int = Field(default=50, ge=1, description="Page when at least this many requests failed...")
+    failure_ratio: float = Field(
+        default=0.5, gt=0, le=1, description="...and they are at least this share of the window's requests..."
+    )
+    baseline_factor: float = Field(
+        default=5.0, ge=1, description="...and at least this x the subject's usual failure ratio."
+    )
+    baseline_half_life_hours: float = Field(default=72, gt=0, description="Half-life of the usual failure ratio.")
+    repeat_interval_minutes: float = Field(default=60, gt=0, description="Re-notify this often while it storms.")
+    resolve_after_minutes: float = Field(default=15, ge=0, description="Normal this long before resolving.")
+
+
 class DetectorsConfig(_Strict):
     tick_interval_seconds: int = Field(
         default=60, ge=1, le=3600, description="Event-time clock tick: lets episodes resolve without new events."
@@ -199,6 +306,10 @@ class DetectorsConfig(_Strict):
     session_burn: SessionBurnConfig = Field(default_factory=SessionBurnConfig)
     budget_pace: BudgetPaceConfig = Field(default_factory=BudgetPaceConfig)
     # detectors-2: model_mix_drift, cache_hit_drop, efficiency, error_storm go below.
+    model_mix_drift: ModelMixDriftConfig = Field(default_factory=ModelMixDriftConfig)
+    cache_hit_drop: CacheHitDropConfig = Field(default_factory=CacheHitDropConfig)
+    efficiency: EfficiencyConfig = Field(default_factory=EfficiencyConfig)
+    error_storm: ErrorStormConfig = Field(default_factory=ErrorStormConfig)
 
     @model_validator(mode="after")
     def _ticks_align(self) -> DetectorsConfig:
