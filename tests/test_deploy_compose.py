@@ -180,3 +180,4 @@ def test_dockerfile_install_resolves_with_the_pinned_constraints(tmp_path):
         pinned = {k.lower().replace("_", "-"): v for k, v in pins.items()}.get(name.replace("_", "-"))
         if name != "spendwatch":
             assert pinned == version, f"{name} {version} is not pinned by constraints.txt"
+
