@@ -177,3 +177,19 @@ def test_mutated_canonical_events_only_raise_parse_errors(event):
     json_values, max_size=6), json_values)
 def test_mutated_litellm_payloads_only_raise_parse_errors(usage, cost):
     only_parse_errors({**LITELLM, "response_cost": cost, "metadata": {**LITELLM["metadata"], "usage_object": usage}})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=200))
+def test_no_text_crashes_the_parser(text):
+    only_parse_errors(text)
+
+
+def test_dead_letter_redacts_prompt_text_of_a_rejected_litellm_payload():
+    raw = orjson.dumps({**LITELLM, "messages": [{"role": "user", "content": "top secret plan"}],
+                        "response": {"choices": [{"message": {"content": "secret reply"}}]},
+                        "metadata": {**LITELLM["metadata"], "usage_object": {"prompt_tokens": -1}}})
+    err = error_of(raw)
+    letter = err.to_dead_letter(raw, source_topic="spendwatch-raw")
+    assert b"top secret" not in letter.original and b"secret reply" not in letter.original
+    assert orjson.loads(letter.original)["litellm_call_id"] == "c1"  # the rest is kept to diagnose and replay
