@@ -87,3 +87,14 @@ def test_negative_cost_names_the_field():
     with pytest.raises(ParseError) as info:
         parse_message(response(cost=-1))
     assert (info.value.error_type, info.value.field) == ("validation", "usage.cost")
+
+
+def test_other_openai_compatible_response_with_attribution():
+    data = {"id": "chatcmpl-123", "object": "chat.completion", "created": 1735689600, "model": "gpt-4o-mini",
+            "choices": [], "usage": {"prompt_tokens": 1000, "completion_tokens": 10,
+                                     "prompt_tokens_details": {"cached_tokens": 0}},
+            "spendwatch": {"user": "dan", "gateway": "vllm-proxy"}}
+    [event] = parse_message(data)
+    assert event.gateway == "vllm-proxy" and event.cost_source is CostSource.computed
+    del data["spendwatch"]["gateway"]
+    assert parse_message(data)[0].gateway == "openai_compatible"

@@ -10,7 +10,9 @@ either top-level or under a ``spendwatch`` object::
     {"id": "gen-...", "model": "anthropic/claude-sonnet-4", "usage": {...},
      "spendwatch": {"api_key_hash": "...", "user": "ann", "team": "search", "session_id": "run-42"}}
 
-``choices`` (the completion text) is never read.
+Any other OpenAI-compatible response (vLLM, Azure, a home-grown proxy) is read the same way when
+it carries a ``spendwatch`` attribution object; its gateway is then ``openai_compatible`` unless
+``spendwatch.gateway`` names it. ``choices`` (the completion text) is never read.
 """
 
 from __future__ import annotations
@@ -50,11 +52,16 @@ FIELD_MAP = {
 }
 
 
+def _is_openrouter(data: Mapping[str, Any], usage: Mapping[str, Any]) -> bool:
+    return "cost" in usage or "is_byok" in usage or str(data.get("id", "")).startswith("gen-")
+
+
 def looks_like(data: Mapping[str, Any]) -> bool:
+    """An OpenRouter response, or any OpenAI-compatible response the emitter attributed (``spendwatch``)."""
     usage = data.get("usage")
     if not isinstance(usage, Mapping) or "model" not in data:
         return False
-    return "cost" in usage or "is_byok" in usage or str(data.get("id", "")).startswith("gen-") or "spendwatch" in data
+    return _is_openrouter(data, usage) or isinstance(data.get("spendwatch"), Mapping)
 
 
 def _attribution(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -105,7 +112,9 @@ def event_from_openrouter(data: Mapping[str, Any], config: AdaptersConfig | None
     fields: dict[str, Any] = {
         "event_id": text(data.get("id"), "id", required=True),
         "event_time": event_time,
-        "gateway": text(extra.get("gateway"), "spendwatch.gateway") or GATEWAY,
+        "gateway": text(extra.get("gateway"), "spendwatch.gateway") or (
+            GATEWAY if _is_openrouter(data, usage) else "openai_compatible"
+        ),
         **attribution,
         "model": model,
         "provider": provider.lower() if provider else None,

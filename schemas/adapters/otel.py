@@ -55,9 +55,12 @@ def _get(d: Mapping[str, Any], camel: str, snake: str) -> Any:
 
 def _any_value(value: Any, field: str, depth: int = 0) -> Any:
     """A Python value from an OTLP ``AnyValue`` in JSON form."""
-    if not isinstance(value, Mapping) or not value:
+    if type(value) is not dict or not value:  # noqa: E721 - JSON objects are dicts; fast check
         return None
-    for camel, snake in (("stringValue", "string_value"), ("boolValue", "bool_value"),
+    found = value.get("stringValue")
+    if found is not None:
+        return found
+    for camel, snake in (("string_value", "string_value"), ("boolValue", "bool_value"),
                          ("doubleValue", "double_value")):
         if camel in value or snake in value:
             return _get(value, camel, snake)
@@ -89,7 +92,7 @@ def attributes(items: Any, field: str) -> dict[str, Any]:
         raise ParseError("too_large", f"{len(items)} attributes, at most {MAX_ATTRIBUTES}", field, GATEWAY)
     out: dict[str, Any] = {}
     for i, item in enumerate(items):
-        if not isinstance(item, Mapping) or not isinstance(item.get("key"), str):
+        if type(item) is not dict or type(item.get("key")) is not str:  # noqa: E721
             raise ParseError("validation", "an attribute must be {key: string, value: AnyValue}", f"{field}[{i}]", GATEWAY)
         out[item["key"]] = _any_value(item.get("value"), f"{field}[{i}].value")
     return out
