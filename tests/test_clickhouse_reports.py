@@ -98,10 +98,13 @@ def test_every_report_runs_and_adds_up(loaded):
         for k in {e.scope_value("key") for e in events})
     p50, p90 = results["session_cost_quantiles"].rows[0][1:3]
     assert p50 <= p90
-    ratios = {row[0]: row[5] for row in results["cache_hit_by_key"].rows}
-    assert all(0 <= r <= 1 for r in ratios.values() if r is not None)
-    per_outcome = results["cost_per_outcome"].rows
-    assert sum(row[1] for row in per_outcome) == len(outcomes)
+    cache = results["cache_hit_by_key"]
+    ratios = [row[cache.columns.index("cache_hit_ratio")] for row in cache.rows]
+    assert all(0 <= r <= 1 for r in ratios if r is not None)
+    aliases = {e.scope_value("key"): e.api_key_alias for e in events}
+    assert all(row[1] == aliases[row[0]] for row in cache.rows)  # key_directory names every key
+    per_outcome = results["cost_per_outcome"]
+    assert sum(row[per_outcome.columns.index("outcomes")] for row in per_outcome.rows) == len(outcomes)
 
 
 def _config(tmp_path, data_dir) -> str:

@@ -70,11 +70,13 @@ async def test_sink_writes_events_outcomes_alerts_exactly(tmp_path, kafka_bootst
         for report in available_reports().values():
             results[report.name] = await sink.writer.call(lambda c, r=report: run_report(c, r))
         assert results["total_spend"].rows[0][-1] == exact
-        by_model = {r[0]: r[5] for r in results["spend_by_model"].rows}
+        by_model = {r[0]: r[results["spend_by_model"].columns.index("spend_usd")]
+                    for r in results["spend_by_model"].rows}
         assert by_model["gpt-4o-mini"] == sum(e.cost_usd for e in events if e.model == "gpt-4o-mini")
-        per_outcome = {r[0]: r for r in results["cost_per_outcome"].rows}
+        columns = results["cost_per_outcome"].columns
+        per_outcome = {r[0]: dict(zip(columns, r, strict=True)) for r in results["cost_per_outcome"].rows}
         key0_spend = sum(e.cost_usd for e in events if e.api_key_hash == "key-0")
-        assert per_outcome["key-0"][4] == key0_spend / 3  # key-0 produced 3 of the 6 outcomes
+        assert per_outcome["key-0"]["usd_per_outcome"] == key0_spend / 3  # key-0 produced 3 of the 6 outcomes
         p50, p90 = results["session_cost_quantiles"].rows[0][1:3]
         assert Decimal(0) < p50 <= p90
         [detector_row] = [r for r in results["alerts_by_detector"].rows if r[0] == "spend_spike"]

@@ -2,6 +2,7 @@
 -- PRs merged...) the same key produced in it. Keys with outcomes but no spend show spend 0.
 SELECT
     o.key_scope AS key,
+    d.alias AS alias,
     o.outcomes AS outcomes,
     o.kinds AS kinds,
     coalesce(s.spend_usd, toDecimal128(0, 12)) AS spend_usd,
@@ -21,5 +22,11 @@ LEFT JOIN
       AND hour >= {since:DateTime64(3, 'UTC')} AND hour < {until:DateTime64(3, 'UTC')}
     GROUP BY subject
 ) AS s USING (key_scope)
+LEFT JOIN
+(
+    SELECT key_scope, anyLast(api_key_alias) AS alias
+    FROM key_directory
+    GROUP BY key_scope
+) AS d USING (key_scope)
 ORDER BY usd_per_outcome DESC
 SETTINGS join_use_nulls = 1
