@@ -30,14 +30,21 @@ def _forget_generic_api_loggers() -> None:
     logging_callback_manager._generic_api_logger_cache.clear()
 
 
+#: LiteLLM's module-level callback lists (it copies ``callbacks`` into the others on each call).
+_CALLBACK_LISTS = ("callbacks", "success_callback", "failure_callback", "_async_success_callback",
+                   "_async_failure_callback")
+
+
 def fresh_litellm_callbacks() -> Iterator[None]:
     """Fixture body: fresh LiteLLM callback state for a test, the previous state restored after."""
-    saved = (list(litellm.callbacks), dict(litellm.callback_settings))
+    saved = {name: list(getattr(litellm, name)) for name in _CALLBACK_LISTS}
+    saved_settings = dict(litellm.callback_settings)
     _forget_generic_api_loggers()
     yield
-    litellm.callbacks[:] = saved[0]
+    for name, value in saved.items():
+        getattr(litellm, name)[:] = value
     litellm.callback_settings.clear()
-    litellm.callback_settings.update(saved[1])
+    litellm.callback_settings.update(saved_settings)
     _forget_generic_api_loggers()
 
 

@@ -57,7 +57,8 @@ async def read_topic(bootstrap: str, topic: str, at_least: int = 0, timeout: flo
     The ingest service answers only after Kafka acknowledged, so after a response the end
     offsets already include everything it wrote: no waiting on time.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                                isolation_level="read_committed")  # what the stream workers see
     await consumer.start()
     try:
         await consumer.topics()  # fetches cluster metadata

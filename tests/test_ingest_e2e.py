@@ -15,7 +15,7 @@ import litellm
 import pytest
 import yaml
 from ingest_clients import RecordingExporter, configure_generic_api, flush_litellm, fresh_litellm_callbacks, proxy_metadata
-from ingest_support import LITELLM_TOKEN, OTEL_TOKEN, running_ingest
+from ingest_support import LITELLM_TOKEN, OTEL_TOKEN, read_topic, running_ingest
 from litellm import ModelResponse
 from litellm.types.utils import Usage
 from opentelemetry.sdk.resources import Resource
@@ -105,7 +105,10 @@ async def test_runaway_loops_from_litellm_and_otel_end_as_alerts(
                 kafka_bootstrap, settings.kafka.topics.alerts, lambda got: wanted <= set(session_burn_triggers(got)),
                 timeout=150, alive=worker.alive)
         except (TimeoutError, RuntimeError) as exc:
-            raise AssertionError(f"{exc}\n--- worker log (tail) ---\n{worker.log()[-4000:]}") from exc
+            topics = settings.kafka.topics
+            counts = {t: len(await read_topic(kafka_bootstrap, t)) for t in (topics.raw, topics.events, topics.dead_letters)}
+            raise AssertionError(f"{exc}\nmessages (read_committed): {counts}\n"
+                                 f"--- worker log (tail) ---\n{worker.log()[-6000:]}") from exc
 
     triggers = session_burn_triggers(alerts)
     runaway = triggers["hash-runaway"]

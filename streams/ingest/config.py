@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: What an environment variable name looks like; anything else in ``token_env_vars`` is refused
 #: because it is most likely a token pasted into the YAML file by mistake.
@@ -47,6 +47,23 @@ class IngestProducerConfig(BaseModel):
         default=30.0, gt=0,
         description="Longest an HTTP request waits for Kafka to acknowledge its events; past it the request gets "
         "503 with Retry-After and the sender retries.",
+    )
+    transactional: bool = Field(
+        default=True,
+        description="Write each request atomically: concurrent requests share one Kafka transaction (group "
+        "commit) and are answered once it commits, so a failed or interrupted request leaves nothing for "
+        "read_committed consumers and its retry is counted once. Off: idempotent writes without transactions "
+        "(for brokers without transaction support).",
+    )
+    transactional_id: str | None = Field(
+        default=None,
+        description="Kafka transactional id of this instance; must be stable across its restarts and unique "
+        "among instances (e.g. the pod name of a StatefulSet). Unset: <transactional_id_prefix>-<host>-<port>.",
+    )
+    transactional_id_prefix: str = Field(default="spendwatch-ingest", description="Prefix of the default transactional id.")
+    transaction_timeout_ms: int = Field(
+        default=60_000, ge=1000,
+        description="Broker aborts a transaction left open this long (an instance that died and never came back).",
     )
     connect_retry_s: float = Field(
         default=2.0, gt=0,
@@ -115,3 +132,15 @@ class IngestConfig(BaseModel):
                     "not a token: put the token in that variable"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _dead_letters_fit_a_request(self) -> IngestConfig:
+        # A dead letter carries its original base64-encoded (4/3) plus the reason and metadata. One message
+        # too large for Kafka would fail the whole transaction it shares with other requests.
+        needed = self.dead_letter_max_original_bytes * 4 // 3 + 16_384
+        if needed > self.producer.max_request_size:
+            raise ValueError(
+                f"dead_letter_max_original_bytes={self.dead_letter_max_original_bytes} makes dead letters of up to "
+                f"{needed} bytes, over producer.max_request_size={self.producer.max_request_size}"
+            )
+        return self

@@ -48,7 +48,7 @@ from spendwatch.web import HealthChecks, add_observability_routes
 from . import otlp
 from .auth import ANONYMOUS, GatewayTokens
 from .bodies import EVENT_CONTENT_TYPES, BodyError, Record, check_content_length, decode_content, media_type, split_records
-from .producer import DurableProducer, KafkaUnavailable, Message
+from .producer import DurableProducer, KafkaUnavailable, Message, default_transactional_id
 from .redact import redact_record, truncate
 
 if TYPE_CHECKING:  # pragma: no cover - the CLI imports the full configuration only when it runs
@@ -344,7 +344,8 @@ async def start_ingest(
     The server answers (``/healthz``, ``503`` on ``/readyz``) while Kafka is still being
     reached; ``wait_ready`` waits for the connection before returning.
     """
-    producer = DurableProducer(bootstrap_servers, settings.ingest.producer)
+    producer_config = settings.ingest.producer
+    producer = DurableProducer(bootstrap_servers, producer_config)
     service = IngestService(settings, producer, tokens)
     # Bodies are inflated by decode_content, which bounds the inflated size (aiohttp would not).
     runner = web.AppRunner(service.make_app(), access_log=None, auto_decompress=False)
@@ -352,6 +353,9 @@ async def start_ingest(
     site = web.TCPSite(runner, settings.ingest.host, settings.ingest.port)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    if producer_config.transactional:
+        producer.transactional_id = producer_config.transactional_id or default_transactional_id(
+            producer_config.transactional_id_prefix, port)
     connect_task = asyncio.create_task(producer.start())
     running = RunningIngest(service, runner, producer, settings.ingest.host, port, connect_task)
     if wait_ready:
