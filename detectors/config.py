@@ -266,7 +266,9 @@ class EfficiencyConfig(DetectorSettings):
     min_baseline_outcomes: float = Field(
         default=20, ge=1, description="(Decayed) outcomes in the baseline before it is trusted."
     )
-    min_window_spend_usd: Decimal = Field(default=Decimal("10"), ge=0, description="Spend in the window before it may page.")
+    min_window_spend_usd: Decimal = Field(
+        default=Decimal("25"), ge=0, description="Spend in the window before it may page (small keys are noise)."
+    )
     baseline_half_life_hours: float = Field(default=168, gt=0, description="Half-life of the baseline efficiency.")
     severity: SeverityName = Field(default="warning", description="PagerDuty severity of its pages.")
     repeat_interval_minutes: float = Field(default=1440, gt=0, description="Re-notify daily while it lasts.")

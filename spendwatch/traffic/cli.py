@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 import orjson
+import yaml
 
 from spendwatch.traffic import Traffic, iter_json_lines
 from spendwatch.traffic.generator import DEFAULT_START, parse_incidents
@@ -27,8 +28,10 @@ from spendwatch.traffic.generator import DEFAULT_START, parse_incidents
 @click.option("--teams", type=int, default=6, show_default=True, help="Number of teams (2-12).")
 @click.option("--truth-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the ground truth (incidents and negative scenarios) as JSON here.")
+@click.option("--config-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a spendwatch YAML with team budgets sized for this traffic (for spendwatch backtest --config).")
 def generate(days: float, seed: int, start: date, output: Path, incidents: str, keys: int, teams: int,
-             truth_out: Path | None) -> None:
+             truth_out: Path | None, config_out: Path | None) -> None:
     """Generate DAYS of multi-team LLM gateway traffic with injected, labelled incidents."""
     try:
         traffic = Traffic(days, seed, start.date() if hasattr(start, "date") else start, incidents, keys, teams)
@@ -58,6 +61,12 @@ def generate(days: float, seed: int, start: date, output: Path, incidents: str, 
     truths = traffic.ground_truth()
     if truth_out is not None:
         truth_out.write_bytes(orjson.dumps([t.to_dict() for t in truths], option=orjson.OPT_INDENT_2))
+    if config_out is not None:
+        from spendwatch.traffic.budgets import suggested_config
+
+        header = (f"# Budgets for `spendwatch generate --days {days:g} --seed {seed} --keys {keys} --teams {teams}`"
+                  f" traffic (team {traffic.budget_team} is the one that overruns).\n")
+        config_out.write_text(header + yaml.safe_dump(suggested_config(traffic), sort_keys=False))
     incidents_n = sum(not t.negative for t in truths)
     click.echo(f"wrote {count:,} records ({len(traffic.keys)} keys, {len(traffic.teams)} teams, {days:g} days, "
                f"{incidents_n} incidents, {len(truths) - incidents_n} negative scenarios) to {output}", err=True)

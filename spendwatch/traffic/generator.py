@@ -171,6 +171,8 @@ class Traffic:
             if role == "spend_spike":  # a busy key: its spike is worth dollars, not cents
                 key.sessions_per_peak_hour, key.context_tokens = 3.0, 30_000
                 key.models = (("claude-sonnet-4-5", 0.8), ("claude-haiku-4-5", 0.2))
+            if role == "efficiency_decay":  # a busy key: its decay is worth a page
+                key.sessions_per_peak_hour, key.context_tokens, key.accept_rate = 2.5, 25_000, 0.6
             if role == "seasonality":
                 key.weekend_factor = 0.05
             if role == "new_key":

@@ -32,7 +32,7 @@ INCIDENTS: dict[str, tuple[str, float]] = {
     "model_mix_drift": ("model_mix_drift", 120),
     "cache_hit_drop": ("cache_hit_drop", 120),
     "budget_overrun": ("budget_pace", 3 * 24 * 60),
-    "efficiency_decay": ("efficiency", 36 * 60),
+    "efficiency_decay": ("efficiency", 48 * 60),
     "error_storm": ("error_storm", 15),
 }
 #: Negative scenarios: ordinary life that must not page.
@@ -198,7 +198,7 @@ def build_scenarios(
         sid = f"s{key.index:03d}-runaway"
         sc = _mk(Scenario, "runaway_loop", key, start, end, session_id=sid,
                  description="an agent retries the same step in a loop on the most expensive model all weekend")
-        sc.plans.append(SessionPlan(start, end, sid, expensive_model, (5, 10), (45_000, 60_000), (1_000, 1_800), 0.5))
+        sc.plans.append(SessionPlan(start, end, sid, expensive_model, (10, 18), (90_000, 120_000), (1_000, 1_800), 0.5))
         out.append(sc)
     if "session_burn" in kinds:
         key = keys["session_burn"]
@@ -223,12 +223,12 @@ def build_scenarios(
         out.append(_mk(CacheBreak, "cache_hit_drop", key, when(4, 9, key), run_end,
                        description="the prompt cache stops hitting (cache-read ratio ~70% -> ~1%)"))
     if "budget_overrun" in kinds:
-        out.append(_mk(Ramp, "budget_overrun", None, when(1, 0), run_end, team=budget_team, top=2.2, hours=48.0,
-                       description=f"team {budget_team}'s spend ramps to 2.2x over two days: the quarter's "
+        out.append(_mk(Ramp, "budget_overrun", None, when(1, 0), run_end, team=budget_team, top=3.0, hours=24.0,
+                       description=f"team {budget_team}'s spend ramps to 3x over a day: the quarter's "
                        "forecast overruns its budget"))
     if "efficiency_decay" in kinds:
         key = keys["efficiency_decay"]
-        out.append(_mk(Ramp, "efficiency_decay", key, when(2, 0, key), run_end, top=1.8, hours=24.0, on_size=True,
+        out.append(_mk(Ramp, "efficiency_decay", key, when(2, 0, key), run_end, top=1.8, hours=12.0, on_size=True,
                        description="sessions get longer and bigger (spend per session ~3.2x) while accepted "
                        "tasks stay flat"))
     if "error_storm" in kinds:
