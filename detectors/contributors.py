@@ -75,19 +75,23 @@ class ContributorWindow:
                 self.generation = g
             else:
                 return  # late record from a rotated-out generation: totals still count it, attribution does not
-        cost, current, top_n = obs.cost, self.current, self.top_n
-        self._add(current, "model", obs.model, cost, top_n)
+        cost, current = obs.cost, self.current
+        self._add(current, "model", obs.model, cost)
         if obs.session_id:
-            self._add(current, "session", obs.session_id, cost, top_n)
+            self._add(current, "session", obs.session_id, cost)
         for tag in obs.tags:
-            self._add(current, "tag", tag, cost, top_n)
+            self._add(current, "tag", tag, cost)
 
-    @staticmethod
-    def _add(current: dict[str, TopN], kind: str, name: str, cost: int, top_n: int) -> None:
+    def _add(self, current: dict[str, TopN], kind: str, name: str, cost: int) -> None:
         top = current.get(kind)
         if top is None:
-            top = current[kind] = TopN(top_n)
-        top.add(name, cost)
+            top = current[kind] = TopN(self.top_n)
+        counts = top.cost
+        if name in counts:  # the common case, inlined from TopN.add
+            counts[name] += cost
+            top.requests[name] += 1
+        else:
+            top.add(name, cost)
 
     def totals(self, kind: str) -> list[tuple[str, int, int]]:
         """(name, micro-dollars, requests) of one kind over the whole window, largest first."""

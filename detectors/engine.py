@@ -59,6 +59,7 @@ class SubjectState(Context):
     detectors: dict[str, Detector] | None = None
     episodes: EpisodeBook | None = None
     last_ts: float = 0.0
+    identity: tuple[str | None, ...] = ()  # the last record's (key, alias, user, team, org), to skip label updates
 
 
 def _load_class(path: str) -> type[Detector]:
@@ -188,11 +189,13 @@ class Engine:
         ts = obs.ts
         if ts > state.last_ts:
             state.last_ts = ts
-        labels = state.labels
-        for attr, label in _LABEL_FIELDS:
-            value = getattr(obs, attr)
-            if value is not None and labels.get(label) != value:
-                labels[label] = value
+        identity = (obs.key_hash, obs.key_alias, obs.user, obs.team, obs.org)
+        if identity != state.identity:
+            state.identity = identity
+            labels = state.labels
+            for (_, label), value in zip(_LABEL_FIELDS, identity, strict=True):
+                if value is not None:
+                    labels[label] = value
         if obs.kind == "request":
             state.baseline.learn_one(ts, obs.cost)
             state.contributors.add(obs)
