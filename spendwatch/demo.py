@@ -208,12 +208,20 @@ class WorkerProgress:
         return cls(int(totals["ok"]), int(totals["dead_letter"]), int(totals["batches"]), int(totals["alerts"]))
 
 
-async def scrape(url: str) -> WorkerProgress:
+async def scrape(url: str, attempts: int = 4) -> WorkerProgress:
+    """The worker's progress; a worker busy with a large batch may answer late, so retry."""
+
     def get() -> str:
-        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback URL we built
+        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback URL we built
             return resp.read().decode()
 
-    return WorkerProgress.parse(await asyncio.to_thread(get))
+    for attempt in range(attempts):
+        try:
+            return WorkerProgress.parse(await asyncio.to_thread(get))
+        except (TimeoutError, OSError):
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 # --- the replay ------------------------------------------------------------------------------
