@@ -78,7 +78,7 @@ def _parse_one(data: Any, config: AdaptersConfig, errors: list[ParseError] | Non
 def _parse(raw: Any, config: AdaptersConfig | None, errors: list[ParseError] | None) -> list[Record]:
     config = config or DEFAULT_ADAPTERS_CONFIG
     try:
-        if isinstance(raw, bytes) and len(raw) <= config.max_message_bytes and b'"event_id"' in raw:
+        if isinstance(raw, bytes) and len(raw) <= config.max_message_bytes and b'"event_id"' in raw and b'"cost_usd"' in raw:
             try:  # the canonical fast path: one pydantic parse, no intermediate dict
                 return [GatewayEvent.model_validate_json(raw)]
             except ValueError:
