@@ -22,6 +22,7 @@ for folder in MAPPED_FOLDERS:
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"spendwatch.schemas": ["*.json"], "spendwatch.sinks": ["**/*.sql"], "spendwatch": ["data/*"]},
+    package_data={"spendwatch.schemas": ["*.json"], "spendwatch.sinks": ["**/*.sql"], "spendwatch": ["data/*"],
+                  "spendwatch.traffic": ["*.yaml"]},
     include_package_data=True,
 )
