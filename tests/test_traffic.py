@@ -199,3 +199,14 @@ def test_cli_rejects_unknown_incident_kinds(tmp_path):
     result = CliRunner().invoke(generate_command, ["--days", "1", "--incidents", "meteor_strike",
                                                    "--output", str(tmp_path / "x.jsonl")])
     assert result.exit_code != 0 and "meteor_strike" in result.output
+
+
+def test_demo_config_is_valid_and_budgets_every_default_team():
+    from spendwatch.config import load_settings
+    from spendwatch.traffic import DEMO_CONFIG
+    from spendwatch.traffic.population import teams_of
+
+    settings = load_settings(DEMO_CONFIG)
+    budgets = {b.subject: b for b in settings.detectors.budget_pace.budgets}
+    assert set(budgets) == {team for team, _, _ in teams_of(6)}
+    assert all(b.scope == "team" and b.quarterly_usd and b.owner for b in budgets.values())

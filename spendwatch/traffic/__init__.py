@@ -33,13 +33,20 @@ Python API
 >>> sorted({t.kind for t in ground_truth(days=7, seed=3, keys=20, teams=3) if not t.negative})[:3]
 ['budget_overrun', 'cache_hit_drop', 'efficiency_decay']
 
-Command line: ``spendwatch generate --days 7 --seed 1 --output events.jsonl.gz --truth-out truth.json``.
+``DEMO_CONFIG``
+    path of ``demo_config.yaml``: the team budgets (``detectors.budget_pace``) matching the
+    default parameters; ``spendwatch.traffic.budgets.suggested_config(Traffic(...))`` sizes
+    them for any other parameters.
+
+Command line: ``spendwatch generate --days 7 --seed 1 --output events.jsonl.gz --truth-out truth.json
+[--config-out budgets.yaml]``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -47,7 +54,10 @@ import orjson
 from spendwatch.traffic.generator import DEFAULT_START, Outcome, Traffic, outcome_dict, request_dict, to_record
 from spendwatch.traffic.incidents import INCIDENTS, NEGATIVES, GroundTruth
 
-__all__ = ["DEFAULT_START", "INCIDENTS", "NEGATIVES", "GroundTruth", "Traffic", "generate", "ground_truth",
+#: The detectors config (team budgets) matching the default ``generate()`` parameters.
+DEMO_CONFIG = Path(__file__).with_name("demo_config.yaml")
+
+__all__ = ["DEFAULT_START", "DEMO_CONFIG", "INCIDENTS", "NEGATIVES", "GroundTruth", "Traffic", "generate", "ground_truth",
            "iter_json_lines"]
 
 
