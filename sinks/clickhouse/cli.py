@@ -160,6 +160,9 @@ def query(sql: str, fmt: str, params: tuple[str, ...], config_path: str | None) 
             message = str(exc).strip()
             raise click.ClickException(message.splitlines()[0] if message else repr(exc)) from exc
     columns, rows = list(result.column_names), result.result_rows
+    if not columns:  # a statement (INSERT, ALTER...), not a query
+        click.echo("ok", err=True)
+        return
     if fmt == "json":
         click.echo(orjson.dumps([dict(zip(columns, map(_plain, r), strict=True)) for r in rows],
                                 option=orjson.OPT_INDENT_2, default=str).decode())

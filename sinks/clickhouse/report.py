@@ -51,6 +51,7 @@ def available_reports() -> dict[str, Report]:
         comments = [line[2:].strip() for line in sql.splitlines() if line.startswith("--")]
         title, _, first = (comments[0] if comments else entry.name).partition(":")
         description = " ".join([first.strip(), *comments[1:]]).strip()
+        description = description[:1].upper() + description[1:]
         name = entry.name[:-4]
         found[name] = Report(name, title.strip(), description, sql)
     order = {name: i for i, name in enumerate(REPORT_ORDER)}
