@@ -91,9 +91,11 @@ class AdaptersConfig(BaseModel):
         default=10_000, ge=1,
         description="Most records (spans, batched payloads) one message may carry.",
     )
-    otel: OtelAttributesConfig = Field(default_factory=OtelAttributesConfig)
-    litellm: LiteLLMAdapterConfig = Field(default_factory=LiteLLMAdapterConfig)
-    pricing: PricingConfig = Field(default_factory=PricingConfig)
+    otel: OtelAttributesConfig = Field(
+        default_factory=OtelAttributesConfig, description="Which OpenTelemetry attributes identify who pays."
+    )
+    litellm: LiteLLMAdapterConfig = Field(default_factory=LiteLLMAdapterConfig, description="LiteLLM payloads.")
+    pricing: PricingConfig = Field(default_factory=PricingConfig, description="Cost computation and price tiers.")
 
 
 DEFAULT_ADAPTERS_CONFIG = AdaptersConfig()
