@@ -138,6 +138,8 @@ def text(value: Any, field: str, *, required: bool = False) -> str | None:
     if isinstance(value, bool):
         raise ParseError("validation", f"expected a string, got a boolean ({value})", field)
     if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParseError("validation", f"expected a string, got {value}", field)
         return str(value)
     if not isinstance(value, str):
         raise ParseError("validation", f"expected a string, got {type(value).__name__}", field)
