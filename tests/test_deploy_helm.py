@@ -168,3 +168,11 @@ def test_chart_lints_clean_in_strict_mode():
     report = helm.lint(str(CHART), REQUIRED, strict=True, kube_version=f"v{KUBE_VERSIONS[0]}")
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] >= 2] == []  # 2 = warning, 3 = error
+
+
+def test_values_schema_rejects_typos_and_bad_types():
+    with helm.Chart.load(str(CHART)) as chart:
+        for bad, where in (({"wroker": {"replicas": 3}}, "wroker"), ({"worker": {"replicas": "three"}}, "replicas"),
+                           ({"clickhouse": {"url": "clickhouse:8123"}}, "url")):
+            with pytest.raises(Exception, match=where):
+                chart.render(_merge(REQUIRED, bad), name="sw", namespace="spend")
