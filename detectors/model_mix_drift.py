@@ -24,13 +24,25 @@ from typing import TYPE_CHECKING
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
 from spendwatch.detectors.rolling import BucketWindow, DecayedSums
-from spendwatch.schemas.pricing import price_tier
+from spendwatch.schemas.pricing import TierThresholds, price_tier
 
 if TYPE_CHECKING:
     from spendwatch.detectors.config import BaselineConfig, ModelMixDriftConfig
 
 _BUCKETS = 6
 _MAX_CATEGORIES = 48
+_TIERS: dict[tuple[str, str | None, object, object], str] = {}
+
+
+def _tier(model: str, provider: str | None, tiers: TierThresholds) -> str:
+    """:func:`price_tier`, memoised on plain values (hashing the pydantic thresholds per request is slow)."""
+    key = (model, provider, tiers.frontier_min_input_per_mtok, tiers.economy_max_input_per_mtok)
+    tier = _TIERS.get(key)
+    if tier is None:
+        if len(_TIERS) > 4096:
+            _TIERS.clear()
+        tier = _TIERS[key] = price_tier(model, provider, tiers)
+    return tier
 
 
 class ModelMixDrift(Detector):
@@ -80,7 +92,7 @@ class ModelMixDrift(Detector):
     def learn_one(self, obs: Observation, ctx: Context) -> None:
         if self.first_ts is None:
             self.first_ts = obs.ts
-        tier = price_tier(obs.model, obs.provider, self.config.tiers)
+        tier = _tier(obs.model, obs.provider, self.config.tiers)
         cost = float(obs.cost)
         self.window.add(obs.ts, {"n": 1.0, "c": cost, f"n:m:{obs.model}": 1.0, f"c:m:{obs.model}": cost,
                                  f"n:t:{tier}": 1.0, f"c:t:{tier}": cost})
@@ -105,7 +117,7 @@ class ModelMixDrift(Detector):
             return []
         kind, name, share_n, share_c, base_share = drifted
         what = name if kind == "m" else f"{name}-tier models"
-        model_tier = price_tier(name, None, cfg.tiers) if kind == "m" else "unknown"
+        model_tier = _tier(name, None, cfg.tiers) if kind == "m" else "unknown"
         tier = f" ({model_tier})" if model_tier != "unknown" else ""
         who = ctx.labels.get("key_alias") if ctx.scope == "key" else None
         summary = (

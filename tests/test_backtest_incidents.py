@@ -29,6 +29,7 @@ from spendwatch.traffic.budgets import suggested_config
 
 #: Small enough to replay twice in well under a minute on a quiet machine; every scenario still in.
 RUN = {"days": 7, "seed": 1, "keys": 20, "teams": 4}
+pytestmark = pytest.mark.slow  # two replays of ~60k events: ~1 min on a quiet machine
 
 
 @dataclass
