@@ -23,9 +23,8 @@ async def test_example_producer_writes_parseable_keyed_events(kafka_bootstrap, u
     await create_topics(kafka_bootstrap, {topic: 3})
     script = repo_root / "deploy" / "examples" / "producer.py"
     schema = repo_root / "schemas" / "gateway_event.schema.json"
-    args = [sys.executable, str(script), "--bootstrap-servers", kafka_bootstrap, "--topic", topic, "--events", "9"]
-    if schema.exists():
-        args.append("--check-schema")
+    args = [sys.executable, str(script), "--bootstrap-servers", kafka_bootstrap, "--topic", topic, "--events", "9",
+            "--check-schema"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "9 events acknowledged" in done.stdout
@@ -37,6 +36,5 @@ async def test_example_producer_writes_parseable_keyed_events(kafka_bootstrap, u
         assert isinstance(event, GatewayEvent)
         assert message.key == event.scope_value("key").encode()
         assert event.input_tokens >= event.cache_read_tokens and str(event.cost_usd) == "0.00528"
-        if schema.exists():
-            jsonschema.validate(json.loads(message.value), json.loads(schema.read_text()))
+        jsonschema.validate(json.loads(message.value), json.loads(schema.read_text()))
     assert len({m.key for m in messages}) == 3 and len({m.partition for m in messages}) >= 2
