@@ -61,6 +61,8 @@ TRACES_PATH = "/v1/traces"
 #: Most per-record errors listed in one response; the rest are counted.
 MAX_ERRORS_LISTED = 100
 RETRY_AFTER_S = "5"
+#: Records parsed between two turns of the event loop.
+PARSE_SLICE = 200
 
 CanonicalRecord = GatewayEvent | OutcomeEvent
 
@@ -180,7 +182,7 @@ class IngestService:
         except BodyError as exc:
             return _json_error(exc.status, exc.error, exc.detail)
 
-        outcome = self.parse_records(records, gateway)
+        outcome = await self.parse_records_cooperatively(records, gateway)
         try:
             await self.write(outcome, gateway)
         except KafkaUnavailable as exc:
@@ -203,8 +205,19 @@ class IngestService:
             return web.json_response(result, status=400, dumps=_dumps)
         return web.json_response(result, status=200, dumps=_dumps)
 
-    def parse_records(self, records: list[Record], gateway: str) -> Outcome:
+    async def parse_records_cooperatively(self, records: list[Record], gateway: str) -> Outcome:
+        """:meth:`parse_records`, giving the event loop a turn every :data:`PARSE_SLICE` records so a
+        large batch never stalls other requests or the health checks."""
         outcome = Outcome()
+        for start in range(0, len(records), PARSE_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            self.parse_records(records[start:start + PARSE_SLICE], gateway, outcome)
+        return outcome
+
+    def parse_records(self, records: list[Record], gateway: str, outcome: Outcome | None = None) -> Outcome:
+        """Parse each record on its own: canonical records for the good, dead letters and errors for the bad."""
+        outcome = outcome if outcome is not None else Outcome()
         for record in records:
             if record.error is not None:
                 self._reject(outcome, record, record.error)
