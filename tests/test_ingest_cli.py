@@ -68,6 +68,11 @@ async def test_ingest_command_with_the_embedded_broker(tmp_path):
             assert await proc.wait() == 0, rest
         assert "stopping" in rest
     finally:
-        if proc.returncode is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
+        if proc.returncode is None:  # a failed assertion: SIGTERM first, so ingest stops its embedded broker
+            proc.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(20):
+                    await proc.wait()
+            except TimeoutError:
+                os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
