@@ -76,8 +76,12 @@ def prepare_data_dir(data_dir: Path) -> None:
     (data_dir / MARKER).write_text("created by `spendwatch demo`; the next demo run deletes this directory\n")
 
 
-def demo_config(data_dir: Path, bootstrap_servers: str, worker_port: int, partitions: int) -> dict[str, Any]:
-    """The YAML the worker runs with, also left behind for ``spendwatch report --config``."""
+def demo_config(data_dir: Path, bootstrap_servers: str, worker_port: int, partitions: int,
+                detectors: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The YAML the worker runs with, also left behind for ``spendwatch report --config``.
+
+    ``detectors`` is the section for the synthetic organisation (its teams' budgets).
+    """
     return {
         "data_dir": str(data_dir),
         "kafka": {"bootstrap_servers": bootstrap_servers},
@@ -87,7 +91,15 @@ def demo_config(data_dir: Path, bootstrap_servers: str, worker_port: int, partit
             "route": {"receiver": "default", "group_by": ["..."], "group_wait": "1s", "group_interval": "2s",
                       "repeat_interval": "4h"},
         },
+        **({"detectors": detectors} if detectors else {}),
     }
+
+
+def budgets_for(traffic: Any) -> dict[str, Any] | None:
+    """The ``detectors`` section with a quarterly budget per team of the synthetic organisation."""
+    from spendwatch.traffic.budgets import suggested_config
+
+    return suggested_config(traffic).get("detectors")
 
 
 def write_config(path: Path, config: dict[str, Any]) -> Settings:
@@ -394,9 +406,9 @@ async def print_report(console: Console, sink: Any, truths: list[Any]) -> list[D
     alerts = [{"detector": d, "scope": sc, "subject": su, "summary": sm, "labels": dict(lb),
                "fired_at": fa if fa.tzinfo else fa.replace(tzinfo=UTC)} for d, sc, su, fa, sm, lb in raw_alerts]
     detections = match_detections(truths, alerts)
-    table = Table(title=f"Incidents and time to detect (event time); {len(alerts)} alerts fired in all",
+    table = Table(title=f"Injected incidents, time to detect in event time (UTC); {len(alerts)} alerts in all",
                   title_justify="left")
-    for col in ("incident", "expected detector", "caught by", "started (UTC)", "time to detect", "bound"):
+    for col in ("incident", "should page", "paged by", "started", "detected in", "bound"):
         table.add_column(col, no_wrap=True)
     for d in detections:
         if d.negative:
@@ -432,6 +444,7 @@ async def run_demo(opts: DemoOptions, console: Console) -> list[Detection]:
     """Start everything, replay, report, stop everything (see the module docstring)."""
     from spendwatch.broker import EmbeddedBroker, create_topics, free_port
 
+    began = time.monotonic()
     data_dir = opts.data_dir.resolve()
     prepare_data_dir(data_dir)
     logs = data_dir / "logs"
@@ -448,6 +461,7 @@ async def run_demo(opts: DemoOptions, console: Console) -> list[Detection]:
         if any(os.environ.get(v) for v in variables):
             console.print(f"  pages also go to {name} ({' / '.join(v for v in variables if os.environ.get(v))} is set)")
 
+    detectors = await asyncio.to_thread(budgets_for, traffic)
     broker = EmbeddedBroker(data_dir / "kafka", log_path=logs / "broker.log")
     worker: Child | None = None
     sink = pager = None
@@ -457,7 +471,7 @@ async def run_demo(opts: DemoOptions, console: Console) -> list[Detection]:
         worker_port = free_port()
         config_path = data_dir / "spendwatch.yaml"
         settings = write_config(config_path, demo_config(data_dir, broker.bootstrap_servers, worker_port,
-                                                         opts.partitions))
+                                                         opts.partitions, detectors))
         topics = settings.kafka.topics
         await create_topics(broker.bootstrap_servers, {
             t: opts.partitions for t in (topics.raw, topics.events, topics.outcomes, topics.alerts, topics.dead_letters)})
@@ -475,7 +489,8 @@ async def run_demo(opts: DemoOptions, console: Console) -> list[Detection]:
         await _drain(settings, sink, pager, worker, metrics_url)
         detections = await print_report(console, sink, truths)
         console.rule()
-        console.print(f"Data: {data_dir} (Kafka log, chDB, worker state, logs/). Explore it:")
+        console.print(f"Done in {time.monotonic() - began:.0f}s. Data: {data_dir} (Kafka log, chDB, worker state, "
+                      "logs/). Explore it:")
         console.print(f"  spendwatch report --config {config_path}")
         console.print(f"  spendwatch query --config {config_path} "
                       "\"SELECT team, sum(cost_usd) AS usd FROM events GROUP BY team ORDER BY usd DESC\"")
