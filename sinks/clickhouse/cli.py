@@ -107,7 +107,7 @@ def report(name: str | None, since: datetime | None, until: datetime | None, lis
     from rich.console import Console
     from rich.syntax import Syntax
 
-    from .report import available_reports, render, run_report
+    from .report import available_reports, print_table, render, run_report
 
     reports = available_reports()
     console = Console()
@@ -123,7 +123,7 @@ def report(name: str | None, since: datetime | None, until: datetime | None, lis
                 result = run_report(client, r, since, until)
             except Exception as exc:
                 raise click.ClickException(f"report {r.name} failed: {exc}") from exc
-            console.print(render(result))
+            print_table(console, render(result))
             if show_sql:
                 console.print(Syntax(r.sql, "sql", theme="ansi_dark"))
             console.print()
@@ -175,9 +175,9 @@ def query(sql: str, fmt: str, params: tuple[str, ...], config_path: str | None) 
     else:
         from rich.console import Console
 
-        from .report import Report, ReportResult, render
+        from .report import Report, ReportResult, print_table, render
 
-        Console().print(render(ReportResult(Report("query", "", "", sql), tuple(columns), rows)))
+        print_table(Console(), render(ReportResult(Report("query", "", "", sql), tuple(columns), rows)))
 
 
 @click.command("sink")

@@ -23,6 +23,8 @@ REPORT_ORDER = (
     "top_sessions", "session_cost_quantiles", "cache_hit_by_key", "cost_per_outcome",
     "alerts_by_detector", "alert_episodes",
 )
+#: Columns shown shortened in the terminal (``spendwatch query --format csv`` gives them whole).
+SHORTENED_COLUMNS = frozenset({"key"})
 ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 
@@ -86,13 +88,17 @@ def run_report(client: Client, report: Report, since: datetime | None = None,
 
 
 def format_cell(value: Any) -> str:
-    """How a value reads in a terminal table: dollars to 6 decimals, ratios to 3."""
+    """How a value reads in a terminal table: dollars to 6 decimals, ratios to at most 3.
+
+    >>> format_cell(Decimal("1234.5678901234")), format_cell(0.5), format_cell(12345)
+    ('1,234.567890', '0.5', '12,345')
+    """
     if value is None:
         return "-"
     if isinstance(value, Decimal):
         return f"{value:,.6f}"
     if isinstance(value, float):
-        return f"{value:,.3f}"
+        return f"{value:,.3f}".rstrip("0").rstrip(".")
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, datetime):
@@ -102,6 +108,19 @@ def format_cell(value: Any) -> str:
     return str(value)
 
 
+def print_table(console, table) -> None:
+    """Print a table whole: on a terminal too narrow for it, wider than the terminal (up to 160
+    columns) rather than squeezing text columns to nothing."""
+    from rich.measure import Measurement
+
+    from rich.console import Console
+
+    natural = Measurement.get(console, console.options.update_width(1000), table).maximum
+    if natural > console.width:
+        console = Console(width=min(natural, 160), file=console.file, force_terminal=console.is_terminal)
+    console.print(table)
+
+
 def render(result: ReportResult):  # -> rich.table.Table
     from rich.table import Table
 
@@ -109,9 +128,15 @@ def render(result: ReportResult):  # -> rich.table.Table
     if not result.rows:
         table.add_column("(no rows in this window)")
         return table
-    for column in result.columns:
-        numeric = any(isinstance(r[result.columns.index(column)], (int, float, Decimal)) for r in result.rows[:20])
-        table.add_column(column, justify="right" if numeric else "left")
-    for row in result.rows:
-        table.add_row(*(format_cell(v) for v in row))
+    cells = [[format_cell(v) for v in row] for row in result.rows]
+    for i, column in enumerate(result.columns):
+        numeric = any(isinstance(r[i], (int, float, Decimal)) for r in result.rows[:20])
+        if numeric:
+            table.add_column(column, justify="right", no_wrap=True)
+        elif column in SHORTENED_COLUMNS:  # key hashes: the first characters identify them
+            table.add_column(column, no_wrap=True, max_width=12, overflow="ellipsis")
+        else:
+            table.add_column(column, overflow="fold")
+    for row in cells:
+        table.add_row(*row)
     return table

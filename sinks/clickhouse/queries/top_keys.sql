@@ -1,5 +1,5 @@
--- Top 20 keys by spend, with the key's alias and team (a key is its api_key_hash, or user:<user>
--- when the gateway sent no key).
+-- Top keys: the 20 keys with the most spend, with alias and team (a key is its api_key_hash,
+-- or user:<user> when the gateway sent no key).
 SELECT
     s.key AS key,
     d.alias AS alias,

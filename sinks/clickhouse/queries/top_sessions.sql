@@ -1,4 +1,4 @@
--- Top 20 sessions (agent runs, conversations) by spend, active in [since, until).
+-- Top sessions: the 20 agent runs / conversations with the most spend, active in [since, until).
 SELECT
     s.session_id AS session_id,
     d.alias AS key_alias,
