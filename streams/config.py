@@ -77,5 +77,20 @@ class StreamsConfig(BaseModel):
         description="Replication factor of the topics the worker creates (internal routed topic, state changelog). "
         "Use 3 on a production Kafka cluster.",
     )
+    session_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="Consumer group session timeout: how long a silent (crashed) worker keeps its partitions "
+        "before the group hands them to the others.",
+    )
+    static_membership: bool = Field(
+        default=False,
+        description="Join the consumer group with a static member id (the worker's node name: host and web "
+        "port), so a worker restarted under the same name takes its partitions back at once instead of "
+        "waiting for the session timeout (Kafka static membership, KIP-345).",
+    )
+    heartbeat_interval_s: float = Field(default=3.0, gt=0, description="Consumer group heartbeat interval.")
+    rebalance_timeout_s: float = Field(
+        default=60.0, gt=0, description="How long a rebalance waits for every worker to rejoin the group."
+    )
     web_host: str = Field(default="127.0.0.1", description="Bind address of the worker's web server (/metrics, /healthz).")
     web_port: int = Field(default=6066, ge=0, le=65535, description="Port of the worker's web server; 0 picks a free one.")

@@ -59,7 +59,8 @@ def write_config(tmp_path: Path, bootstrap: str, prefix: str, **streams: Any) ->
         "data_dir": str(tmp_path / "data"),
         "kafka": {"bootstrap_servers": bootstrap, "topics": topics},
         "streams": {"app_id": f"{prefix}-app", "store": "memory://", "partitions": 4, "commit_interval_s": 0.5,
-                    "batch_within_s": 0.05, "allowed_lateness_s": 0, "idle_release_s": 0.5, **streams},
+                    "batch_within_s": 0.05, "allowed_lateness_s": 0, "idle_release_s": 0.5,
+                    "session_timeout_s": 6, "heartbeat_interval_s": 1, "rebalance_timeout_s": 10, **streams},
     }
     path = tmp_path / f"spendwatch-{prefix}.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -69,9 +70,9 @@ def write_config(tmp_path: Path, bootstrap: str, prefix: str, **streams: Any) ->
 class WorkerProcess:
     """``python -m spendwatch.streams.worker`` as a child process, logging to a file."""
 
-    def __init__(self, config_path: Path, log_dir: Path, name: str = "worker") -> None:
+    def __init__(self, config_path: Path, log_dir: Path, name: str = "worker", web_port: int | None = None) -> None:
         self.config_path = config_path
-        self.web_port = free_port()
+        self.web_port = web_port or free_port()
         self.log_path = log_dir / f"{name}-{self.web_port}.log"
         self.proc: subprocess.Popen | None = None
 
@@ -238,8 +239,11 @@ def expected_applied(events: Iterable[dict], partitions: int) -> int:
 
 
 async def wait_applied(bootstrap: str, changelog: str, expected: int, *, timeout: float,
-                       alive: Callable[[], bool] | None = None) -> dict[bytes, bytes]:
-    """Follow the committed state until the detectors applied ``expected`` records; fail if ever more."""
+                       alive: Callable[[], bool] | None = None, at_least: int | None = None) -> dict[bytes, bytes]:
+    """Follow the committed state until the detectors applied ``expected`` records; fail if ever more.
+
+    With ``at_least``, return as soon as that many are applied (to act mid-stream).
+    """
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(changelog, bootstrap_servers=bootstrap, enable_auto_commit=False,
@@ -253,7 +257,7 @@ async def wait_applied(bootstrap: str, changelog: str, expected: int, *, timeout
             applied = applied_records(table)
             if applied > expected:
                 raise AssertionError(f"{applied} records applied, more than the {expected} produced: counted twice")
-            if applied == expected:
+            if applied == expected or (at_least is not None and applied >= at_least):
                 return table
             if alive is not None and not alive():
                 raise RuntimeError("worker died")

@@ -1,0 +1,157 @@
+"""Crash safety and rebalancing of stream workers against the real (embedded) broker.
+
+* kill -9 a worker mid-stream, restart it: every record applied exactly once (the committed
+  state's spend equals the exact sum of the produced costs), no page produced twice;
+* two workers share the partitions, then one leaves: the state moves with its partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections import Counter
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from spendwatch.broker import create_topics
+from spendwatch.detectors.config import DetectorsConfig
+from spendwatch.detectors.engine import Engine
+
+from streams_kit import (
+    T0,
+    WorkerProcess,
+    applied_records,
+    event,
+    expected_applied,
+    produce,
+    read_all,
+    run,
+    wait_applied,
+    write_config,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+PARTITIONS = 4
+
+
+def traffic(keys: int, hours: int, per_hour: int, *, seed: int, first_id: int = 0, start=T0,
+            spikes: tuple[int, ...] = ()) -> list[dict]:
+    """Random-cost traffic within one day (so each key's rolling 24 h spend is its whole spend) plus spikes."""
+    rng = random.Random(seed)
+    out = []
+    i = first_id
+    for n in range(hours * per_hour):
+        at = start + timedelta(hours=1) * n / per_hour
+        for k in range(keys):
+            cost = Decimal(rng.randint(1, 90_000)) / 1_000_000
+            out.append(event(i, f"key-{k}", at + timedelta(milliseconds=k), cost, team=f"team-{k % 3}"))
+            i += 1
+        if n in spikes:  # a runaway call on its own key: pages at once
+            out.append(event(i, f"runaway-{n}", at, "2500", team="team-9"))
+            i += 1
+    return out
+
+
+def key_spend_micros(table: dict[bytes, bytes]) -> dict[str, int]:
+    engine = Engine(DetectorsConfig())
+    return {k.decode(): engine.loads(v).baseline.running_24h for k, v in table.items() if k.startswith(b"key:")}
+
+
+def produced_micros(events: list[dict]) -> dict[str, int]:
+    totals: Counter[str] = Counter()
+    for e in events:
+        totals[f"key:{e['api_key_hash']}"] += int(Decimal(e["cost_usd"]) * 1_000_000)
+    return dict(totals)
+
+
+def assert_no_duplicate_pages(alerts: list[dict]) -> None:
+    ids = Counter((a["dedup_key"], a["action"], a["fired_at"]) for a in alerts)
+    assert not [i for i, n in ids.items() if n > 1], "a page was produced twice"
+    triggers = Counter(a["dedup_key"] for a in alerts if a["action"] == "trigger")
+    assert set(triggers.values()) <= {1}
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap, tmp_path):
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    config_path, config = write_config(tmp_path, kafka_bootstrap, prefix, partitions=PARTITIONS,
+                                       commit_interval_s=0.3, batch_size=500, static_membership=True)
+    topics = config["kafka"]["topics"]
+    changelog = f"{config['streams']['app_id']}-detector-state-changelog"
+    asyncio.run(create_topics(kafka_bootstrap, {n: PARTITIONS for n in [*topics.values(), changelog]},
+                              compacted={changelog}))
+    return {"bootstrap": kafka_bootstrap, "config": config_path, "topics": topics, "changelog": changelog,
+            "tmp": tmp_path}
+
+
+def test_kill_9_mid_stream_then_restart_loses_nothing_and_counts_nothing_twice(pipeline) -> None:
+    bootstrap, topics, changelog = pipeline["bootstrap"], pipeline["topics"], pipeline["changelog"]
+    events = traffic(40, 12, 24, seed=5, spikes=(2, 5, 9))
+    expected = expected_applied(events, PARTITIONS)
+    first = WorkerProcess(pipeline["config"], pipeline["tmp"], "first").start()
+    try:
+        run(produce(bootstrap, topics["raw"], events))
+        partial = run(wait_applied(bootstrap, changelog, expected, at_least=expected // 4, timeout=120,
+                                   alive=first.alive))
+    finally:
+        first.kill()  # SIGKILL: no shutdown, no final commit, open transactions left behind
+    applied_at_kill = applied_records(partial)
+    assert 0 < applied_at_kill < expected, "the kill did not happen mid-stream"
+
+    # restarted under the same name (same web port), as a pod of a StatefulSet would be
+    second = WorkerProcess(pipeline["config"], pipeline["tmp"], "second", web_port=first.web_port).start()
+    try:
+        table = run(wait_applied(bootstrap, changelog, expected, timeout=150, alive=second.alive))
+        alerts = run(read_all(bootstrap, topics["alerts"]))
+        canonical = run(read_all(bootstrap, topics["events"]))
+    except Exception:
+        print(first.log()[-5000:], second.log()[-10000:])
+        raise
+    finally:
+        second.stop()
+    # every record applied exactly once: each key's spend is exactly what was produced
+    assert key_spend_micros(table) == produced_micros(events)
+    # each runaway call paged once, nothing twice
+    assert_no_duplicate_pages(alerts)
+    paged = {a["subject"] for a in alerts if a["action"] == "trigger" and a["detector"] == "spend_spike"}
+    assert paged == {"runaway-2", "runaway-5", "runaway-9"}
+    # the canonical events topic (read_committed) holds every event exactly once
+    assert Counter(e["event_id"] for e in canonical) == Counter(e["event_id"] for e in events)
+
+
+def test_two_workers_share_partitions_and_hand_state_over(pipeline) -> None:
+    bootstrap, topics, changelog = pipeline["bootstrap"], pipeline["topics"], pipeline["changelog"]
+    part1 = traffic(30, 4, 12, seed=1, spikes=(1,))
+    part2 = traffic(30, 4, 12, seed=2, first_id=10**6, start=T0 + timedelta(hours=4), spikes=(2,))
+    part3 = traffic(30, 4, 12, seed=3, first_id=2 * 10**6, start=T0 + timedelta(hours=8), spikes=(3,))
+    a = WorkerProcess(pipeline["config"], pipeline["tmp"], "a").start()
+    b = WorkerProcess(pipeline["config"], pipeline["tmp"], "b")
+    try:
+        run(produce(bootstrap, topics["raw"], part1))
+        run(wait_applied(bootstrap, changelog, expected_applied(part1, PARTITIONS), timeout=120, alive=a.alive))
+        b.start()  # rebalance: b takes some partitions, with their state
+        run(produce(bootstrap, topics["raw"], part2))
+        run(wait_applied(bootstrap, changelog, expected_applied(part1 + part2, PARTITIONS), timeout=120,
+                         alive=lambda: a.alive() and b.alive()))
+        a.stop()  # graceful leave: b takes every partition
+        run(produce(bootstrap, topics["raw"], part3))
+        table = run(wait_applied(bootstrap, changelog, expected_applied(part1 + part2 + part3, PARTITIONS),
+                                 timeout=120, alive=b.alive))
+        alerts = run(read_all(bootstrap, topics["alerts"]))
+    except Exception:
+        print(a.log()[-8000:], b.log()[-8000:])
+        raise
+    finally:
+        a.stop()
+        b.stop()
+    assert key_spend_micros(table) == produced_micros(part1 + part2 + part3)
+    assert_no_duplicate_pages(alerts)
+    assert {a["subject"] for a in alerts if a["action"] == "trigger" and a["detector"] == "spend_spike"} == {
+        "runaway-1", "runaway-2", "runaway-3"}
+    # b restored state it did not build itself (partitions handed over with their baselines)
+    loaded = [line for line in b.log().splitlines() if "detector states loaded" in line]
+    assert any(" 0 detector states" not in line for line in loaded)
