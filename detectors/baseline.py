@@ -56,8 +56,8 @@ class SpendBaseline:
     >>> for h in range(24 * 7):                          # $1 an hour for a week
     ...     b.learn_one((start + timedelta(hours=h, minutes=5)).timestamp(), 1_000_000)
     >>> b.advance((start + timedelta(days=7)).timestamp())
-    >>> b.has_history, round(b.daily_mean / 1e6, 2), b.running_24h / 1e6
-    (True, 24.0, 23.0)
+    >>> b.has_history, round(b.daily_mean / 1e6, 2), b.last_day / 1e6, b.running_24h / 1e6
+    (True, 24.0, 24.0, 23.0)
     >>> b.learn_one((start + timedelta(days=7, minutes=1)).timestamp(), 30_000_000)
     >>> b.running_24h / 1e6, b.today / 1e6
     (53.0, 30.0)
@@ -160,6 +160,12 @@ class SpendBaseline:
     def daily_mean(self) -> float:
         """Mean spend per complete UTC day over the last 7 (micro-dollars; 0 without history)."""
         return self.days.get() if self.history_days else 0.0
+
+    @property
+    def last_day(self) -> float:
+        """Spend of the last complete UTC day (micro-dollars; 0 without one)."""
+        window = self.days.window  # river keeps each update's (args, kwargs)
+        return float(window[-1][0][0]) if self.history_days and window else 0.0
 
     def recent_sum(self, ts: float, seconds: int) -> int:
         """Spend over the last ``seconds`` (rounded to 10-minute buckets, current one included)."""

@@ -8,8 +8,8 @@ are calendar quarters and months in UTC. Three conditions, each its own episode:
   quarterly budget before week ``early_before_week`` (6) of the quarter. Checked on every
   request, so it pages on the request that crosses; it lasts until the quarter ends.
 * ``quarter:<2026Q4>:forecast`` and ``month:<2026-11>:forecast`` -- spend-to-date plus
-  the subject's 7-day mean daily spend for the days left overruns the budget (checked
-  each tick, from ``forecast_min_elapsed_days`` into the period; immediately once the
+  the subject's daily rate (the higher of its 7-day mean and its last complete day, so a
+  ramp shows within a day) for the days left overruns the budget (checked each tick, from ``forecast_min_elapsed_days`` into the period; immediately once the
   budget is already exceeded). Resolves when the forecast comes back under.
 """
 
@@ -157,7 +157,8 @@ class BudgetPace(Detector):
     def _forecast(self, ctx: Context, period: _Period, budget: int, kind: str, now: float) -> Finding:
         days_left = max(0.0, (period.end - now) / DAY)
         elapsed = (now - period.start) / DAY
-        rate = ctx.baseline.daily_mean if ctx.baseline.history_days else 0.0
+        # the higher of the 7-day mean and the last complete day: a ramp shows within a day, not a week
+        rate = max(ctx.baseline.daily_mean, ctx.baseline.last_day)
         forecast = period.spent + rate * days_left
         may_page = elapsed >= self.config.forecast_min_elapsed_days or period.spent > budget
         abnormal = may_page and forecast > budget
@@ -170,7 +171,7 @@ class BudgetPace(Detector):
             state = f"is already over by {usd(period.spent - budget)}" if exceeded else (
                 f"is on pace to end at {usd(forecast)} ({forecast / budget:.0%})")
             finding.summary = (f"{ctx.scope} {ctx.subject} {state} against its {usd(budget)} {period.label} budget: "
-                               f"{usd(period.spent)} spent, {usd(rate)}/day over the last 7 days, "
+                               f"{usd(period.spent)} spent, {usd(rate)}/day recently, "
                                f"{days_left:.0f} days left")
             finding.details = {"budget_usd": budget / MICROS, "spent_usd": round(period.spent / MICROS, 2),
                                "daily_rate_usd": round(rate / MICROS, 2), "days_left": round(days_left, 2),
