@@ -70,7 +70,7 @@ async def test_outage_pauses_consumption_then_catches_up_exactly(tmp_path, kafka
 
         state["outage"].clear()  # ClickHouse is back
         await sink.wait_for(lambda s: s.rows_written >= len(events), timeout=60)
-        assert not sink.paused
+        await wait_until(lambda: not sink.paused)  # consumption resumed once the backlog drained
         [(n, distinct, spend)] = await sink.query("SELECT count(), uniqExact(event_id), sum(cost_usd) FROM events")
         assert (n, distinct) == (len(events), len(events))
         assert spend == sum(e.cost_usd for e in events)
@@ -78,3 +78,28 @@ async def test_outage_pauses_consumption_then_catches_up_exactly(tmp_path, kafka
         assert rollup == spend  # the retried insert did not feed the materialized views twice
     finally:
         await sink.stop()
+
+
+async def test_stop_during_an_outage_gives_up_after_the_timeout_and_loses_nothing(tmp_path, kafka_bootstrap,
+                                                                                  unique_prefix):
+    settings = sink_settings(tmp_path, kafka_bootstrap, unique_prefix, shutdown_timeout_s=1.0)
+    await make_sink_topics(settings, event_partitions=2)
+    state = {"outage": threading.Event(), "failed_inserts": 0}
+    sink = ClickHouseSink(settings, client_factory=lambda: FlakyClient(
+        get_client(settings.clickhouse, settings.data_dir), state))
+    await sink.start()
+    state["outage"].set()
+    events = make_events(60)
+    await produce(kafka_bootstrap, settings.kafka.topics.events, keyed(events))
+    await wait_until(lambda: state["failed_inserts"] >= 2)
+    await asyncio.wait_for(sink.stop(), timeout=20)  # returns although ClickHouse never came back
+    assert sink.rows_written == 0
+
+    successor = ClickHouseSink(settings)
+    await successor.start()
+    try:
+        await successor.wait_for(lambda s: s.rows_written >= len(events), timeout=60)
+        [(n, spend)] = await successor.query("SELECT count(), sum(cost_usd) FROM events")
+        assert (n, spend) == (len(events), sum(e.cost_usd for e in events))
+    finally:
+        await successor.stop()

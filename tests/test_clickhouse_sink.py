@@ -10,7 +10,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from clickhouse_kit import T0, keyed, make_alerts, make_events, make_outcomes, make_sink_topics, produce, sink_settings
+from clickhouse_kit import keyed, make_alerts, make_events, make_outcomes, make_sink_topics, produce, sink_settings
+from spendwatch.metrics import REGISTRY
 from spendwatch.schemas.pricing import price_tier
 from spendwatch.sinks.clickhouse.report import available_reports, run_report
 from spendwatch.sinks.clickhouse.service import ClickHouseSink
@@ -27,11 +28,14 @@ async def test_sink_writes_events_outcomes_alerts_exactly(tmp_path, kafka_bootst
     await produce(kafka_bootstrap, topics.outcomes, keyed(outcomes))
     await produce(kafka_bootstrap, topics.alerts, keyed(alerts))
 
+    rows_metric_before = REGISTRY.get_sample_value("spendwatch_clickhouse_rows_written_total", {"table": "events"}) or 0
     sink = ClickHouseSink(settings)
     await sink.start()
     try:
         expected_rows = len(events) + len(outcomes) + len(alerts)
         await sink.wait_for(lambda s: s.rows_written >= expected_rows, timeout=60)
+        rows_metric = REGISTRY.get_sample_value("spendwatch_clickhouse_rows_written_total", {"table": "events"})
+        assert rows_metric - rows_metric_before == len(events)
 
         exact = sum(e.cost_usd for e in events)
         assert float(sum(float(e.cost_usd) for e in events)) != exact  # a float sum would be wrong here

@@ -51,6 +51,11 @@ class ClickHouseConfig(BaseModel):
     retry_initial_backoff_s: float = Field(default=0.5, gt=0, description="First wait after a failed insert, seconds.")
     retry_max_backoff_s: float = Field(default=30.0, gt=0, description="Longest wait between insert retries, seconds (retries never give up).")
 
+    shutdown_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="On stop, how long to keep retrying the last inserts; after that the unwritten rows stay "
+        "uncommitted in Kafka and are written after the next start.",
+    )
     raw_retention_days: int = Field(
         default=400, ge=1,
         description="TTL of the raw tables (events, outcomes, alert_events). Applied by `spendwatch db migrate`.",

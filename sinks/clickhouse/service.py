@@ -153,14 +153,27 @@ class ClickHouseSink:
                        asyncio.create_task(self._flush_loop(), name="clickhouse-sink-flush")]
 
     async def stop(self) -> None:
-        """Stop consuming, write everything buffered, commit, and close."""
+        """Stop consuming, write everything buffered, commit, and close.
+
+        If ClickHouse is still failing after ``shutdown_timeout_s``, the buffered rows are
+        abandoned uncommitted: the next start re-reads them from Kafka (nothing is lost).
+        """
         self._stopping.set()
         self._flush_now.set()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        try:
+            async with asyncio.timeout(self.config.shutdown_timeout_s):
+                for task in self._tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                await self.flush()
+        except TimeoutError:
+            log.warning("ClickHouse did not take the last %d buffered rows within %.0fs; they stay in Kafka "
+                        "uncommitted and are written after the next start", self.buffered_rows,
+                        self.config.shutdown_timeout_s)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        await self.flush()
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
