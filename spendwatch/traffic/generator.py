@@ -8,8 +8,9 @@ task (an :class:`~spendwatch.schemas.outcome.OutcomeEvent`) and later a merged P
 are pushed on a heap and released once no later-starting session can precede them, so
 memory stays bounded however long the run.
 
-Each key has its own random stream, so enabling an incident changes only its own key:
-``incidents="none"`` and ``incidents="all"`` produce the same background traffic.
+Each key has its own random stream, so enabling an incident changes only its own key (the
+budget incident: its team's keys): ``incidents="none"`` and ``incidents="all"`` produce the same
+traffic everywhere else.
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ class Traffic:
                 key.models = (("claude-sonnet-4-5", 0.7), ("claude-haiku-4-5", 0.3))
                 key.cache_ratio, key.sessions_per_peak_hour, key.context_tokens = 0.75, 3.5, 30_000
             if role == "spend_spike":  # a busy key: its spike is worth dollars, not cents
-                key.sessions_per_peak_hour, key.context_tokens = 3.0, 30_000
+                key.sessions_per_peak_hour, key.context_tokens = 4.0, 40_000
                 key.models = (("claude-sonnet-4-5", 0.8), ("claude-haiku-4-5", 0.2))
             if role == "efficiency_decay":  # a busy key: its decay is worth a page
                 key.sessions_per_peak_hour, key.context_tokens, key.accept_rate = 2.5, 25_000, 0.6

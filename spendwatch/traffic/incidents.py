@@ -212,8 +212,8 @@ def build_scenarios(
     if "spend_spike" in kinds:
         key = keys["spend_spike"]
         start = when(3, 7, key)
-        out.append(_mk(RateWindow, "spend_spike", key, start, min(run_end, start + 20 * HOUR), factor=6.0,
-                       description="the key's traffic jumps to 6x for most of a day (24h spend > 3x the daily mean)"))
+        out.append(_mk(RateWindow, "spend_spike", key, start, min(run_end, start + 20 * HOUR), factor=8.0,
+                       description="the key's traffic jumps to 8x for most of a day (24h spend > 3x the daily mean)"))
     if "model_mix_drift" in kinds:
         key = keys["model_mix_drift"]
         out.append(_mk(ModelSwitch, "model_mix_drift", key, when(3, 10, key), run_end, model=expensive_model, share=0.85,
