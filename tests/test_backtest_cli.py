@@ -6,6 +6,7 @@ import gzip
 from datetime import timedelta
 
 import orjson
+import pytest
 from click.testing import CliRunner
 from detector_kit import T0, event, flat, hourly_traffic
 
@@ -90,3 +91,42 @@ def test_run_backtest_accepts_settings_or_the_detectors_section():
     a = list(run_backtest(records, Settings()))
     b = list(run_backtest(records, DetectorsConfig()))
     assert a == b and a
+
+
+@pytest.mark.slow
+def test_generated_weeks_page_every_incident_in_time_and_stay_quiet_otherwise(tmp_path):
+    """End to end through both commands: `spendwatch generate` then `spendwatch backtest`."""
+    from spendwatch.traffic import GroundTruth
+
+    events, truth_file, config = tmp_path / "events.jsonl.gz", tmp_path / "truth.json", tmp_path / "sw.yaml"
+    runner = CliRunner()
+    generated = runner.invoke(cli, ["generate", "--days", "14", "--seed", "1", "--keys", "24", "--teams", "4",
+                                    "-o", str(events), "--truth-out", str(truth_file), "--config-out", str(config)])
+    assert generated.exit_code == 0, generated.output
+    out = tmp_path / "alerts.jsonl"
+    replayed = runner.invoke(cli, ["backtest", str(events), "--config", str(config), "--alerts-out", str(out),
+                                   "--no-progress"])
+    assert replayed.exit_code == 0, replayed.output
+    assert ", 0 bad lines" in replayed.output
+    triggers = [a for a in (Alert.model_validate(orjson.loads(line)) for line in out.read_bytes().splitlines())
+                if a.action.value == "trigger"]
+    truth = [GroundTruth.from_dict(d) for d in orjson.loads(truth_file.read_bytes())]
+
+    report = []
+    for case in truth:
+        pages = [a for a in triggers if a.subject == case.subject]
+        if case.negative:
+            assert not pages, f"{case.kind} must not page: {[(a.detector, a.summary) for a in pages]}"
+            report.append(f"{case.kind:16} quiet")
+            continue
+        hits = [a for a in pages if a.detector == case.detector and a.fired_at >= case.start]
+        assert hits, f"{case.kind}: {case.detector} never paged for {case.subject}"
+        ttd = (hits[0].fired_at - case.start).total_seconds() / 60
+        assert ttd <= case.ttd_bound_minutes, f"{case.kind}: detected after {ttd:.0f} min"
+        report.append(f"{case.kind:16} {case.detector:16} time to detect {ttd:7.1f} min "
+                      f"(bound {case.ttd_bound_minutes:.0f})")
+    # ordinary keys never page; a team's budget may (its keys carry incidents that blow its pace)
+    labelled = {case.subject for case in truth}
+    stray = [a for a in triggers if a.subject not in labelled and not (a.detector == "budget_pace" and a.scope == "team")]
+    assert not stray, [(a.detector, a.subject, a.summary) for a in stray]
+    print("\n" + "\n".join(report))
