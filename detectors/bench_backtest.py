@@ -1,6 +1,6 @@
 """Benchmark: events per second of :func:`run_backtest` against a reference loop, same run.
 
-    python -m spendwatch.detectors.bench_backtest [--events 200000] [--keys 200] [--days 14]
+    python -m spendwatch.detectors.bench_backtest [--events 200000] [--keys 200] [--days 14] [--workers 2]
 
 The reference is the least any replay must do: walk the same records in event-time order
 and sum each key's cost in a dict. Both are timed on already-parsed records (the engine's
@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from spendwatch.detectors.backtest import run_backtest
+from spendwatch.detectors.backtest import run_backtest, run_backtest_parallel
 from spendwatch.detectors.config import DetectorsConfig
 from spendwatch.schemas.event import GatewayEvent
 
@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--keys", type=int, default=200)
     parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--workers", type=int, default=2, help="Also time the sharded replay with this many processes.")
     args = parser.parse_args()
 
     from spendwatch.schemas.adapters import dumps, parse_message
@@ -76,6 +77,13 @@ def main() -> None:
     print(f"parsed records   reference (sort + dict-sum per key): {_rate(args.events, ref)}")
     print(f"parsed records   run_backtest:                        {_rate(args.events, engine)}  "
           f"{alerts} notifications, {engine / ref:.1f}x the reference time")
+
+    if args.workers > 1:
+        t = time.perf_counter()
+        sharded = sum(1 for _ in run_backtest_parallel(records, config, workers=args.workers))
+        seconds = time.perf_counter() - t
+        print(f"parsed records   run_backtest_parallel, {args.workers} workers:     {_rate(args.events, seconds)}  "
+              f"{sharded} notifications")
 
     t = time.perf_counter()
     reference([rec for line in lines for rec in parse_message(line)])

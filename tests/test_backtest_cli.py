@@ -71,6 +71,27 @@ def test_backtest_writes_every_notification_and_reports_bad_lines(tmp_path):
     assert "invalid_json" in result.output and "line 6" in result.output
 
 
+def test_sharded_replay_sends_exactly_the_same_pages(tmp_path):
+    records = traffic() + [e.model_copy(update={"api_key_hash": "k2", "event_id": f"{e.event_id}b"})
+                           for e in traffic()]
+    events = tmp_path / "events.jsonl.gz"
+    write_events(events, records)
+    config = tmp_path / "spendwatch.yaml"
+    config.write_text(CONFIG_YAML)
+    outputs = []
+    for workers in ("1", "3"):
+        out = tmp_path / f"alerts-{workers}.jsonl"
+        result = CliRunner().invoke(cli, ["backtest", str(events), "--config", str(config), "--alerts-out", str(out),
+                                          "--workers", workers, "--no-progress"])
+        assert result.exit_code == 0, result.output
+        outputs.append(out.read_bytes().splitlines())
+    single, sharded = outputs
+    assert len({orjson.loads(line)["subject"] for line in single}) >= 3  # k1, k2 and the team
+    assert sorted(single) == sorted(sharded)
+    times = [orjson.loads(line)["fired_at"] for line in sharded]
+    assert times == sorted(times)
+
+
 def test_backtest_reads_plain_jsonl_and_rejects_a_bad_config(tmp_path):
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"\n".join(dumps(r) for r in traffic()[:50]) + b"\n")
