@@ -108,7 +108,8 @@ async def test_restart_after_clean_stop_neither_rereads_nor_skips(tmp_path, kafk
     sink = ClickHouseSink(settings)
     await sink.start()
     try:
-        await sink.wait_for(lambda s: s.rows_written >= len(second), timeout=60)
+        await sink.wait_caught_up(timeout=60)
+        assert sink.rows_written == len(second)
         [(n, spend, distinct)] = await sink.query(
             "SELECT count(), sum(cost_usd), uniqExact(event_id) FROM events")
         assert (n, distinct) == (500, 500)

@@ -232,6 +232,25 @@ class ClickHouseSink:
         """Run a query on the sink's own client (the only one allowed on an embedded chDB)."""
         return await self.writer.query(sql, parameters)
 
+    async def caught_up(self) -> bool:
+        """Whether every record in the topics up to now (their committed end) is written and committed."""
+        consumer = self._consumer
+        if consumer is None or not self._owned or self._rebalancing or self._pending.next_offsets \
+                or self._flush_lock.locked():
+            return False
+        owned = sorted(self._owned)
+        ends = await consumer.end_offsets(owned)  # the last stable offsets: read_committed
+        return all([await consumer.position(tp) >= ends[tp] for tp in owned]) and not self._pending.next_offsets
+
+    async def wait_caught_up(self, timeout: float) -> None:
+        """Wait until :meth:`caught_up` (e.g. after producing, before reading ClickHouse)."""
+        async with asyncio.timeout(timeout):
+            while not await self.caught_up():
+                self._flush_now.set()
+                async with self._progress:  # woken by each flush; re-checked at least every 0.2 s
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._progress.wait(), 0.2)
+
     @property
     def buffered_rows(self) -> int:
         return self._pending.count + self._inflight_rows
@@ -253,7 +272,7 @@ class ClickHouseSink:
             CLICKHOUSE_BACKLOG.set(self.buffered_rows)
             if time.monotonic() - last_lag > 5:
                 last_lag = time.monotonic()
-                self._report_lag(consumer)
+                await self._report_lag(consumer)
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
         if self.buffered_rows >= self.config.buffer_max_rows:
@@ -291,13 +310,13 @@ class ClickHouseSink:
         batch.rows.setdefault(route.table.name, []).append(route.to_row(item, tp.topic, tp.partition, record.offset))
         batch.count += 1
 
-    def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():
             high = consumer.highwater(tp)
             if high is None:
                 continue
             with contextlib.suppress(Exception):
-                lag = high - self._pending.next_offsets.get(tp, high)
+                lag = high - await consumer.position(tp)  # not yet fetched; buffered rows: CLICKHOUSE_BACKLOG
                 CONSUMER_LAG.labels(self.config.consumer_group, tp.topic, str(tp.partition)).set(max(lag, 0))
 
     # -- writing -----------------------------------------------------------------------------
