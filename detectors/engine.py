@@ -174,6 +174,8 @@ class Engine:
                 det.bind(settings, b)
             detectors[name] = det
         state.detectors = detectors
+        for name, episode in [k for k in state.episodes.active if k[0] not in detectors]:  # type: ignore[union-attr]
+            del state.episodes.active[(name, episode)]  # type: ignore[union-attr]  # detector since disabled
         return state
 
     # -- processing --------------------------------------------------------------------

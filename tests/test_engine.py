@@ -151,3 +151,13 @@ def test_disabled_detectors_are_not_instantiated(name):
     config = DetectorsConfig.model_validate({name: {"enabled": False}, "budget_pace": {
         "enabled": name != "budget_pace", "budgets": [{"subject": "k1", "scope": "key", "monthly_usd": 10}]}})
     assert name not in Engine(config).new_state("key:k1").detectors
+
+
+def test_restoring_under_a_config_that_disables_a_detector_drops_its_state_and_episodes():
+    engine = Engine(MINE)
+    state = engine.new_state("key:k1")
+    for m in range(15):
+        engine.process(state, event(T0 + timedelta(minutes=m), 5, session="s"))
+    assert ("session_burn", "s") in state.episodes.active
+    restored = Engine(only(spend_spike=True, burn_rate=True)).loads(engine.dumps(state))
+    assert "session_burn" not in restored.detectors and not restored.episodes.active
