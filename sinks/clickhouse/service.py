@@ -162,9 +162,7 @@ class ClickHouseSink:
         self._flush_now.set()
         try:
             async with asyncio.timeout(self.config.shutdown_timeout_s):
-                for task in self._tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await asyncio.gather(*self._tasks, return_exceptions=True)  # run() reports their failures
                 await self.flush()
         except TimeoutError:
             log.warning("ClickHouse did not take the last %d buffered rows within %.0fs; they stay in Kafka "
@@ -190,9 +188,14 @@ class ClickHouseSink:
     async def run(self) -> None:
         """Start, run until cancelled or :meth:`stop` is called, then stop cleanly."""
         await self.start()
+        stopping = asyncio.create_task(self._stopping.wait())
         try:
-            await self._stopping.wait()
+            await asyncio.wait([stopping, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in self._tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # a broken consumer or flusher ends the service loudly
         finally:
+            stopping.cancel()
             await self.stop()
 
     @property
@@ -300,14 +303,15 @@ class ClickHouseSink:
             return
         route = self.routes[tp.topic]
         try:
-            item = route.parse(record.value)
-        except (ValidationError, ValueError) as exc:
+            row = route.to_row(route.parse(record.value), tp.topic, tp.partition, record.offset)
+        except Exception as exc:  # noqa: BLE001 - one bad record never stops the sink: it is dead-lettered
+            error_type = "validation" if isinstance(exc, (ValidationError, ValueError)) else type(exc).__name__
             batch.dead_letters.append(DeadLetter.for_bytes(
                 record.value or b"", reason=f"not a valid {route.table.name} record: {exc}"[:2000],
-                error_type="validation", stage="clickhouse", source_topic=tp.topic,
+                error_type=error_type, stage="clickhouse", source_topic=tp.topic,
                 source_partition=tp.partition, source_offset=record.offset))
             return
-        batch.rows.setdefault(route.table.name, []).append(route.to_row(item, tp.topic, tp.partition, record.offset))
+        batch.rows.setdefault(route.table.name, []).append(row)
         batch.count += 1
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
