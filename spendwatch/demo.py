@@ -86,6 +86,8 @@ def demo_config(data_dir: Path, bootstrap_servers: str, worker_port: int, partit
         "data_dir": str(data_dir),
         "kafka": {"bootstrap_servers": bootstrap_servers},
         "streams": {"partitions": partitions, "web_port": worker_port},
+        # Bigger, fewer inserts: the demo shares two cores between the worker and chDB.
+        "clickhouse": {"flush_interval_s": 2.0},
         "paging": {
             # The replay compresses a week into minutes: wall-clock grouping waits are short.
             "route": {"receiver": "default", "group_by": ["..."], "group_wait": "1s", "group_interval": "2s",
@@ -670,19 +672,21 @@ def demo(days: float, from_day: float, keys: int, teams: int, seed: int, partiti
                        from_day=from_day)
     loop = asyncio.new_event_loop()
     main = loop.create_task(run_demo(opts, console))
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, main.cancel)
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        # Cancel the demo rather than raise KeyboardInterrupt at a random point: its
+        # finally-blocks then stop the pager, the sink, the worker and the broker in order.
+        received.append(signum)
+        main.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, stop, signum)
     try:
         loop.run_until_complete(main)
-    except KeyboardInterrupt:
-        main.cancel()
-        with contextlib.suppress(BaseException):
-            loop.run_until_complete(main)
-        console.print("[yellow]interrupted: every process the demo started is stopped[/yellow]")
-        raise SystemExit(130) from None
     except asyncio.CancelledError:
-        console.print("[yellow]stopped: every process the demo started is stopped[/yellow]")
-        raise SystemExit(143) from None
+        console.print("[yellow]interrupted: every process the demo started is stopped[/yellow]")
+        raise SystemExit(128 + (received[0] if received else signal.SIGINT)) from None
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
