@@ -42,7 +42,7 @@ from spendwatch.schemas.dead_letter import DeadLetter
 from . import rows as R
 from .client import get_client
 from .migrate import migrate
-from .writer import ClickHouseWriter, OffsetRange
+from .writer import ClickHouseWriter, OffsetRange, parse_batch_spec
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,7 @@ class ClickHouseSink:
         self._tasks: list[asyncio.Task] = []
         self.rows_written = 0
         self.records_skipped = 0
+        self.batches_completed = 0
         self.paused = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -386,12 +387,89 @@ class ClickHouseSink:
         assert consumer is not None
         self._rebalancing = True  # records fetched meanwhile are dropped, then re-read after the seeks below
         try:
+            await self._complete_unfinished_batches(consumer, assigned)
             positions = {tp: await self._resume_offset(consumer, tp) for tp in assigned}
             for tp, offset in positions.items():  # no await from here on: no fetch lands in between
                 consumer.seek(tp, offset)
                 self._owned.add(tp)
         finally:
             self._rebalancing = False
+
+    async def _complete_unfinished_batches(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+        """Re-insert, with their original deduplication tokens, the batches a crashed predecessor
+        wrote (wholly or partly) but never committed.
+
+        ClickHouse drops every part of such a batch that did land and writes the ones that did
+        not -- in the raw table and in the materialized views it feeds -- so the rollups are
+        exact even after a crash in the middle of one insert.
+        """
+        for topic, route in self.routes.items():
+            table = route.table.name
+            specs: set[str] = set()
+            for tp in sorted(tp for tp in assigned if tp.topic == topic):
+                # Inserts run one at a time and retry until they succeed, so only the last batch
+                # written for a partition can be unfinished.
+                committed = await consumer.committed(tp)
+                last = await self.writer.query(
+                    f"SELECT kafka_batch, inserted_at >= now64(3) - INTERVAL 1 DAY FROM {table} "
+                    "WHERE kafka_topic = {t:String} AND kafka_partition = {p:UInt32} AND kafka_offset >= {o:UInt64} "
+                    "AND kafka_batch != '' ORDER BY kafka_offset DESC LIMIT 1",
+                    {"t": tp.topic, "p": tp.partition, "o": committed or 0})
+                # Without a group offset, only a recent batch (a sink that died before its first
+                # commit) is replayed: an old one may be outside the deduplication window.
+                if last and (committed is not None or last[0][1]):
+                    specs.add(last[0][0])
+            for spec in sorted(specs):
+                ranges = parse_batch_spec(spec)
+                if not all(TopicPartition(t, p) in assigned for t, p, _, _ in ranges):
+                    log.warning("unfinished batch %s spans partitions this sink does not own; its owner completes it",
+                                spec)
+                    continue
+                rows = await self._reread(route, ranges, spec)
+                await self.writer.insert(route.table, rows, ranges)
+                self.batches_completed += 1
+                log.info("completed the unfinished batch %s (%d rows) with its original token", spec, len(rows))
+
+    async def _reread(self, route: _Route, ranges: list[OffsetRange], spec: str) -> list[tuple[Any, ...]]:
+        """The rows of one earlier batch, rebuilt from Kafka exactly as it was written."""
+        table = route.table.name
+        written_elsewhere: dict[int, set[int]] = {}
+        for topic, partition, lo, hi in ranges:  # records an even earlier batch holds were not in this one
+            rows = await self.writer.query(
+                f"SELECT kafka_offset FROM {table} WHERE kafka_topic = {{t:String}} AND kafka_partition = {{p:UInt32}} "
+                "AND kafka_offset BETWEEN {lo:UInt64} AND {hi:UInt64} AND kafka_batch != {spec:String}",
+                {"t": topic, "p": partition, "lo": lo, "hi": hi, "spec": spec})
+            written_elsewhere[partition] = {int(r[0]) for r in rows}
+        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False,
+                                  isolation_level="read_committed")
+        await reader.start()
+        try:
+            tps = {TopicPartition(t, p): (lo, hi) for t, p, lo, hi in ranges}
+            reader.assign(list(tps))
+            for tp, (lo, _) in tps.items():
+                reader.seek(tp, lo)
+            out: list[tuple[Any, ...]] = []
+            remaining = set(tps)
+            async with asyncio.timeout(self.config.topic_wait_s):
+                while remaining:
+                    for tp, records in (await reader.getmany(*remaining, timeout_ms=500)).items():
+                        lo, hi = tps[tp]
+                        for record in records:
+                            if record.offset > hi:
+                                break
+                            if record.offset in written_elsewhere[tp.partition]:
+                                continue
+                            with contextlib.suppress(Exception):  # dead letters: re-sent by the normal path
+                                out.append(route.to_row(route.parse(record.value), tp.topic, tp.partition,
+                                                        record.offset))
+                        if records and (records[-1].offset >= hi or await reader.position(tp) > hi):
+                            remaining.discard(tp)
+                    for tp in list(remaining):
+                        if await reader.position(tp) > tps[tp][1]:
+                            remaining.discard(tp)
+            return out
+        finally:
+            await reader.stop()
 
     async def _resume_offset(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
         table = self.routes[tp.topic].table.name

@@ -28,14 +28,33 @@ log = logging.getLogger(__name__)
 OffsetRange = tuple[str, int, int, int]
 
 
+def batch_spec(ranges: Sequence[OffsetRange]) -> str:
+    """The canonical name of the Kafka records behind one insert, stored on its rows as ``kafka_batch``.
+
+    >>> batch_spec([("ev", 1, 10, 19), ("ev", 0, 5, 7)])
+    'ev:0:5-7;ev:1:10-19'
+    >>> parse_batch_spec(batch_spec([("ev", 1, 10, 19), ("ev", 0, 5, 7)]))
+    [('ev', 0, 5, 7), ('ev', 1, 10, 19)]
+    """
+    return ";".join(f"{t}:{p}:{lo}-{hi}" for t, p, lo, hi in sorted(ranges))
+
+
+def parse_batch_spec(spec: str) -> list[OffsetRange]:
+    ranges = []
+    for part in spec.split(";"):
+        topic, partition, span = part.rsplit(":", 2)
+        lo, hi = span.split("-")
+        ranges.append((topic, int(partition), int(lo), int(hi)))
+    return ranges
+
+
 def dedup_token(table: str, ranges: Sequence[OffsetRange]) -> str:
-    """A token naming exactly which Kafka records an insert holds.
+    """A token naming exactly which Kafka records an insert holds (order of ``ranges`` irrelevant).
 
     >>> dedup_token("events", [("ev", 1, 10, 19), ("ev", 0, 5, 7)]) == dedup_token("events", [("ev", 0, 5, 7), ("ev", 1, 10, 19)])
     True
     """
-    spec = table + "|" + ";".join(f"{t}:{p}:{lo}-{hi}" for t, p, lo, hi in sorted(ranges))
-    return hashlib.sha256(spec.encode()).hexdigest()
+    return hashlib.sha256(f"{table}|{batch_spec(ranges)}".encode()).hexdigest()
 
 
 class ClickHouseWriter:
@@ -88,6 +107,11 @@ class ClickHouseWriter:
         Cancelling the calling task is the only way to give up (the rows are then re-read
         from Kafka by whoever resumes the partitions).
         """
+        spec = batch_spec(ranges)
+        # Same rows in the same order on every attempt (and on a replay after a crash), so the
+        # per-partition parts ClickHouse derives from one token are the same parts each time.
+        rows = [(*row, spec) for row in sorted(rows, key=lambda r: (r[-2], r[-1]))]
+        columns = [*table.columns, "kafka_batch"]
         settings = {
             "insert_deduplication_token": dedup_token(table.name, ranges),
             "insert_deduplicate": 1,
@@ -97,7 +121,7 @@ class ClickHouseWriter:
         while True:
             started = time.perf_counter()
             try:
-                await self.call(lambda c: c.insert(table.name, rows, column_names=list(table.columns), settings=settings))
+                await self.call(lambda c: c.insert(table.name, rows, column_names=columns, settings=settings))
             except Exception as exc:  # noqa: BLE001 - any failure is retried; the data stays in memory
                 self.failures += 1
                 log.warning("ClickHouse insert of %d rows into %s failed (%s: %s); retrying in %.1fs",
