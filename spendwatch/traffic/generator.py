@@ -199,6 +199,8 @@ class Traffic:
         rate = key.sessions_per_peak_hour * curve[local.hour]
         if local.weekday() >= 5:
             rate *= key.weekend_factor
+        if key.growth_per_day:
+            rate *= 1.0 + key.growth_per_day * max(0.0, ts - self.start_ts) / DAY
         for sc in self._by_key.get(key.index, ()):
             rate *= sc.rate_factor(ts)
         for sc in self._by_team.get(key.team, ()):

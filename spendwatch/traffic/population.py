@@ -124,7 +124,7 @@ class KeyProfile:
     tz_offset_hours: int
     accept_rate: float = 0.0  # sessions that end in an accepted task (agents only)
     active_from: float = 0.0  # epoch seconds: a key created mid-run sends nothing before
-    growth_per_day: float = 0.0  # linear growth of the rate (1.0 = +100% a day)
+    growth_per_day: float = 0.0  # organic linear growth of the rate (0.03 = +3% of the first day's rate a day)
     role: str = "background"  # background | incident:<kind> | negative:<kind>
     tags: tuple[str, ...] = field(default=())
 
@@ -164,21 +164,23 @@ def make_key(rng: random.Random, seed: int, index: int, team: str, org: str, kin
             context_step=rng.randint(800, 2000), output_tokens=rng.randint(500, 1100), cache_ratio=rng.uniform(0.6, 0.85),
             models=rng.choice(_AGENT_MIXES), helper_model=None, failure_rate=rng.uniform(0.005, 0.02),
             weekend_factor=rng.uniform(0.1, 0.3), accept_rate=rng.uniform(0.45, 0.7), tags=("coding-agent",),
-            **common)
+            growth_per_day=rng.uniform(0, 0.03), **common)
     if kind == "chat":
         return KeyProfile(
             alias=f"{team}-{person.split('.')[0]}{index}-chat", sessions_per_peak_hour=rng.uniform(1.5, 4),
             calls_mean=rng.uniform(2, 5), gap_seconds=rng.uniform(30, 90), context_tokens=rng.randint(1_500, 6_000),
             context_step=rng.randint(300, 800), output_tokens=rng.randint(250, 600), cache_ratio=rng.uniform(0.0, 0.2),
             models=rng.choice(_CHAT_MIXES), helper_model=None, failure_rate=rng.uniform(0.002, 0.01),
-            weekend_factor=rng.uniform(0.15, 0.35), tags=("chat",), **common)
+            weekend_factor=rng.uniform(0.15, 0.35), tags=("chat",),
+            growth_per_day=rng.uniform(0, 0.03), **common)
     if kind == "batch":
         return KeyProfile(
             alias=f"{team}-svc-batch{index}", sessions_per_peak_hour=rng.uniform(0.5, 1.5),
             calls_mean=rng.uniform(30, 70), gap_seconds=rng.uniform(0.5, 2), context_tokens=rng.randint(2_000, 5_000),
             context_step=0, output_tokens=rng.randint(150, 400), cache_ratio=rng.uniform(0.4, 0.6),
             models=rng.choice(_BATCH_MIXES), helper_model=None, failure_rate=rng.uniform(0.005, 0.015),
-            weekend_factor=rng.uniform(0.8, 1.0), tags=("batch",), **common)
+            weekend_factor=rng.uniform(0.8, 1.0), tags=("batch",),
+            growth_per_day=rng.uniform(0, 0.03), **common)
     if kind == "sparse":
         return KeyProfile(
             alias=f"{team}-{person.split('.')[0]}{index}-scripts", sessions_per_peak_hour=rng.uniform(0.04, 0.1),
