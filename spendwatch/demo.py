@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 #: A file that marks a directory as the demo's own, so a re-run may wipe it.
 MARKER = ".spendwatch-demo"
-#: Most records produced ahead of what the worker has committed (keeps the replay "live").
+#: Most records produced ahead of what the worker has parsed (keeps the replay "live").
 PRODUCE_AHEAD = 20_000
 #: The env vars that make the default pager configuration page real receivers.
 RECEIVER_ENV = {
