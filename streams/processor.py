@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from faust.types import TP
 
 from spendwatch import metrics
-from spendwatch.streams.detection import PartitionDetector, partition_items
+from spendwatch.streams.detection import PartitionDetector, is_meta_key, partition_items
 from spendwatch.streams.pipeline import (
     Output,
     RawMessage,
@@ -143,14 +143,52 @@ class StreamProcessor:
                     event.ack()
 
     # -- stage 2: detect -------------------------------------------------------------------
-    def _detector(self, partition: int) -> PartitionDetector:
+    async def _detector(self, partition: int) -> PartitionDetector:
         detector = self.detectors.get(partition)
         if detector is None:
+            items = list(partition_items(self.streams.state.data.items(), partition, self.partitions))
+            if not any(is_meta_key(key) for key, _ in items):
+                items = await self._read_changelog(partition) or items
             detector = PartitionDetector(self.engine, partition, self.settings.streams.allowed_lateness_s)
-            detector.restore(partition_items(self.streams.state.data.items(), partition, self.partitions))
+            detector.restore(items)
             self.detectors[partition] = detector
             log.info("partition %d: %d detector states loaded", partition, len(detector.states))
         return detector
+
+    async def _read_changelog(self, partition: int) -> list[tuple[str, bytes]]:
+        """Read one changelog partition directly (committed records only) into the table store.
+
+        Faust restores the table on assignment; on a rebalance while the previous owner's
+        transaction is still being aborted it can see the partition as empty. A partition
+        whose metadata is missing from the store is therefore read here before use.
+        """
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        changelog = self.streams.changelog_topic
+        tp = TopicPartition(changelog, partition)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap(), group_id=None, enable_auto_commit=False,
+                                    isolation_level="read_committed")
+        await consumer.start()
+        latest: dict[bytes, bytes] = {}
+        try:
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            while await consumer.position(tp) < end:
+                batches = await consumer.getmany(tp, timeout_ms=500)
+                for record in batches.get(tp, ()):
+                    latest[record.key] = record.value
+        finally:
+            await consumer.stop()
+        if latest:
+            log.warning("partition %d: state read from the changelog (%d keys): the table store had none",
+                        partition, len(latest))
+            self._unstored[partition].extend(latest.items())
+            self._store([partition])
+        return [(key.decode(), value) for key, value in latest.items()]
+
+    def _bootstrap(self) -> str:
+        return ",".join(f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker)
 
     async def handle_routed(self, events: Sequence[EventT]) -> None:
         async with self.lock:
@@ -161,7 +199,7 @@ class StreamProcessor:
                     continue
                 message = event.message
                 partition = message.partition
-                detector = self._detector(partition)
+                detector = await self._detector(partition)
                 self._unacked[partition][message.offset] = event
                 self._last_input[partition] = now
                 detector.accept(message.offset, decode_envelope(message.value))
@@ -226,9 +264,13 @@ class StreamProcessor:
         before = dict(consumer._committed_offset)
         done = await self._original_commit(topics, start_new_transaction=start_new_transaction)
         if self.app.in_transaction:
-            # the detector state of routed partition p is in p's transaction, which committed if p's offsets advanced
+            # routed partition p's state went out in p's transaction (its producer serves every source topic of
+            # routed's partition group); that transaction committed if any of those topics' offsets for p advanced
+            groups = self.app.assignor._topic_groups
+            routed_group = groups.get(self.topics.routed)
             partitions = {tp.partition for tp, offset in consumer._committed_offset.items()
-                          if tp.topic == self.topics.routed and offset is not None and offset != before.get(tp)}
+                          if offset is not None and offset != before.get(tp)
+                          and routed_group is not None and groups.get(tp.topic) == routed_group}
         else:
             partitions = set(self._unstored)
         self._store(partitions)

@@ -1,0 +1,348 @@
+"""``spendwatch bench``: the pipeline's throughput and alert latency against a plain consumer, same run.
+
+1. Start the embedded broker (or use ``kafka.bootstrap_servers``), create fresh topics.
+2. Produce ``--events`` realistic gateway events over ``--keys`` API keys
+   (:mod:`spendwatch.traffic`) to the raw topic.
+3. Reference: a plain aiokafka consumer reads and decodes them with orjson.
+4. Pipeline: one worker (a ``spendwatch.streams.worker`` subprocess, exactly-once) processes
+   the same backlog; throughput is taken from its committed progress (the per-partition
+   ``applied`` counters in the state changelog), so it counts work that is durable.
+5. Latency: with the worker caught up, live traffic is produced with one injected runaway
+   call every quarter second; latency is the time from producing that event to reading its
+   committed ``spend_spike`` page on the alerts topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import orjson
+import yaml
+
+if TYPE_CHECKING:
+    from spendwatch.config import Settings
+
+#: The reorder window used by the benchmark (seconds of event time); reported in the output.
+BENCH_LATENESS_S = 1.0
+
+
+def _generate(events: int, keys: int, seed: int = 1) -> list[bytes]:
+    from spendwatch.traffic import Traffic, iter_json_lines
+
+    traffic = Traffic(60, seed, None, "none", max(16, keys), 12)
+    return list(islice(iter_json_lines(traffic=traffic), events))
+
+
+def _expected_applied(lines: list[bytes], settings: Settings) -> int:
+    """(record, partition) entries the detect stage applies for these events."""
+    from spendwatch.detectors.engine import Engine
+    from spendwatch.schemas.event import GatewayEvent
+    from spendwatch.schemas.outcome import OutcomeEvent
+    from spendwatch.streams.pipeline import state_partition
+
+    engine = Engine(settings.detectors)
+    partitions = settings.streams.partitions
+    total = 0
+    for line in lines:
+        data = orjson.loads(line)
+        model = OutcomeEvent if "outcome_id" in data else GatewayEvent
+        record = model.model_construct(**data)
+        total += len({state_partition(k, partitions) for k in engine.routes(record)})
+    return total
+
+
+async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> float:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024,
+                                max_request_size=4 * 1024 * 1024)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        batch = []
+        for value in values:
+            batch.append(await producer.send(topic, value))
+            if len(batch) >= 20_000:
+                await asyncio.gather(*batch)
+                batch = []
+        await asyncio.gather(*batch)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+async def _raw_consume(bootstrap: str, topic: str, count: int) -> float:
+    """Seconds a plain consumer takes to read and decode ``count`` messages (the reference)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024,
+                                fetch_max_bytes=64 * 1024 * 1024)
+    await consumer.start()
+    loads = orjson.loads
+    seen = 0
+    try:
+        started = time.perf_counter()
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=500, max_records=50_000)
+            for records in batches.values():
+                for record in records:
+                    loads(record.value)
+                seen += len(records)
+        return time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+async def _follow_progress(bootstrap: str, changelog: str, expected: int, timeout: float,
+                           alive: Any) -> tuple[float, int, float]:
+    """Follow the committed state; returns (first progress time, applied then, completion time)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(changelog, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                isolation_level="read_committed", max_partition_fetch_bytes=16 * 1024 * 1024)
+    await consumer.start()
+    applied: dict[bytes, int] = {}
+    first: tuple[float, int] | None = None
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            total = sum(applied.values())
+            if total and first is None:
+                first = (time.perf_counter(), total)
+            if total >= expected:
+                assert first is not None
+                return first[0], first[1], time.perf_counter()
+            if time.monotonic() > deadline or not alive():
+                raise click.ClickException(f"pipeline applied {total} of {expected} records before giving up")
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for r in records:
+                    if r.key.startswith(b"\x00partition:"):
+                        applied[r.key] = orjson.loads(r.value)["applied"]
+    finally:
+        await consumer.stop()
+
+
+async def _latency(bootstrap: str, topics: Any, keys: int, start: datetime, incidents: int,
+                   alive: Any) -> list[float]:
+    """Milliseconds from producing a runaway call to reading its committed page."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                isolation_level="read_committed")
+    await consumer.start()
+    await consumer._client.force_metadata_update()
+    tps = [TopicPartition(topics.alerts, p) for p in consumer.partitions_for_topic(topics.alerts) or ()]
+    consumer.assign(tps)
+    await consumer.seek_to_end(*tps)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
+    await producer.start()
+    produced: dict[str, float] = {}
+    latencies: dict[str, float] = {}
+
+    async def read_alerts() -> None:
+        while len(latencies) < incidents:
+            batches = await consumer.getmany(timeout_ms=100)
+            now = time.perf_counter()
+            for records in batches.values():
+                for r in records:
+                    alert = orjson.loads(r.value)
+                    subject = alert.get("subject")
+                    if alert.get("action") == "trigger" and subject in produced and subject not in latencies:
+                        latencies[subject] = (now - produced[subject]) * 1000
+
+    reader = asyncio.create_task(read_alerts())
+    live_started = time.perf_counter()
+    run = uuid.uuid4().hex[:6]
+    n = 0
+    try:
+        injected = 0
+        while not reader.done():
+            elapsed = time.perf_counter() - live_started
+            at = start + timedelta(seconds=elapsed)
+            # background traffic (100 calls/s) on many keys keeps every partition's stream time moving
+            for i in range(5):
+                n += 1
+                await producer.send(topics.raw, orjson.dumps({
+                    "event_id": f"live-{run}-{n}", "event_time": at.isoformat(), "gateway": "litellm",
+                    "api_key_hash": f"bench-live-{(n * 7919) % max(keys, 1)}", "model": "gpt-4o-mini",
+                    "input_tokens": 500, "output_tokens": 100, "cost_usd": "0.0004"}))
+            if injected < incidents and elapsed >= injected * 0.25:
+                subject = f"bench-runaway-{run}-{injected}"
+                meta = await (await producer.send(topics.raw, orjson.dumps({
+                    "event_id": f"runaway-{run}-{injected}", "event_time": at.isoformat(), "gateway": "litellm",
+                    "api_key_hash": subject, "model": "o3", "input_tokens": 10_000, "output_tokens": 2_000,
+                    "cost_usd": "2500"})))
+                del meta
+                produced[subject] = time.perf_counter()
+                injected += 1
+            if elapsed > 60 or not alive():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        await producer.stop()
+        await consumer.stop()
+    return sorted(latencies.values())
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 1)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], 1)
+
+
+def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20,
+              raw_config: dict | None = None, log: Any = print) -> dict[str, Any]:
+    """Run the benchmark; returns the figures (see the module docstring)."""
+    from spendwatch.broker import EmbeddedBroker, create_topics, free_port
+    from spendwatch.streams.config import TopicsConfig
+
+    work = Path(tempfile.mkdtemp(prefix="spendwatch-bench-"))
+    broker = None
+    worker: subprocess.Popen | None = None
+    try:
+        bootstrap = settings.kafka.bootstrap_servers
+        if not bootstrap:
+            broker = EmbeddedBroker(work / "kafka").start()
+            bootstrap = broker.bootstrap_servers
+        prefix = f"bench-{uuid.uuid4().hex[:8]}"
+        topics = TopicsConfig(**{name: f"{prefix}-{name}" for name in TopicsConfig.model_fields})
+        streams = settings.streams.model_copy(update={
+            "app_id": f"{prefix}-app", "store": "memory://", "allowed_lateness_s": BENCH_LATENESS_S,
+        })
+        partitions = streams.partitions
+        changelog = f"{streams.app_id}-detector-state-changelog"
+        asyncio.run(create_topics(bootstrap, {name: partitions for name in [*topics.model_dump().values(), changelog]},
+                                  compacted={changelog}))
+        config = dict(raw_config or {})
+        config["data_dir"] = str(work / "data")
+        config["kafka"] = {"bootstrap_servers": bootstrap, "topics": topics.model_dump()}
+        config["streams"] = streams.model_dump(mode="json")
+        config_path = work / "bench.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        bench_settings = settings.model_copy(update={"streams": streams})
+
+        log(f"generating {events:,} events over {keys:,} keys...")
+        lines = _generate(events, keys)
+        expected = _expected_applied(lines, bench_settings)
+        last_time = datetime.fromisoformat(orjson.loads(lines[-1])["event_time"].replace("Z", "+00:00"))
+        log("producing...")
+        produce_s = asyncio.run(_produce(bootstrap, topics.raw, lines))
+        log("reference: plain aiokafka consumer + orjson...")
+        raw_s = asyncio.run(_raw_consume(bootstrap, topics.raw, len(lines)))
+
+        log("pipeline: one worker...")
+        worker_log = open(work / "worker.log", "ab")  # noqa: SIM115 - owned by the child
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "spendwatch.streams.worker", "--config", str(config_path),
+             "--web-port", str(free_port()), "--loglevel", "warning"],
+            stdout=worker_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        worker_log.close()
+        pid = worker.pid
+
+        def alive() -> bool:
+            return worker is not None and worker.poll() is None
+
+        try:
+            first_t, first_applied, done_t = asyncio.run(
+                _follow_progress(bootstrap, changelog, expected, timeout=max(300.0, events / 200), alive=alive))
+        except click.ClickException:
+            sys.stderr.write((work / "worker.log").read_text(errors="replace")[-5000:])
+            raise
+        share = (expected - first_applied) / expected
+        pipeline_eps = len(lines) * share / max(done_t - first_t, 1e-9) if share > 0 else None
+        log("latency: live traffic with injected runaway calls...")
+        latencies = asyncio.run(_latency(bootstrap, topics, keys, last_time, incidents, alive))
+        rss = _peak_rss_mb(pid)
+        raw_eps = len(lines) / raw_s
+        return {
+            "events": len(lines),
+            "keys": keys,
+            "partitions": partitions,
+            "pipeline_events_per_s": round(pipeline_eps) if pipeline_eps else None,
+            "raw_consume_events_per_s": round(raw_eps),
+            "ratio": round(pipeline_eps / raw_eps, 4) if pipeline_eps else None,
+            "latency_p50_ms": _percentile(latencies, 50),
+            "latency_p99_ms": _percentile(latencies, 99),
+            "incidents_injected": incidents,
+            "incidents_paged": len(latencies),
+            "peak_rss_mb": rss,
+            "produce_events_per_s": round(len(lines) / produce_s),
+            "processing_guarantee": streams.processing_guarantee,
+            "commit_interval_s": streams.commit_interval_s,
+            "allowed_lateness_s": streams.allowed_lateness_s,
+            "broker": "configured" if settings.kafka.bootstrap_servers else "embedded",
+            "python": sys.version.split()[0],
+            "cpus": os.cpu_count(),
+        }
+    finally:
+        if worker is not None and worker.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(timeout=10)
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@click.command("bench")
+@click.option("--events", default=200_000, show_default=True, help="Gateway events to produce.")
+@click.option("--keys", default=10_000, show_default=True, help="Distinct API keys in the traffic.")
+@click.option("--incidents", default=20, show_default=True, help="Runaway calls injected to measure alert latency.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="spendwatch YAML: kafka.bootstrap_servers (else the embedded broker), streams.*, detectors.*")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures.")
+def bench(events: int, keys: int, incidents: int, config_path: str | None, as_json: bool) -> None:
+    """Benchmark the pipeline (one worker) against a plain aiokafka consumer, in the same run."""
+    from spendwatch.config import load_settings
+
+    settings = load_settings(config_path)
+    raw = (yaml.safe_load(Path(config_path).read_text()) or {}) if config_path else {}
+    log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
+    result = run_bench(settings, events=events, keys=keys, incidents=incidents, raw_config=raw, log=log)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    for name, value in result.items():
+        click.echo(f"{name:>26}  {value}")
+
+
+if __name__ == "__main__":
+    bench()
