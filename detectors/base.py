@@ -122,8 +122,8 @@ class Context:
 class Detector:
     """Base class of every detector: one subject's state plus the (shared, unpickled) config.
 
-    Subclasses set ``name`` (= their config section, whose ``implementation`` names them) and implement ``learn_one`` and
-    ``score_one``; state lives in ordinary attributes (small: ints, floats, short lists,
+    Subclasses set ``name`` (= their config section, whose ``implementation`` names them)
+    and implement ``learn_one`` and ``score_one``; state lives in ordinary attributes (small: ints, floats, short lists,
     river stats). ``config`` is dropped from snapshots and re-bound by the engine.
     """
 

@@ -9,7 +9,8 @@ are calendar quarters and months in UTC. Three conditions, each its own episode:
   request, so it pages on the request that crosses; it lasts until the quarter ends.
 * ``quarter:<2026Q4>:forecast`` and ``month:<2026-11>:forecast`` -- spend-to-date plus
   the subject's daily rate (the higher of its 7-day mean and its last complete day, so a
-  ramp shows within a day) for the days left overruns the budget (checked each tick, from ``forecast_min_elapsed_days`` into the period; immediately once the
+  ramp shows within a day) for the days left overruns the budget (checked each tick,
+  from ``forecast_min_elapsed_days`` into the period; immediately once the
   budget is already exceeded). Resolves when the forecast comes back under.
 """
 

@@ -120,7 +120,8 @@ class SeasonalBurnScorer:
         self.learned += 1
         hour = int(ts) // HOUR
         # a plain mean for the first 1/alpha points of a slot, then exponentially weighted
-        for profile, seen, slot in ((self.profile, self.seen, hour_of_week(hour)), (self.daily, self.daily_seen, hour % 24)):
+        slots = ((self.profile, self.seen, hour_of_week(hour)), (self.daily, self.daily_seen, hour % 24))
+        for profile, seen, slot in slots:
             n = seen[slot] + 1
             profile[slot] += max(self.alpha, 1 / n) * (value - profile[slot])
             if n < 255:
@@ -280,7 +281,8 @@ class BurnRate(Detector):
 
     def _summary(self, ctx: Context, reason: str, rate: float, expected: float | None,
                  projected: float | None) -> str:
-        who = f"{ctx.scope} {ctx.labels.get('key_alias') if ctx.scope == 'key' and ctx.labels.get('key_alias') else ctx.subject}"
+        alias = ctx.labels.get("key_alias") if ctx.scope == "key" else None
+        who = f"{ctx.scope} {alias or ctx.subject}"
         minutes = self.config.window_minutes
         if reason == "rate":
             return (f"{who} is burning {usd(rate)}/h over the last {minutes} min, "

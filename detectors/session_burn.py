@@ -155,7 +155,8 @@ class SessionBurn(Detector):
                           episode=session_id)
         if finding.abnormal:
             models = sorted(session.models.items(), key=lambda kv: -kv[1][0])
-            minutes = max(1, round((session.last_ts - max(session.started, now - self.config.window_minutes * 60)) / 60))
+            window_start = max(session.started, now - self.config.window_minutes * 60)
+            minutes = max(1, round((session.last_ts - window_start) / 60))
             top = f", mostly {models[0][0]}" if models else ""
             finding.summary = (
                 f"session {session_id} on {ctx.scope} {ctx.labels.get('key_alias') or ctx.subject} spent {usd(spent)} "
