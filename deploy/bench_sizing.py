@@ -99,14 +99,14 @@ async def bench(n: int, keys: int, partitions: int, work: Path) -> None:
             metrics_url = f"http://127.0.0.1:{port}/metrics"
             ready_at = time.perf_counter()
             rss_ready = await rss(metrics_url)
-            while (progress := await scrape(metrics_url)).parsed < n:
+            while (progress := await scrape(metrics_url, attempts=60)).parsed < n:
                 worker.check()
                 await asyncio.sleep(0.2)  # polling the worker's metrics: it offers no event to await
             parsed_s = time.perf_counter() - ready_at
             last, quiet_since = progress, time.perf_counter()
             while time.perf_counter() - quiet_since < settings.streams.idle_release_s + 3:
                 await asyncio.sleep(0.5)
-                if (now := await scrape(metrics_url)) != last:
+                if (now := await scrape(metrics_url, attempts=60)) != last:
                     last, quiet_since = now, time.perf_counter()
             detected_s = quiet_since - ready_at
             rss_done = await rss(metrics_url)

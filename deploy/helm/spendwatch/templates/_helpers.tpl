@@ -129,11 +129,13 @@ affinity:
 
 {{/* HTTP probes on /healthz (liveness) and /readyz (readiness) of a named port. */}}
 {{- define "spendwatch.probes" -}}
+# Liveness is lenient: a worker applying a large batch or committing many states can
+# hold its event loop for tens of seconds, which is work, not a hang.
 livenessProbe:
   httpGet: {path: /healthz, port: {{ .port }}}
-  periodSeconds: 15
-  timeoutSeconds: 5
-  failureThreshold: 4
+  periodSeconds: 20
+  timeoutSeconds: 10
+  failureThreshold: 6
 readinessProbe:
   httpGet: {path: /readyz, port: {{ .port }}}
   periodSeconds: 10
