@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -173,9 +175,28 @@ def envelope_outputs(routed: dict[int, list[Any]], topic: str) -> list[Output]:
 
 
 def decode_envelope(value: bytes) -> list[tuple[list[str], Record]]:
-    """The ``(state keys, record)`` entries of one envelope, records re-validated as canonical models."""
-    entries = []
-    for kind, keys, data in orjson.loads(value):
-        model = OutcomeEvent if kind == _KIND_OUTCOME else GatewayEvent
-        entries.append((keys, model.model_validate(data)))
-    return entries
+    """The ``(state keys, record)`` entries of one envelope.
+
+    Envelopes are written by the parse stage from records it has just validated, so the
+    records are rebuilt without validating them again (:func:`trusted_record`).
+    """
+    return [(keys, trusted_record(kind, data)) for kind, keys, data in orjson.loads(value)]
+
+
+def trusted_record(kind: str, data: dict[str, Any]) -> Record:
+    """A canonical record from JSON that spendwatch itself serialised (no re-validation: ~10x faster).
+
+    >>> r = trusted_record("e", {"event_id": "e1", "event_time": "2026-11-23T09:00:00Z", "gateway": "litellm",
+    ...                          "api_key_hash": "k", "model": "o3", "cost_usd": "1.50", "tags": ["a"]})
+    >>> r.event_time.isoformat(), r.cost_usd, r.tags, r.cost_micros
+    ('2026-11-23T09:00:00+00:00', Decimal('1.50'), ('a',), 1500000)
+    """
+    if kind == _KIND_OUTCOME:
+        return OutcomeEvent.model_validate(data)
+    data["event_time"] = datetime.fromisoformat(data["event_time"])
+    cost = data.get("cost_usd")
+    if cost is not None:
+        data["cost_usd"] = Decimal(cost)
+    if "tags" in data:
+        data["tags"] = tuple(data["tags"])
+    return GatewayEvent.model_construct(**data)
