@@ -25,6 +25,6 @@ def test_bench_json_reports_the_figures(tmp_path: Path) -> None:
     assert figures["keys"] == 1000 and figures["events"] == 20000
     assert figures["raw_consume_events_per_s"] > 0 and figures["pipeline_events_per_s"] > 0
     assert figures["ratio"] == pytest.approx(figures["pipeline_events_per_s"] / figures["raw_consume_events_per_s"],
-                                             rel=0.01)
+                                             rel=0.05)
     assert figures["incidents_paged"] > 0 and figures["latency_p50_ms"] <= figures["latency_p99_ms"]
     assert figures["peak_rss_mb"] > 0
