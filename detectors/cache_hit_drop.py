@@ -98,7 +98,8 @@ class CacheHitDrop(Detector):
         for index, sums in window.expire(now):
             if not self.abnormal:  # never learn from the anomaly being flagged
                 baseline.fold(index * window.bucket_s, sums)
-        n, tokens, cached = window.get("n"), window.get("in"), window.get("cr")
+        totals = window.totals
+        n, tokens, cached = totals.get("n", 0.0), totals.get("in", 0.0), totals.get("cr", 0.0)
         if n < cfg.min_requests or tokens < cfg.min_input_tokens:
             # too quiet to judge (a night): an active episode holds rather than resolving and re-paging
             return [self.last_finding] if self.abnormal and self.last_finding is not None else []

@@ -75,12 +75,12 @@ class ContributorWindow:
                 self.generation = g
             else:
                 return  # late record from a rotated-out generation: totals still count it, attribution does not
-        cost, current = obs.cost, self.current
-        self._add(current, "model", obs.model, cost)
+        cost, current, add = obs.cost, self.current, self._add
+        add(current, "model", obs.model, cost)
         if obs.session_id:
-            self._add(current, "session", obs.session_id, cost)
+            add(current, "session", obs.session_id, cost)
         for tag in obs.tags:
-            self._add(current, "tag", tag, cost)
+            add(current, "tag", tag, cost)
 
     def _add(self, current: dict[str, TopN], kind: str, name: str, cost: int) -> None:
         top = current.get(kind)

@@ -89,7 +89,8 @@ class Efficiency(Detector):
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
         cfg, window, baseline = self.config, self.window, self.baseline
         self._fold(now)
-        outcomes, cost, spent = window.get("o"), window.get("c"), window.get("usd")
+        totals = window.totals
+        outcomes, cost, spent = totals.get("o", 0.0), totals.get("c", 0.0), totals.get("usd", 0.0)
         if outcomes < cfg.min_outcomes or spent < cfg.min_window_spend_usd * MICROS:
             # too quiet to judge (a weekend): an active episode holds rather than resolving and re-paging
             return [self.last_finding] if self.abnormal and self.last_finding is not None else []

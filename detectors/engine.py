@@ -202,13 +202,23 @@ class Engine:
             state.baseline.learn_one(ts, obs.cost)
             state.contributors.add(obs)
         alerts: list[Alert] = []
+        book = state.episodes
+        kind = obs.kind
         for name, det in state.detectors.items():  # type: ignore[union-attr]
-            if obs.kind not in det.kinds:
+            if kind not in det.kinds:
                 continue
             det.learn_one(obs, state)
             findings = det.score_one(state, ts, obs)
-            if findings:
-                self._lifecycle(state, name, det, findings, ts, alerts, complete=False)
+            if not findings:
+                continue
+            if not book.active:  # type: ignore[union-attr]
+                # all normal with nothing open (the common case): _lifecycle would skip every finding
+                for finding in findings:
+                    if finding.abnormal:
+                        break
+                else:
+                    continue
+            self._lifecycle(state, name, det, findings, ts, alerts, complete=False)
         return alerts
 
     def tick(self, state: SubjectState, now: datetime) -> list[Alert]:

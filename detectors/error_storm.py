@@ -80,7 +80,8 @@ class ErrorStorm(Detector):
             if not self.abnormal:  # never learn from the anomaly being flagged
                 baseline.fold(index * _BUCKET_S, {"n": sums.get("n", 0.0), "f": sums.get("f", 0.0)})
         self.abnormal = False
-        n, failed = window.get("n"), window.get("f")
+        totals = window.totals
+        n, failed = totals.get("n", 0.0), totals.get("f", 0.0)
         if failed < cfg.min_failures:
             return []
         ratio = failed / n
@@ -89,7 +90,6 @@ class ErrorStorm(Detector):
         if ratio < cfg.failure_ratio or ratio < cfg.baseline_factor * usual:
             return []
         self.abnormal = True
-        totals = window.totals
         errors = sorted(((k[2:], v) for k, v in totals.items() if k.startswith("e:")), key=lambda kv: -kv[1])
         sessions = sorted(((k[2:], v) for k, v in totals.items() if k.startswith("s:")), key=lambda kv: -kv[1])
         who = ctx.labels.get("key_alias") if ctx.scope == "key" else None

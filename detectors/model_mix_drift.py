@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 _BUCKETS = 6
 _MAX_CATEGORIES = 48
 _TIERS: dict[tuple[str, str | None, object, object], str] = {}
+_MODEL_KEYS: dict[str, tuple[str, str]] = {}  # model -> its window keys, built once (not per request)
+_TIER_KEYS = {tier: (f"n:t:{tier}", f"c:t:{tier}") for tier in ("frontier", "standard", "economy", "unknown")}
 
 
 def _tier(model: str, provider: str | None, tiers: TierThresholds) -> str:
@@ -92,17 +94,25 @@ class ModelMixDrift(Detector):
     def learn_one(self, obs: Observation, ctx: Context) -> None:
         if self.first_ts is None:
             self.first_ts = obs.ts
-        tier = _tier(obs.model, obs.provider, self.config.tiers)
+        model = obs.model
+        tier = _tier(model, obs.provider, self.config.tiers)
         cost = float(obs.cost)
-        self.window.add(obs.ts, {"n": 1.0, "c": cost, f"n:m:{obs.model}": 1.0, f"c:m:{obs.model}": cost,
-                                 f"n:t:{tier}": 1.0, f"c:t:{tier}": cost})
+        model_keys = _MODEL_KEYS.get(model)
+        if model_keys is None:
+            if len(_MODEL_KEYS) > 4096:
+                _MODEL_KEYS.clear()
+            model_keys = _MODEL_KEYS[model] = (f"n:m:{model}", f"c:m:{model}")
+        tier_keys = _TIER_KEYS.get(tier) or (f"n:t:{tier}", f"c:t:{tier}")
+        self.window.add(obs.ts, {"n": 1.0, "c": cost, model_keys[0]: 1.0, model_keys[1]: cost,
+                                 tier_keys[0]: 1.0, tier_keys[1]: cost})
 
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
         window, baseline, cfg = self.window, self.baseline, self.config
         for index, sums in window.expire(now):
             baseline.fold(index * window.bucket_s, sums)
-        n, spent = window.get("n"), window.get("c")
-        base_n, base_c = baseline.get("n"), baseline.get("c")
+        totals, sums = window.totals, baseline.sums
+        n, spent = totals.get("n", 0.0), totals.get("c", 0.0)
+        base_n, base_c = sums.get("n", 0.0), sums.get("c", 0.0)
         if n < cfg.min_requests or spent < cfg.min_window_spend_usd * MICROS:
             # too quiet to judge (a night): an active episode holds rather than resolving and re-paging
             return [self.last_finding] if self.last_finding is not None else []

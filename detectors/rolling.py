@@ -42,14 +42,18 @@ class BucketWindow:
         if bucket is None:
             bucket = self.buckets[index] = {}
         totals = self.totals
+        bucket_get, totals_get = bucket.get, totals.get
         for name, value in values.items():
-            bucket[name] = bucket.get(name, 0.0) + value
-            totals[name] = totals.get(name, 0.0) + value
+            bucket[name] = bucket_get(name, 0.0) + value
+            totals[name] = totals_get(name, 0.0) + value
 
     def expire(self, now: float) -> list[tuple[int, dict[str, float]]]:
         """Remove the buckets older than the window at ``now``; return them oldest first."""
         oldest = int((now - self.window_s) // self.bucket_s) + 1
-        stale = sorted(i for i in self.buckets if i < oldest)
+        buckets = self.buckets
+        if not buckets or min(buckets) >= oldest:
+            return []  # the common case (called per record): nothing has left the window yet
+        stale = sorted(i for i in buckets if i < oldest)
         out = []
         totals = self.totals
         for index in stale:
@@ -82,7 +86,7 @@ class DecayedSums:
         """Decay everything to ``ts``, then add ``values``."""
         if self.last_ts is not None and ts > self.last_ts:
             factor = 0.5 ** ((ts - self.last_ts) / self.half_life_s)
-            self.sums = {name: v * factor for name, v in self.sums.items() if v * factor > 1e-6}
+            self.sums = {name: decayed for name, v in self.sums.items() if (decayed := v * factor) > 1e-6}
         if self.last_ts is None or ts > self.last_ts:
             self.last_ts = ts
         sums = self.sums
