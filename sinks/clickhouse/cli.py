@@ -17,6 +17,8 @@ from typing import Any
 import click
 import orjson
 
+from spendwatch.web import metrics_port_option, observability_server
+
 config_option = click.option(
     "--config", "-c", "config_path", envvar="SPENDWATCH_CONFIG", type=click.Path(exists=True, dir_okay=False),
     help="spendwatch YAML config (env SPENDWATCH_CONFIG). Default: all defaults (embedded chDB under data_dir).",
@@ -183,7 +185,8 @@ def query(sql: str, fmt: str, params: tuple[str, ...], config_path: str | None) 
 @click.command("sink")
 @click.option("--bootstrap-servers", help="Kafka bootstrap servers (default: kafka.bootstrap_servers).")
 @config_option
-def sink(bootstrap_servers: str | None, config_path: str | None) -> None:
+@metrics_port_option
+def sink(bootstrap_servers: str | None, config_path: str | None, metrics_port: int | None = None) -> None:
     """Run the ClickHouse sink alone: events, outcomes and alerts topics -> ClickHouse."""
     from .service import ClickHouseSink
 
@@ -198,6 +201,9 @@ def sink(bootstrap_servers: str | None, config_path: str | None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, service.request_stop)
-        await service.run()
+        async with observability_server(metrics_port) as server:  # /metrics, /healthz, /readyz
+            if server is not None:
+                server.checks.add_readiness_check("kafka", lambda: (bool(service._tasks), "not consuming yet"))
+            await service.run()
 
     asyncio.run(main())

@@ -28,6 +28,7 @@ from spendwatch.sinks.paging.grouping import Dispatcher, IntegrationSpec
 from spendwatch.sinks.paging.pagerduty import PagerDutyIntegration
 from spendwatch.sinks.paging.slack import SlackIntegration, SlackWebhookIntegration
 from spendwatch.streams.config import TopicsConfig
+from spendwatch.web import metrics_port_option
 
 log = logging.getLogger(__name__)
 
@@ -226,13 +227,18 @@ class PagerService:
         await asyncio.wait_for(asyncio.gather(*(w.queue.join() for w in self.workers.values())), timeout)
 
 
-async def _run_until_signal(service: PagerService) -> None:
+async def _run_until_signal(service: PagerService, metrics_port: int | None = None) -> None:
     import signal
+
+    from spendwatch.web import observability_server
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, service.stop)
-    await service.run()
+    async with observability_server(metrics_port) as server:  # /metrics, /healthz, /readyz
+        if server is not None:
+            server.checks.add_readiness_check("alerts", lambda: (service.ready.is_set(), "not consuming alerts yet"))
+        await service.run()
 
 
 def describe_routes(config: PagingConfig, labels_text: str) -> str:
@@ -270,7 +276,9 @@ def _resolve_bootstrap(settings: Any) -> tuple[str, Any]:
 @click.option("--log-level", default="INFO", show_default=True)
 @click.option("--route-test", "route_test", default=None, metavar="LABELS",
               help="Show where an alert with these labels would go ('team=payments scope=key severity=critical') and exit.")
-def pager(config_path: str | None, bootstrap_servers: str | None, log_level: str, route_test: str | None) -> None:
+@metrics_port_option
+def pager(config_path: str | None, bootstrap_servers: str | None, log_level: str, route_test: str | None,
+          metrics_port: int | None = None) -> None:
     """Consume the alerts topic and page owners through PagerDuty, Slack and the console.
 
     Secrets come from the environment: the variables named in the receivers, and for the
@@ -293,7 +301,7 @@ def pager(config_path: str | None, bootstrap_servers: str | None, log_level: str
     settings.kafka.bootstrap_servers = servers
     try:
         service = PagerService.from_settings(settings)
-        asyncio.run(_run_until_signal(service))
+        asyncio.run(_run_until_signal(service, metrics_port))
     except PagingSetupError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
