@@ -159,7 +159,8 @@ class SpendBaseline:
     @property
     def daily_mean(self) -> float:
         """Mean spend per complete UTC day over the last 7 (micro-dollars; 0 without history)."""
-        return self.days.get() if self.history_days else 0.0
+        # the wrapped Mean directly: Rolling forwards get() through __getattr__, slow on this per-record path
+        return self.days.obj.get() if self.history_days else 0.0
 
     @property
     def last_day(self) -> float:

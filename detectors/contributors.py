@@ -75,12 +75,24 @@ class ContributorWindow:
                 self.generation = g
             else:
                 return  # late record from a rotated-out generation: totals still count it, attribution does not
-        cost, current, add = obs.cost, self.current, self._add
-        add(current, "model", obs.model, cost)
-        if obs.session_id:
-            add(current, "session", obs.session_id, cost)
+        cost, current = obs.cost, self.current
+        # the common case (a name already counted) inlined from _add: this runs twice per request
+        top = current.get("model")
+        if top is not None and obs.model in top.cost:
+            top.cost[obs.model] += cost
+            top.requests[obs.model] += 1
+        else:
+            self._add(current, "model", obs.model, cost)
+        session = obs.session_id
+        if session:
+            top = current.get("session")
+            if top is not None and session in top.cost:
+                top.cost[session] += cost
+                top.requests[session] += 1
+            else:
+                self._add(current, "session", session, cost)
         for tag in obs.tags:
-            add(current, "tag", tag, cost)
+            self._add(current, "tag", tag, cost)
 
     def _add(self, current: dict[str, TopN], kind: str, name: str, cost: int) -> None:
         top = current.get(kind)

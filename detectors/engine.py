@@ -37,13 +37,13 @@ from spendwatch.detectors.baseline import SpendBaseline
 from spendwatch.detectors.contributors import Contributors
 from spendwatch.detectors.episodes import EpisodeBook, episode_dedup_key
 from spendwatch.schemas.alert import Action, Alert, RootCause, SeriesPoint, Severity
+from spendwatch.schemas.event import GatewayEvent
 from spendwatch.schemas.outcome import OutcomeEvent
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from spendwatch.detectors.config import DetectorsConfig, DetectorSettings
-    from spendwatch.schemas.event import GatewayEvent
 
     Record = GatewayEvent | OutcomeEvent
 
@@ -69,7 +69,8 @@ def _load_class(path: str) -> type[Detector]:
 
 def observe(record: Record) -> Observation:
     """Flatten a record once for all detectors of all its states."""
-    if isinstance(record, OutcomeEvent):
+    # exact-type test first: pydantic's metaclass makes isinstance() slow, and most records are requests
+    if type(record) is not GatewayEvent and isinstance(record, OutcomeEvent):
         return Observation(
             kind="outcome", ts=record.event_time.timestamp(), cost_known=False, session_id=record.session_id,
             outcome_kind=record.kind, outcome_value=record.value, key_hash=record.api_key_hash, user=record.user,
