@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -43,6 +44,17 @@ def usd(micros: float) -> str:
     if dollars and abs(dollars) < 0.01:
         return f"${dollars:.4f}"
     return f"${dollars:,.2f}"
+
+
+def micros_threshold(dollars: Decimal) -> float | Decimal:
+    """A USD threshold in micro-dollars, as a float when that is exact (compares like the Decimal, faster).
+
+    >>> micros_threshold(Decimal("2")), micros_threshold(Decimal("0.0000001"))
+    (2000000.0, Decimal('0.1000000'))
+    """
+    value = dollars * MICROS
+    exact = value.is_finite() and value == value.to_integral_value() and abs(value) < 2**53
+    return float(value) if exact else value
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
+from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, micros_threshold, usd
 from spendwatch.detectors.rolling import BucketWindow, DecayedSums
 
 if TYPE_CHECKING:
@@ -71,6 +71,9 @@ class Efficiency(Detector):
         self.abnormal = False
         self.last_finding: Finding | None = None
 
+    def derive(self) -> None:
+        self._cfg_min_spend = micros_threshold(self.config.min_window_spend_usd)
+
     def learn_one(self, obs: Observation, ctx: Context) -> None:
         if obs.kind == "outcome":
             if obs.outcome_kind in self.config.outcome_kinds:
@@ -91,7 +94,7 @@ class Efficiency(Detector):
         self._fold(now)
         totals = window.totals
         outcomes, cost, spent = totals.get("o", 0.0), totals.get("c", 0.0), totals.get("usd", 0.0)
-        if outcomes < cfg.min_outcomes or spent < cfg.min_window_spend_usd * MICROS:
+        if outcomes < cfg.min_outcomes or spent < self._cfg_min_spend:
             # too quiet to judge (a weekend): an active episode holds rather than resolving and re-paging
             return [self.last_finding] if self.abnormal and self.last_finding is not None else []
         self.abnormal, self.last_finding = False, None

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
+from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, micros_threshold, usd
 from spendwatch.detectors.rolling import BucketWindow, DecayedSums
 from spendwatch.schemas.pricing import TierThresholds, price_tier
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 _BUCKETS = 6
 _MAX_CATEGORIES = 48
 _TIERS: dict[tuple[str, str | None, object, object], str] = {}
+_TIER_CACHES: dict[tuple[object, object], dict[tuple[str, str | None], str]] = {}
 _MODEL_KEYS: dict[str, tuple[str, str]] = {}  # model -> its window keys, built once (not per request)
 _TIER_KEYS = {tier: (f"n:t:{tier}", f"c:t:{tier}") for tier in ("frontier", "standard", "economy", "unknown")}
 
@@ -91,11 +92,23 @@ class ModelMixDrift(Detector):
         self.first_ts: float | None = None
         self.last_finding: Finding | None = None  # held while the window is too quiet to judge
 
+    def derive(self) -> None:
+        tiers = self.config.tiers
+        self._cfg_min_spend = micros_threshold(self.config.min_window_spend_usd)
+        # tiers of (model, provider) under these thresholds, shared by every subject with this config
+        self._cfg_tiers = _TIER_CACHES.setdefault(
+            (tiers.frontier_min_input_per_mtok, tiers.economy_max_input_per_mtok), {})
+
     def learn_one(self, obs: Observation, ctx: Context) -> None:
         if self.first_ts is None:
             self.first_ts = obs.ts
         model = obs.model
-        tier = _tier(model, obs.provider, self.config.tiers)
+        tier = self._cfg_tiers.get((model, obs.provider))
+        if tier is None:
+            tiers = self._cfg_tiers
+            if len(tiers) > 4096:
+                tiers.clear()
+            tier = tiers[(model, obs.provider)] = _tier(model, obs.provider, self.config.tiers)
         cost = float(obs.cost)
         model_keys = _MODEL_KEYS.get(model)
         if model_keys is None:
@@ -113,7 +126,7 @@ class ModelMixDrift(Detector):
         totals, sums = window.totals, baseline.sums
         n, spent = totals.get("n", 0.0), totals.get("c", 0.0)
         base_n, base_c = sums.get("n", 0.0), sums.get("c", 0.0)
-        if n < cfg.min_requests or spent < cfg.min_window_spend_usd * MICROS:
+        if n < cfg.min_requests or spent < self._cfg_min_spend:
             # too quiet to judge (a night): an active episode holds rather than resolving and re-paging
             return [self.last_finding] if self.last_finding is not None else []
         self.last_finding = None
