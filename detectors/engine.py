@@ -91,6 +91,10 @@ def observe(record: Record) -> Observation:
 
 _LABEL_FIELDS = (("key_hash", "key_hash"), ("key_alias", "key_alias"), ("user", "user"), ("team", "team"),
                  ("org", "org"))
+#: The identity labels that describe a subject of a wider scope: a team's page names the team
+#: and org, not the key or user of whichever request last reached the team's state.
+_SCOPE_LABELS = {"team": frozenset({"team", "org"}), "org": frozenset({"org"}),
+                 "user": frozenset({"user", "team", "org"})}
 
 
 class Engine:
@@ -196,8 +200,9 @@ class Engine:
         if identity != state.identity:
             state.identity = identity
             labels = state.labels
+            allowed = _SCOPE_LABELS.get(state.scope)
             for (_, label), value in zip(_LABEL_FIELDS, identity, strict=True):
-                if value is not None:
+                if value is not None and (allowed is None or label in allowed):
                     labels[label] = value
         if obs.kind == "request":
             state.baseline.learn_one(ts, obs.cost)

@@ -71,3 +71,13 @@ def test_on_pace_and_late_crossing_do_not_page():
     late = team_traffic(Q4, 60, 100)
     alerts = run(late, budget_config(quarterly_usd=9_500))
     assert not [a for a in alerts if ":early:" in a.dedup_key]
+
+
+def test_a_team_page_names_the_team_not_the_key_that_tipped_it():
+    # The team's state sees requests from many keys; its page must not carry the identity of
+    # whichever key's request happened to cross the line (routing would page that key's owner).
+    config = budget_config(quarterly_usd=10_000)
+    alerts = run(team_traffic(Q4, 14, 600, key="k-tipping", alias="tipping-agent", user="dev@example.com"), config)
+    [early, *_] = of(alerts, "budget_pace", "trigger")
+    assert early.labels["team"] == "ml"
+    assert not {"key_hash", "key_alias", "user"} & set(early.labels)
