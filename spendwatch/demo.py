@@ -356,10 +356,6 @@ def match_detections(truths: list[Any], alerts: list[dict[str, Any]]) -> list[De
             labels = a.get("labels") or {}
             if t.scope == "team":
                 hit = a["scope"] == "team" and a["subject"] == t.subject
-            elif a["scope"] == "team":
-                # A team page (a budget) is not a page on one of its keys, even though its
-                # labels carry the key of the request that tipped it over.
-                hit = False
             else:
                 hit = a["subject"] in names or labels.get("key_hash") in names or labels.get("session_id") in names
             if hit:
