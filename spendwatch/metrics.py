@@ -17,6 +17,12 @@ DEAD_LETTERS = Counter(
     "spendwatch_dead_letters_total", "Messages sent to the dead-letter topic, by stage and error type.",
     ["stage", "error_type"], registry=REGISTRY,
 )
+REDELIVERED = Counter(
+    "spendwatch_redelivered_total",
+    "Messages handed to the worker again within one consumer generation (after Faust's seek back to the "
+    "committed offset) and skipped, because their output is already in the open transaction.",
+    ["topic"], registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "spendwatch_consumer_lag_messages", "Messages between a consumer's position and the partition end.",
     ["group", "topic", "partition"], registry=REGISTRY,

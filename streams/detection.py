@@ -142,7 +142,7 @@ class PartitionDetector:
                 self._max_seen = ts
         if waiting:
             self._waiting[offset] = self._waiting.get(offset, 0) + waiting
-        else:
+        elif offset not in self._waiting:  # a redelivered envelope is done only once its buffered records are
             self._done.append(offset)
         self.release()
         return self._alerts

@@ -33,6 +33,7 @@ from faust.types import TP
 
 from spendwatch import metrics
 from spendwatch.streams.detection import PartitionDetector, is_meta_key, partition_items
+from spendwatch.streams.redelivery import RedeliveryGuard
 from spendwatch.streams.pipeline import (
     Output,
     RawMessage,
@@ -65,6 +66,7 @@ class StreamProcessor:
         self.partitions = streams.partitions
         self.lock = asyncio.Lock()
         self.detectors: dict[int, PartitionDetector] = {}
+        self.redelivery = RedeliveryGuard()
         self._unacked: dict[int, dict[int, EventT]] = defaultdict(dict)  # routed partition -> offset -> event
         self._last_input: dict[int, float] = {}
         self._unstored: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)  # sent, not yet committed
@@ -114,9 +116,17 @@ class StreamProcessor:
     async def handle_raw(self, events: Sequence[EventT]) -> None:
         async with self.lock:
             by_partition: dict[int, list[EventT]] = defaultdict(list)
+            generation = self.app.consumer_generation_id
             for event in events:
-                if self._current(event):
-                    by_partition[event.message.partition].append(event)
+                if not self._current(event):
+                    continue
+                message = event.message
+                if self.redelivery.first_time(message.topic, message.partition, generation=generation,
+                                              offset=message.offset):
+                    by_partition[message.partition].append(event)
+                else:  # already parsed in this generation: its output is in the open transaction
+                    metrics.REDELIVERED.labels(message.topic).inc()
+                    event.ack()
             futures: list[Any] = []
             for partition, part_events in by_partition.items():
                 batch = parse_batch(
@@ -321,6 +331,7 @@ class StreamProcessor:
         """Forget hot state of every partition: uncommitted work is replayed by whoever owns it next."""
         for partition in list(self.detectors):
             self.detectors.pop(partition, None)
+        self.redelivery.forget()
         self._unacked.clear()
         self._unstored.clear()
         self._last_meta.clear()

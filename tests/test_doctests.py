@@ -1,4 +1,4 @@
-"""Runs the numpydoc examples of every spendwatch.detectors module as doctests.
+"""Runs the numpydoc examples of every spendwatch.detectors and spendwatch.streams module as doctests.
 
 (``pytest --doctest-modules`` does not work with the folder mapping of setup.py.)
 """
@@ -12,8 +12,10 @@ import pkgutil
 import pytest
 
 import spendwatch.detectors
+import spendwatch.streams
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(spendwatch.detectors.__path__, "spendwatch.detectors."))
+MODULES = sorted(m.name for package in (spendwatch.detectors, spendwatch.streams)
+                 for m in pkgutil.iter_modules(package.__path__, f"{package.__name__}."))
 
 
 @pytest.mark.parametrize("name", MODULES)
