@@ -65,6 +65,9 @@ class EmbeddedBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> EmbeddedBroker:
+        from spendwatch import broker_quirks
+
+        broker_quirks.apply("noida-db")  # this process talks to noida-db from now on
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
         self._proc = subprocess.Popen(

@@ -84,7 +84,7 @@ def demo_config(data_dir: Path, bootstrap_servers: str, worker_port: int, partit
     """
     return {
         "data_dir": str(data_dir),
-        "kafka": {"bootstrap_servers": bootstrap_servers},
+        "kafka": {"bootstrap_servers": bootstrap_servers, "broker": "noida-db"},
         "streams": {"partitions": partitions, "web_port": worker_port},
         # Bigger, fewer inserts: the demo shares two cores between the worker and chDB.
         "clickhouse": {"flush_interval_s": 2.0},

@@ -249,7 +249,8 @@ def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20
                                   compacted={changelog}))
         config = dict(raw_config or {})
         config["data_dir"] = str(work / "data")
-        config["kafka"] = {"bootstrap_servers": bootstrap, "topics": topics.model_dump()}
+        config["kafka"] = {"bootstrap_servers": bootstrap, "topics": topics.model_dump(),
+                           "broker": "noida-db" if broker is not None else settings.kafka.broker}
         config["streams"] = streams.model_dump(mode="json")
         config_path = work / "bench.yaml"
         config_path.write_text(yaml.safe_dump(config))

@@ -32,6 +32,12 @@ class KafkaConfig(BaseModel):
         default=None,
         description="host:port[,host:port]. Unset: spendwatch starts its embedded broker under data_dir.",
     )
+    broker: Literal["kafka", "noida-db"] = Field(
+        default="kafka",
+        description="What serves bootstrap_servers. 'noida-db' (the local/test broker; set automatically for the "
+        "embedded one) turns on client-side workarounds for its known bugs (spendwatch.broker_quirks); Apache Kafka "
+        "needs none.",
+    )
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
 
 

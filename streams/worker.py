@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from spendwatch import broker_quirks
+
 if TYPE_CHECKING:
     from spendwatch.config import Settings
     from spendwatch.streams.app import StreamsApp
@@ -96,6 +98,7 @@ def run_worker(settings: Settings, *, web_port: int | None = None, loglevel: str
             broker = stack.enter_context(EmbeddedBroker(Path(settings.data_dir) / "kafka"))
             bootstrap = broker.bootstrap_servers
             log.warning("kafka.bootstrap_servers is unset: started the embedded broker on %s", bootstrap)
+        broker_quirks.apply(settings.kafka.broker)
         streams = build_worker_app(settings, bootstrap_servers=bootstrap, web_port=web_port, node_name=node_name)
         ensure_topics(streams, bootstrap)
         worker = faust.Worker(streams.app, loglevel=loglevel)

@@ -57,7 +57,7 @@ def write_config(tmp_path: Path, bootstrap: str, prefix: str, **streams: Any) ->
     topics = {name: f"{prefix}-{name}" for name in ("raw", "events", "outcomes", "alerts", "dead_letters", "routed")}
     config = {
         "data_dir": str(tmp_path / "data"),
-        "kafka": {"bootstrap_servers": bootstrap, "topics": topics},
+        "kafka": {"bootstrap_servers": bootstrap, "topics": topics, "broker": "noida-db"},
         "streams": {"app_id": f"{prefix}-app", "store": "memory://", "partitions": 4, "commit_interval_s": 0.5,
                     "batch_within_s": 0.05, "allowed_lateness_s": 0, "idle_release_s": 0.5,
                     "session_timeout_s": 6, "heartbeat_interval_s": 1, "rebalance_timeout_s": 10, **streams},

@@ -95,8 +95,11 @@ class ClickHouseSink:
 
     def __init__(self, settings: Any, *, bootstrap_servers: str | None = None,
                  client_factory: Callable[[], Client] | None = None):
+        from spendwatch import broker_quirks
+
         self.settings = settings
         self.config = settings.clickhouse
+        broker_quirks.apply(settings.kafka.broker)
         self.bootstrap_servers = bootstrap_servers or settings.kafka.bootstrap_servers
         if not self.bootstrap_servers:
             raise ValueError("the ClickHouse sink needs kafka.bootstrap_servers (or bootstrap_servers=...)")

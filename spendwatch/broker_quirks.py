@@ -1,0 +1,77 @@
+"""Client-side workarounds for known bugs of the local/test broker (noida-db), off for Apache Kafka.
+
+**Stale aborted transactions.** A fetch response lists the aborted transactions that
+overlap the fetched range, as ``(producer_id, first_offset)``; a ``read_committed``
+consumer skips that producer's batches from ``first_offset`` until the producer's abort
+marker. Apache Kafka lists only transactions whose abort marker lies at or after the
+fetch offset. noida-db 0.2.3 lists *every* transaction ever aborted in the partition, so
+once a transactional producer was fenced (a worker killed and restarted reuses its
+transactional ids, hence its producer id), every later fetch re-marks that producer as
+aborted and the consumer silently skips its newer, committed batches until another
+abort marker: a restarted worker stops receiving its own routed envelopes, a sink or
+pager following a topic drops records.
+
+The fix drops an entry whose ``first_offset`` is before the fetch offset, unless the
+fetch continues a response that ended while that producer's aborted transaction was
+still being skipped (remembered per topic-partition and offset: a property of the log,
+so it holds whichever consumer in the process read it). It is correct for every
+consumer that reads a partition from before its aborted transactions, which is how a
+``read_committed`` consumer advances; it is installed only when
+``kafka.broker: noida-db`` (set automatically for the embedded broker).
+
+>>> install_stale_abort_filter(); install_stale_abort_filter()  # idempotent
+>>> from aiokafka.consumer.fetcher import PartitionRecords
+>>> PartitionRecords._spendwatch_stale_abort_filter
+True
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: (topic, partition, next offset) -> producer ids whose aborted transaction was still open there
+_OPEN_ABORTED: OrderedDict[tuple[str, int, int], frozenset[int]] = OrderedDict()
+_OPEN_ABORTED_LIMIT = 10_000
+
+
+def install_stale_abort_filter() -> None:
+    """Patch aiokafka's ``PartitionRecords`` (process-wide, once) to ignore stale aborted transactions."""
+    from aiokafka.consumer.fetcher import PartitionRecords
+
+    if getattr(PartitionRecords, "_spendwatch_stale_abort_filter", False):
+        return
+    original_init = PartitionRecords.__init__
+    original_unpack = PartitionRecords._unpack_records
+
+    def __init__(self: Any, tp: Any, records: Any, aborted_transactions: Any, fetch_offset: int,
+                 *args: Any, **kwargs: Any) -> None:
+        if aborted_transactions:
+            continuing = _OPEN_ABORTED.get((tp.topic, tp.partition, fetch_offset), frozenset())
+            aborted_transactions = [
+                (producer_id, first_offset) for producer_id, first_offset in aborted_transactions
+                if first_offset >= fetch_offset or producer_id in continuing
+            ]
+        original_init(self, tp, records, aborted_transactions, fetch_offset, *args, **kwargs)
+
+    def _unpack_records(self: Any) -> Any:
+        yield from original_unpack(self)
+        if self._aborted_producers:
+            _OPEN_ABORTED[(self._tp.topic, self._tp.partition, self.next_fetch_offset)] = frozenset(
+                self._aborted_producers)
+            while len(_OPEN_ABORTED) > _OPEN_ABORTED_LIMIT:
+                _OPEN_ABORTED.popitem(last=False)
+
+    PartitionRecords.__init__ = __init__  # type: ignore[method-assign]
+    PartitionRecords._unpack_records = _unpack_records  # type: ignore[method-assign]
+    PartitionRecords._spendwatch_stale_abort_filter = True  # type: ignore[attr-defined]
+    log.info("noida-db workaround on: aborted transactions before the fetch offset are ignored")
+
+
+def apply(broker: str) -> None:
+    """Install the workarounds the configured broker needs (none for Apache Kafka)."""
+    if broker == "noida-db":
+        install_stale_abort_filter()
