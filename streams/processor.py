@@ -73,6 +73,9 @@ class StreamProcessor:
         self._changelog_offsets: dict[int, int] = {}
         self._last_meta: dict[int, bytes] = {}
         self._original_commit: Any = None
+        self._original_resume: Any = None
+        self._original_seek: Any = None
+        self._held_resume: set[TP] = set()
         self.events_parsed = 0
         self.alerts_sent = 0
 
@@ -89,6 +92,29 @@ class StreamProcessor:
         if self._original_commit is None:
             self._original_commit = consumer.commit
             consumer.commit = self.commit_hook  # type: ignore[method-assign]
+            self._original_resume = consumer.resume_partitions
+            self._original_seek = consumer.perform_seek
+            consumer.resume_partitions = self._resume_partitions  # type: ignore[method-assign]
+            consumer.perform_seek = self._perform_seek  # type: ignore[method-assign]
+
+    # Faust's recovery resumes the stream partitions and only then seeks them to their committed
+    # offsets; records fetched in between reach the agents around the seek, and Faust's own
+    # read-offset bookkeeping then drops or gap-fills (acknowledges unseen) offsets near it: messages
+    # lost with their offsets committed. Stream partitions are therefore resumed only after the seek.
+    def _resume_partitions(self, tps: Iterable[TP]) -> None:
+        tps = set(tps)
+        if self.app.rebalancing:
+            held = {tp for tp in tps if tp.topic in (self.topics.raw, self.topics.routed)}
+            self._held_resume |= held
+            tps -= held
+        if tps:
+            self._original_resume(tps)
+
+    async def _perform_seek(self) -> None:
+        await self._original_seek()
+        held, self._held_resume = self._held_resume, set()
+        if held:
+            self._original_resume(held)
 
     def _transactional_id(self, topic: str, partition: int) -> str | None:
         """The transactional producer of the source partition being handled."""
@@ -332,6 +358,7 @@ class StreamProcessor:
         for partition in list(self.detectors):
             self.detectors.pop(partition, None)
         self.redelivery.forget()
+        self._held_resume.clear()
         self._unacked.clear()
         self._unstored.clear()
         self._last_meta.clear()
