@@ -10,7 +10,8 @@
    ``pipeline_events_per_s`` from the first committed detector state to the last (the parse
    stage drains most of a backlog before the detect stage commits, so this is mostly the
    detect stage's rate), ``end_to_end_events_per_s`` from starting the worker process
-   (startup, parse and detect included).
+   (startup, parse and detect included); ``worker_cpu_s`` is the CPU time the worker used
+   until then, the figure least disturbed by other load on a shared machine.
 5. Latency: with the worker caught up, live traffic is produced with one injected runaway
    call every quarter second; latency is the time from producing that event to reading its
    committed ``spend_spike`` page on the alerts topic.
