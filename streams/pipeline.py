@@ -138,7 +138,7 @@ def dead_letter_outputs(dead_letters: Iterable[DeadLetter], topics: TopicsConfig
     ]
 
 
-@lru_cache(maxsize=1 << 17)
+@lru_cache(maxsize=65_536)
 def state_partition(state_key: str, partitions: int) -> int:
     """The partition owning a state key: Kafka's default partitioner (murmur2) on the key.
 
