@@ -87,6 +87,7 @@ class Observation:
     user: str | None = None
     team: str | None = None
     org: str | None = None
+    record_id: str | None = None  # event_id / outcome_id: names the record in logs and dead letters
 
     @property
     def time(self) -> datetime:

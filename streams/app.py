@@ -99,6 +99,8 @@ def create_app(settings: Settings, *, bootstrap_servers: str, web_port: int | No
         stream_wait_empty=False,
         stream_buffer_maxsize=max(4096, streams.batch_size * 2),
         broker_max_poll_records=max(500, streams.batch_size),
+        producer_linger=streams.producer_linger_ms / 1000,
+        producer_max_batch_size=streams.producer_max_batch_size,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
         broker_session_timeout=streams.session_timeout_s,

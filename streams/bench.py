@@ -6,7 +6,12 @@
 3. Reference: a plain aiokafka consumer reads and decodes them with orjson.
 4. Pipeline: one worker (a ``spendwatch.streams.worker`` subprocess, exactly-once) processes
    the same backlog; throughput is taken from its committed progress (the per-partition
-   ``applied`` counters in the state changelog), so it counts work that is durable.
+   ``applied`` counters in the state changelog), so it counts work that is durable:
+   ``pipeline_events_per_s`` from the first committed detector state to the last (the parse
+   stage drains most of a backlog before the detect stage commits, so this is mostly the
+   detect stage's rate), ``end_to_end_events_per_s`` from starting the worker process
+   (startup, parse and detect included); ``worker_cpu_s`` is the CPU time the worker used
+   until then, the figure least disturbed by other load on a shared machine.
 5. Latency: with the worker caught up, live traffic is produced with one injected runaway
    call every quarter second; latency is the time from producing that event to reading its
    committed ``spend_spike`` page on the alerts topic.
@@ -216,6 +221,15 @@ def _peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far: robust to other load on a shared machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 1)
+
+
 def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -273,6 +287,7 @@ def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20
             stdout=worker_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         worker_log.close()
         pid = worker.pid
+        worker_started = time.perf_counter()
 
         def alive() -> bool:
             return worker is not None and worker.poll() is None
@@ -283,6 +298,7 @@ def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20
         except click.ClickException:
             sys.stderr.write((work / "worker.log").read_text(errors="replace")[-5000:])
             raise
+        worker_cpu_s = _cpu_seconds(pid)
         share = (expected - first_applied) / expected
         pipeline_eps = len(lines) * share / max(done_t - first_t, 1e-9) if share > 0 else None
         log("latency: live traffic with injected runaway calls...")
@@ -296,6 +312,8 @@ def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20
             "pipeline_events_per_s": round(pipeline_eps) if pipeline_eps else None,
             "raw_consume_events_per_s": round(raw_eps),
             "ratio": round(pipeline_eps / raw_eps, 4) if pipeline_eps else None,
+            "end_to_end_events_per_s": round(len(lines) / (done_t - worker_started)),
+            "worker_cpu_s": worker_cpu_s,
             "latency_p50_ms": _percentile(latencies, 50),
             "latency_p99_ms": _percentile(latencies, 99),
             "incidents_injected": incidents,

@@ -67,6 +67,17 @@ class StreamsConfig(BaseModel):
         description="How often hot in-memory detector state is flushed to the changelog and offsets committed "
         "(one transaction). Longer: fewer state writes, later alerts.",
     )
+    producer_linger_ms: float = Field(
+        default=10.0, ge=0,
+        description="How long the worker's producers wait to fill a batch before sending it (Kafka linger.ms). "
+        "The stages produce whole batches at once, so a few milliseconds turn thousands of produce requests "
+        "into a handful; it adds at most this much to alert latency.",
+    )
+    producer_max_batch_size: int = Field(
+        default=512 * 1024, ge=1024,
+        description="Largest producer batch per topic partition, bytes (Kafka batch.size); at most the "
+        "broker's message.max.bytes (1 MiB by default).",
+    )
     allowed_lateness_s: float = Field(
         default=30.0, ge=0,
         description="Event-time reorder window: records are held until the partition's stream time is this far "

@@ -37,13 +37,10 @@ import orjson
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from spendwatch.detectors.base import Observation
     from spendwatch.detectors.engine import Engine, SubjectState
     from spendwatch.schemas.alert import Alert
     from spendwatch.schemas.dead_letter import DeadLetter
-    from spendwatch.schemas.event import GatewayEvent
-    from spendwatch.schemas.outcome import OutcomeEvent
-
-    Record = GatewayEvent | OutcomeEvent
 
 #: Prefix of the per-partition metadata keys in the state table (state keys never start with NUL).
 META_PREFIX = "\x00partition:"
@@ -92,7 +89,7 @@ class PartitionDetector:
         self._dirty: set[str] = set()
         self._alerts: list[Alert] = []
         self._dead_letters: list[DeadLetter] = []
-        self._heap: list[tuple[float, int, int, int, list[str], Record]] = []
+        self._heap: list[tuple[float, int, int, int, list[str], Observation]] = []
         self._seq = count()
         self._max_seen = -math.inf  # largest event time accepted
         self._processed = -math.inf  # largest event time processed
@@ -124,8 +121,8 @@ class PartitionDetector:
         self._replay_pending = {int(o): set(idx) for o, idx in meta["pending"].items()}
 
     # -- input ---------------------------------------------------------------------------
-    def accept(self, offset: int, entries: list[tuple[list[str], Record]]) -> list[Alert]:
-        """Take one envelope; returns nothing (alerts wait for the commit in :meth:`flush`)."""
+    def accept(self, offset: int, entries: list[tuple[list[str], Observation]]) -> list[Alert]:
+        """Take one envelope (:func:`~spendwatch.streams.pipeline.decode_envelope`); alerts wait for :meth:`flush`."""
         if offset <= self._seen_through:
             wanted = self._replay_pending.pop(offset, set())
         else:
@@ -135,7 +132,7 @@ class PartitionDetector:
         for index, (keys, record) in enumerate(entries):
             if wanted is not None and index not in wanted:
                 continue  # applied before the crash, and committed with the state
-            ts = record.event_time.timestamp()
+            ts = record.ts
             heapq.heappush(self._heap, (ts, next(self._seq), offset, index, keys, record))
             waiting += 1
             if ts > self._max_seen:
@@ -171,7 +168,7 @@ class PartitionDetector:
         return done
 
     # -- processing ----------------------------------------------------------------------
-    def _process(self, ts: float, keys: list[str], record: Record) -> None:
+    def _process(self, ts: float, keys: list[str], record: Observation) -> None:
         self.stats.records += 1
         self.applied += 1
         if ts < self._processed:
@@ -236,12 +233,13 @@ class PartitionDetector:
             else:
                 hot.pop(key, None)
 
-    def _failed(self, key: str, record: Record, exc: Exception) -> None:
+    def _failed(self, key: str, record: Observation, exc: Exception) -> None:
         from spendwatch.schemas.dead_letter import DeadLetter
 
-        log.exception("detectors failed on a record of %s", key)
+        log.exception("detectors failed on record %s of %s", record.record_id, key)
+        # the record as the detectors saw it: its observation, named by record_id
         self._dead_letters.append(DeadLetter.for_bytes(
-            record.model_dump_json().encode(), reason=f"{type(exc).__name__}: {exc}"[:1000],
+            orjson.dumps(record), reason=f"{type(exc).__name__}: {exc}"[:1000],
             error_type="detector_error", field=key, stage="detect"))
 
     # -- commit --------------------------------------------------------------------------

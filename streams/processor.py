@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from faust.types import TP
@@ -123,11 +123,18 @@ class StreamProcessor:
         group = self.app.assignor.group_for_topic(topic)
         return f"{self.app.conf.id}-{group}-{partition}"
 
-    def _current(self, event: EventT) -> bool:
-        """False for a message fetched before the last rebalance or from a partition no longer ours."""
-        message = event.message
-        return (message.generation_id == self.app.consumer_generation_id
-                and message.tp in self.app.consumer.assignment())
+    def _current_events(self, events: Iterable[EventT]) -> Iterator[EventT]:
+        """The events of a batch except those fetched before the last rebalance or from a partition no longer ours.
+
+        The assignment is read once per batch: the consumer copies it on every call, and the batch handlers
+        hold the lock that a rebalance's revoke waits for, so it cannot change meanwhile.
+        """
+        generation = self.app.consumer_generation_id
+        assignment = self.app.consumer.assignment()
+        for event in events:
+            message = event.message
+            if message.generation_id == generation and message.tp in assignment:
+                yield event
 
     async def _send_all(self, source: TP, outputs: Iterable[Output]) -> list[Any]:
         producer = self.app.producer
@@ -143,9 +150,7 @@ class StreamProcessor:
         async with self.lock:
             by_partition: dict[int, list[EventT]] = defaultdict(list)
             generation = self.app.consumer_generation_id
-            for event in events:
-                if not self._current(event):
-                    continue
+            for event in self._current_events(events):
                 message = event.message
                 if self.redelivery.first_time(message.topic, message.partition, generation=generation,
                                               offset=message.offset):
@@ -230,9 +235,7 @@ class StreamProcessor:
         async with self.lock:
             started = time.perf_counter()
             now = time.monotonic()
-            for event in events:
-                if not self._current(event):
-                    continue
+            for event in self._current_events(events):
                 message = event.message
                 partition = message.partition
                 detector = await self._detector(partition)
