@@ -102,7 +102,7 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_counts_nothing_twice(k
         run(produce(bootstrap, topics["raw"], tail))
         # die once part of the tail is committed: state, offsets and pages half way through it
         run(wait_applied(bootstrap, changelog, expected, at_least=expected_applied(head, PARTITIONS) + 1,
-                         timeout=120, alive=first.alive, poll_s=0.05))
+                         timeout=120, alive=first.alive))
     finally:
         first.kill()  # SIGKILL: no shutdown, no final commit, open transactions left behind
     applied_at_kill = applied_records(run(read_table(bootstrap, changelog)))
