@@ -31,6 +31,12 @@ DETECTOR_LATENCY = Histogram(
     "spendwatch_detector_batch_seconds", "Time to run the detectors over one batch of events.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=REGISTRY,
 )
+COMMIT_SECONDS = Histogram(
+    "spendwatch_stream_commit_seconds",
+    "Time of one stream commit by phase: sends (the parse stage's writes acknowledged), flush (hot state and "
+    "alerts serialised and sent), transaction (offsets committed with everything sent).",
+    ["phase"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=REGISTRY,
+)
 ALERTS_EMITTED = Counter(
     "spendwatch_alerts_total", "Alert notifications produced, by detector and action.",
     ["detector", "action"], registry=REGISTRY,

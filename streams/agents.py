@@ -1,8 +1,12 @@
-"""The agents: thin loops that take batches from a topic and hand them to the processor.
+"""The stages' entry points: thin loops that hand batches to the processor.
 
-Batches (``noack_take``) rather than single events, because Faust's per-event overhead
-and per-event table writes cap a worker at about a thousand events a second; messages
-are acknowledged by the processor only once their effect is in the next commit.
+* raw: parsed a whole fetch at a time, handed over by the consumer itself
+  (:mod:`spendwatch.streams.consumer`): Faust's per-message path into an agent costs
+  more than parsing the message;
+* routed: an agent taking batches (``noack_take``) of envelopes, each already a batch
+  of records.
+
+Messages are acknowledged by the processor only once their effect is in the next commit.
 """
 
 from __future__ import annotations
@@ -16,11 +20,9 @@ def register_agents(streams: StreamsApp, processor: StreamProcessor) -> None:
     conf = streams.settings.streams
     streams.app.processor = processor
 
-    @app.agent(streams.raw, name="spendwatch.parse")
-    async def parse(stream):  # noqa: ANN001 - a Faust stream
-        """raw -> events, outcomes, dead letters and routed envelopes."""
-        async for batch in stream.noack_take(conf.batch_size, within=conf.batch_within_s):
-            await processor.handle_raw(batch)
+    # raw -> events, outcomes, dead letters and routed envelopes: subscribed here, handed to
+    # processor.handle_raw by the consumer (StreamProcessor.install)
+    app.topics.add(streams.raw)
 
     @app.agent(streams.routed, name="spendwatch.detect")
     async def detect(stream):  # noqa: ANN001 - a Faust stream

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
+from spendwatch.streams.partitioner import CachedDefaultPartitioner
+
 if TYPE_CHECKING:
     from spendwatch.config import Settings
 
@@ -30,9 +32,18 @@ STATE_TABLE = "detector-state"
 
 
 class SpendwatchApp(faust.App):
-    """A Faust app that lets the stream processor commit its hot state before partitions are revoked."""
+    """A Faust app that lets the stream processor commit its hot state before partitions are revoked.
+
+    Its consumer hands messages to the agents without Faust's per-message tasks
+    (:mod:`spendwatch.streams.consumer`).
+    """
 
     processor: Any = None
+
+    def _new_transport(self) -> Any:
+        from spendwatch.streams.consumer import FastDrainTransport
+
+        return FastDrainTransport(self.conf.broker_consumer, self)
 
     async def _on_partitions_revoked(self, revoked: set) -> None:  # type: ignore[override]
         if self.processor is not None:
@@ -99,6 +110,7 @@ def create_app(settings: Settings, *, bootstrap_servers: str, web_port: int | No
         stream_wait_empty=False,
         stream_buffer_maxsize=max(4096, streams.batch_size * 2),
         broker_max_poll_records=max(500, streams.batch_size),
+        producer_partitioner=CachedDefaultPartitioner(),
         producer_linger=streams.producer_linger_ms / 1000,
         producer_max_batch_size=streams.producer_max_batch_size,
         consumer_auto_offset_reset="earliest",

@@ -55,8 +55,8 @@ def _generate(events: int, keys: int, seed: int = 1) -> list[bytes]:
     return list(islice(iter_json_lines(traffic=traffic), events))
 
 
-def _expected_applied(lines: list[bytes], settings: Settings) -> int:
-    """(record, partition) entries the detect stage applies for these events."""
+def _expected_applied(lines: list[bytes], settings: Settings) -> dict[int, int]:
+    """(record, partition) entries the detect stage applies for these events, per routed partition."""
     from spendwatch.detectors.engine import Engine
     from spendwatch.schemas.event import GatewayEvent
     from spendwatch.schemas.outcome import OutcomeEvent
@@ -64,13 +64,14 @@ def _expected_applied(lines: list[bytes], settings: Settings) -> int:
 
     engine = Engine(settings.detectors)
     partitions = settings.streams.partitions
-    total = 0
+    per_partition = dict.fromkeys(range(partitions), 0)
     for line in lines:
         data = orjson.loads(line)
         model = OutcomeEvent if "outcome_id" in data else GatewayEvent
         record = model.model_construct(**data)
-        total += len({state_partition(k, partitions) for k in engine.routes(record)})
-    return total
+        for partition in {state_partition(k, partitions) for k in engine.routes(record)}:
+            per_partition[partition] += 1
+    return per_partition
 
 
 async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> float:
@@ -133,7 +134,8 @@ def _wait_ready(port: int, alive: Any, timeout: float) -> float:
     raise click.ClickException("the worker did not become ready")
 
 
-async def _follow_progress(bootstrap: str, changelog: str, expected: int, timeout: float, alive: Any) -> float:
+async def _follow_progress(bootstrap: str, changelog: str, expected_by_partition: dict[int, int], timeout: float,
+                           alive: Any) -> float:
     """Follow the committed state until every record is applied; returns that time."""
     from aiokafka import AIOKafkaConsumer
 
@@ -142,6 +144,7 @@ async def _follow_progress(bootstrap: str, changelog: str, expected: int, timeou
                                 isolation_level="read_committed", max_partition_fetch_bytes=16 * 1024 * 1024)
     await consumer.start()
     applied: dict[bytes, int] = {}
+    expected = sum(expected_by_partition.values())
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -149,7 +152,12 @@ async def _follow_progress(bootstrap: str, changelog: str, expected: int, timeou
             if total >= expected:
                 return time.perf_counter()
             if time.monotonic() > deadline or not alive():
-                raise click.ClickException(f"pipeline applied {total} of {expected} records before giving up")
+                done_by_partition = {int(key.rpartition(b":")[2]): n for key, n in applied.items()}
+                missing = {p: n - done_by_partition.get(p, 0) for p, n in sorted(expected_by_partition.items())}
+                state = "exited" if not alive() else "still running"
+                raise click.ClickException(
+                    f"pipeline applied {total} of {expected} records before giving up (worker {state}); "
+                    f"records missing per partition: { {p: n for p, n in missing.items() if n} }")
             batches = await consumer.getmany(timeout_ms=200)
             for records in batches.values():
                 for r in records:
@@ -269,6 +277,9 @@ def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20
         topics = TopicsConfig(**{name: f"{prefix}-{name}" for name in TopicsConfig.model_fields})
         streams = settings.streams.model_copy(update={
             "app_id": f"{prefix}-app", "store": "memory://", "allowed_lateness_s": BENCH_LATENESS_S,
+            # the backlog's last second of event time waits in the reorder buffer until the partition is idle
+            # this long; the default (5 s) would add its wait to every run's clock
+            "idle_release_s": BENCH_LATENESS_S,
         })
         partitions = streams.partitions
         changelog = f"{streams.app_id}-detector-state-changelog"
@@ -336,6 +347,7 @@ def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20
             "processing_guarantee": streams.processing_guarantee,
             "commit_interval_s": streams.commit_interval_s,
             "allowed_lateness_s": streams.allowed_lateness_s,
+            "idle_release_s": streams.idle_release_s,
             "broker": "configured" if settings.kafka.bootstrap_servers else "embedded",
             "python": sys.version.split()[0],
             "cpus": os.cpu_count(),

@@ -18,24 +18,27 @@ True
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiokafka.partitioner import murmur2
 
-from spendwatch.detectors.engine import observe_canonical
+from spendwatch.detectors.base import Observation
+from spendwatch.detectors.engine import observe, observe_canonical
 from spendwatch.schemas.adapters import parse_message_partial
 from spendwatch.schemas.dead_letter import DeadLetter
 from spendwatch.schemas.errors import ParseError
 from spendwatch.schemas.event import GatewayEvent
 from spendwatch.schemas.outcome import OutcomeEvent
+from spendwatch.streams.partitioner import key_partition
 
 if TYPE_CHECKING:
-    from spendwatch.detectors.base import Observation
     from spendwatch.schemas.adapters.config import AdaptersConfig
     from spendwatch.streams.config import TopicsConfig
 
@@ -43,9 +46,11 @@ if TYPE_CHECKING:
 
 #: Records per envelope on the routed topic (keeps each message well under Kafka's 1 MB default).
 ENVELOPE_MAX_RECORDS = 500
-_KIND_EVENT = "e"
-_KIND_OUTCOME = "o"
-_RECORD_KINDS = {_KIND_EVENT: "request", _KIND_OUTCOME: "outcome"}
+#: First element of an envelope: how its records are written (1, unmarked: canonical JSON; 2: observation rows).
+ENVELOPE_FORMAT = 2
+#: An :class:`Observation`'s field values, in declaration order (its constructor's positional order).
+observation_row = operator.attrgetter(*(f.name for f in dataclasses.fields(Observation)))
+_RECORD_KINDS = {"e": "request", "o": "outcome"}  # format 1 envelopes
 
 
 @dataclass(slots=True, frozen=True)
@@ -71,7 +76,7 @@ class Output:
 @dataclass(slots=True)
 class ParsedBatch:
     records: list[Record] = field(default_factory=list)
-    #: The canonical JSON of each record, in the same order (made once, reused for events and envelopes).
+    #: The canonical JSON of each record, in the same order (for the events and outcomes topics).
     record_json: list[bytes] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
@@ -142,49 +147,70 @@ def dead_letter_outputs(dead_letters: Iterable[DeadLetter], topics: TopicsConfig
 def state_partition(state_key: str, partitions: int) -> int:
     """The partition owning a state key: Kafka's default partitioner (murmur2) on the key.
 
-    Cached: murmur2 is pure Python (~10 us) and the parse stage asks for every key of every record.
+    Cached: the parse stage asks for every key of every record.
     """
-    return (murmur2(state_key.encode()) & 0x7FFFFFFF) % partitions
+    return key_partition(state_key.encode(), partitions)
 
 
 def route_records(batch: ParsedBatch, routes: Callable[[Record], list[str]], partitions: int) -> dict[int, list[Any]]:
     """Group a batch's records by the partition of each state key they update.
 
-    Returns ``{partition: [[kind, [state keys in that partition], record JSON fragment], ...]}``;
-    a record with no state key (no detector wants it) goes nowhere.
+    Returns ``{partition: [[state keys in that partition], observation row], ...]}``; a record
+    with no state key (no detector wants it) goes nowhere.
     """
     by_partition: dict[int, list[Any]] = defaultdict(list)
-    for record, data in zip(batch.records, batch.record_json, strict=True):
+    for record in batch.records:
         keys = routes(record)
         if not keys:
             continue
-        kind = _KIND_OUTCOME if isinstance(record, OutcomeEvent) else _KIND_EVENT
+        row = observation_row(observe(record))
         if len(keys) == 1:
-            by_partition[state_partition(keys[0], partitions)].append([kind, keys, orjson.Fragment(data)])
+            by_partition[state_partition(keys[0], partitions)].append([keys, row])
             continue
         grouped: dict[int, list[str]] = defaultdict(list)
         for key in keys:
             grouped[state_partition(key, partitions)].append(key)
         for partition, part_keys in grouped.items():
-            by_partition[partition].append([kind, part_keys, orjson.Fragment(data)])
+            by_partition[partition].append([part_keys, row])
     return by_partition
 
 
 def envelope_outputs(routed: dict[int, list[Any]], topic: str) -> list[Output]:
-    """Envelopes for the routed topic: at most :data:`ENVELOPE_MAX_RECORDS` records each."""
+    """Envelopes for the routed topic: at most :data:`ENVELOPE_MAX_RECORDS` records each.
+
+    An envelope is a JSON array: :data:`ENVELOPE_FORMAT`, then one ``[state keys, observation row]``
+    per record (the :class:`~spendwatch.detectors.base.Observation` fields in declaration order).
+    """
     outputs = []
     for partition, entries in sorted(routed.items()):
         for start in range(0, len(entries), ENVELOPE_MAX_RECORDS):
             chunk = entries[start:start + ENVELOPE_MAX_RECORDS]
-            outputs.append(Output(topic, None, orjson.dumps(chunk), partition))
+            outputs.append(Output(topic, None, orjson.dumps([ENVELOPE_FORMAT, *chunk]), partition))
     return outputs
 
 
 def decode_envelope(value: bytes) -> list[tuple[list[str], Observation]]:
     """The ``(state keys, observation)`` entries of one envelope.
 
-    Envelopes are written by the parse stage from records it has just validated, so each
-    record goes straight from its canonical JSON to the engine's :class:`Observation`
-    (:func:`~spendwatch.detectors.engine.observe_canonical`), without rebuilding the model.
+    The parse stage has made each record's :class:`Observation` (what the detectors read) with
+    :func:`~spendwatch.detectors.engine.observe`, as the backtest does; the envelope carries it
+    as a row of field values, so nothing is parsed or validated twice. Envelopes written before
+    format 2 (records as canonical JSON) are still read.
+
+    >>> from spendwatch.detectors.base import Observation
+    >>> obs = Observation(kind="request", ts=1795463911.25, cost=1_234_567, model="o3", tags=("a", "b"))
+    >>> [(keys, again)] = decode_envelope(orjson.dumps([ENVELOPE_FORMAT, [["key:k1"], observation_row(obs)]]))
+    >>> keys, again == obs
+    (['key:k1'], True)
     """
-    return [(keys, observe_canonical(_RECORD_KINDS[kind], data)) for kind, keys, data in orjson.loads(value)]
+    entries = orjson.loads(value)
+    if entries and entries[0] == ENVELOPE_FORMAT:
+        return [(keys, _observation(row)) for keys, row in islice(entries, 1, None)]
+    return [(keys, observe_canonical(_RECORD_KINDS[kind], data)) for kind, keys, data in entries]
+
+
+def _observation(row: list[Any]) -> Observation:
+    obs = Observation(*row)
+    if obs.tags:
+        obs.tags = tuple(obs.tags)
+    return obs

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from faust.types import TP
@@ -46,7 +46,7 @@ from spendwatch.streams.pipeline import (
 )
 
 if TYPE_CHECKING:
-    from faust.types import EventT
+    from faust.types import EventT, Message
 
     from spendwatch.detectors.engine import Engine
     from spendwatch.streams.app import StreamsApp
@@ -68,6 +68,7 @@ class StreamProcessor:
         self.detectors: dict[int, PartitionDetector] = {}
         self.redelivery = RedeliveryGuard()
         self._unacked: dict[int, dict[int, EventT]] = defaultdict(dict)  # routed partition -> offset -> event
+        self._done: dict[int, set[int]] = defaultdict(set)  # routed partition -> offsets processed, not yet acked
         self._last_input: dict[int, float] = {}
         self._unstored: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)  # sent, not yet committed
         self._changelog_offsets: dict[int, int] = {}
@@ -76,12 +77,14 @@ class StreamProcessor:
         self._original_resume: Any = None
         self._original_seek: Any = None
         self._held_resume: set[TP] = set()
+        self._inflight: list[Any] = []  # produce futures of the parse stage, awaited before each commit
+        self._send_error: BaseException | None = None
         self.events_parsed = 0
         self.alerts_sent = 0
 
     # -- wiring ----------------------------------------------------------------------------
     def install(self) -> None:
-        """Wrap the consumer's commit.
+        """Wrap the consumer's commit and hand it the raw topic's fetches.
 
         Call it once the Faust worker exists (``app.in_worker`` set): creating the consumer
         earlier would freeze ``app.in_transaction`` to False.
@@ -96,6 +99,7 @@ class StreamProcessor:
             self._original_seek = consumer.perform_seek
             consumer.resume_partitions = self._resume_partitions  # type: ignore[method-assign]
             consumer.perform_seek = self._perform_seek  # type: ignore[method-assign]
+            consumer.handle_in_batches(self.topics.raw, self.handle_raw)
 
     # Faust's recovery resumes the stream partitions and only then seeks them to their committed
     # offsets; records fetched in between reach the agents around the seek, and Faust's own
@@ -123,18 +127,16 @@ class StreamProcessor:
         group = self.app.assignor.group_for_topic(topic)
         return f"{self.app.conf.id}-{group}-{partition}"
 
-    def _current_events(self, events: Iterable[EventT]) -> Iterator[EventT]:
-        """The events of a batch except those fetched before the last rebalance or from a partition no longer ours.
+    def _currency(self) -> Callable[[Message], bool]:
+        """A test for the messages of one batch: false for those fetched before the last rebalance or from a
+        partition no longer ours.
 
         The assignment is read once per batch: the consumer copies it on every call, and the batch handlers
         hold the lock that a rebalance's revoke waits for, so it cannot change meanwhile.
         """
         generation = self.app.consumer_generation_id
         assignment = self.app.consumer.assignment()
-        for event in events:
-            message = event.message
-            if message.generation_id == generation and message.tp in assignment:
-                yield event
+        return lambda message: message.generation_id == generation and message.tp in assignment
 
     async def _send_all(self, source: TP, outputs: Iterable[Output]) -> list[Any]:
         producer = self.app.producer
@@ -146,24 +148,26 @@ class StreamProcessor:
         return futures
 
     # -- stage 1: parse and route ----------------------------------------------------------
-    async def handle_raw(self, events: Sequence[EventT]) -> None:
+    async def handle_raw(self, messages: Sequence[Message]) -> None:
+        """Parse one fetch of the raw topic (handed over by the consumer, see :mod:`spendwatch.streams.consumer`)."""
         async with self.lock:
-            by_partition: dict[int, list[EventT]] = defaultdict(list)
+            consumer = self.app.consumer
+            is_current = self._currency()
             generation = self.app.consumer_generation_id
-            for event in self._current_events(events):
-                message = event.message
+            by_partition: dict[int, list[Message]] = defaultdict(list)
+            for message in messages:
+                if not is_current(message):
+                    continue  # re-read from the committed offset after the rebalance's seek
                 if self.redelivery.first_time(message.topic, message.partition, generation=generation,
                                               offset=message.offset):
-                    by_partition[message.partition].append(event)
+                    by_partition[message.partition].append(message)
                 else:  # already parsed in this generation: its output is in the open transaction
                     metrics.REDELIVERED.labels(message.topic).inc()
-                    event.ack()
+                    consumer.ack(message)
             futures: list[Any] = []
-            for partition, part_events in by_partition.items():
+            for partition, part_messages in by_partition.items():
                 batch = parse_batch(
-                    (RawMessage(e.message.value, e.message.topic, partition, e.message.offset) for e in part_events),
-                    self.settings.adapters,
-                )
+                    (RawMessage(m.value, m.topic, partition, m.offset) for m in part_messages), self.settings.adapters)
                 outputs = canonical_outputs(batch, self.topics)
                 outputs += dead_letter_outputs(batch.dead_letters, self.topics)
                 outputs += envelope_outputs(route_records(batch, self.engine.routes, self.partitions),
@@ -177,11 +181,13 @@ class StreamProcessor:
                     metrics.DEAD_LETTERS.labels(dl.stage, dl.error_type).inc()
                     log.warning("dead letter %s:%s@%s: %s %s", dl.source_topic, dl.source_partition,
                                 dl.source_offset, dl.error_type, dl.reason)
-            if futures:
-                await asyncio.gather(*futures)
-            for part_events in by_partition.values():
-                for event in part_events:
-                    event.ack()
+            # Acknowledged without waiting for the broker: the commit awaits every send first
+            # (:meth:`_await_inflight`), so an offset is never committed before its outputs are written,
+            # and the detect stage is not held up behind this batch's round trip.
+            self._inflight += futures
+            for part_messages in by_partition.values():
+                for message in part_messages:
+                    consumer.ack(message)
 
     # -- stage 2: detect -------------------------------------------------------------------
     async def _detector(self, partition: int) -> PartitionDetector:
@@ -235,8 +241,11 @@ class StreamProcessor:
         async with self.lock:
             started = time.perf_counter()
             now = time.monotonic()
-            for event in self._current_events(events):
+            is_current = self._currency()
+            for event in events:
                 message = event.message
+                if not is_current(message):
+                    continue
                 partition = message.partition
                 detector = await self._detector(partition)
                 self._unacked[partition][message.offset] = event
@@ -246,11 +255,25 @@ class StreamProcessor:
             metrics.DETECTOR_LATENCY.observe(time.perf_counter() - started)
 
     def _ack_done(self, partition: int, detector: PartitionDetector) -> None:
-        unacked = self._unacked[partition]
-        for offset in detector.take_done():
-            event = unacked.pop(offset, None)
-            if event is not None:
-                event.ack()
+        """Acknowledge the envelopes whose records are all processed, in offset order only.
+
+        Faust commits past one unacknowledged offset right after the last commit (it takes it
+        for a transaction marker). Acknowledging a later envelope while an earlier one still has
+        records in the reorder buffer would therefore commit the earlier one unprocessed (lost
+        in a crash), and its own acknowledgement would then be ignored, leaving the state it
+        produced in a transaction that never commits.
+        """
+        done = self._done[partition]
+        done.update(detector.take_done())
+        unacked = self._unacked[partition]  # offset order: envelopes are added as they are read
+        while unacked:
+            offset = next(iter(unacked))
+            if offset not in done:
+                break
+            done.discard(offset)
+            unacked.pop(offset).ack()
+        if not unacked:
+            done.clear()
 
     async def release_idle(self) -> None:
         """Release the reorder buffer of partitions that received nothing for ``idle_release_s``."""
@@ -297,11 +320,36 @@ class StreamProcessor:
         async with self.lock:
             return await self._commit_locked(topics, start_new_transaction)
 
+    async def _await_inflight(self) -> None:
+        """Wait for the parse stage's sends; a failed one raises, so nothing is committed past it."""
+        if self._send_error is not None:
+            raise self._send_error
+        inflight, self._inflight = self._inflight, []
+        if not inflight:
+            return
+        try:
+            await asyncio.gather(*inflight)
+        except Exception as exc:
+            # Sticky: a later commit must not carry these offsets either. The worker stops; a restart
+            # replays from the last commit.
+            self._send_error = exc
+            log.error("a send of the parse stage failed (%r): stopping before committing past it", exc)
+            await self.app.crash(exc)
+            raise
+
     async def _commit_locked(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         consumer = self.app.consumer
+        started = time.perf_counter()
+        await self._await_inflight()
+        sent = time.perf_counter()
         await self._flush()
+        flushed = time.perf_counter()
         before = dict(consumer._committed_offset)
         done = await self._original_commit(topics, start_new_transaction=start_new_transaction)
+        committed = time.perf_counter()
+        metrics.COMMIT_SECONDS.labels("sends").observe(sent - started)
+        metrics.COMMIT_SECONDS.labels("flush").observe(flushed - sent)
+        metrics.COMMIT_SECONDS.labels("transaction").observe(committed - flushed)
         if self.app.in_transaction:
             # routed partition p's state went out in p's transaction (its producer serves every source topic of
             # routed's partition group); that transaction committed if any of those topics' offsets for p advanced
@@ -363,5 +411,7 @@ class StreamProcessor:
         self.redelivery.forget()
         self._held_resume.clear()
         self._unacked.clear()
+        self._done.clear()
         self._unstored.clear()
         self._last_meta.clear()
+        self._inflight.clear()  # awaited by the commit before the revoke; the next owner replays anything else

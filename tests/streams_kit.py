@@ -238,6 +238,33 @@ def expected_applied(events: Iterable[dict], partitions: int) -> int:
     return sum(len({state_partition(k, partitions) for k in engine.routes(r)}) for r in parsed.records)
 
 
+async def wait_table(bootstrap: str, changelog: str, done: Callable[[dict[bytes, bytes]], bool], *,
+                     timeout: float, alive: Callable[[], bool] | None = None,
+                     isolation_level: str = "read_committed") -> dict[bytes, bytes]:
+    """Follow the state table until ``done(table)``; ``read_uncommitted`` sees what a worker sent before it commits."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(changelog, bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", isolation_level=isolation_level, group_id=None,
+                                metadata_max_age_ms=1000)
+    await consumer.start()
+    table: dict[bytes, bytes] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while not done(table):
+            if alive is not None and not alive():
+                raise RuntimeError("worker died")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the state table did not reach the expected condition within {timeout}s")
+            batches = await consumer.getmany(timeout_ms=500)  # returns as soon as a commit is readable
+            for records in batches.values():
+                for r in records:
+                    table[r.key] = r.value
+        return table
+    finally:
+        await consumer.stop()
+
+
 async def wait_applied(bootstrap: str, changelog: str, expected: int, *, timeout: float,
                        alive: Callable[[], bool] | None = None, at_least: int | None = None) -> dict[bytes, bytes]:
     """Follow the committed state until the detectors applied ``expected`` records; fail if ever more.

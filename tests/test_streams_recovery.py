@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from spendwatch.broker import create_topics
@@ -31,6 +32,7 @@ from streams_kit import (
     read_table,
     run,
     wait_applied,
+    wait_table,
     write_config,
 )
 
@@ -76,13 +78,13 @@ def assert_no_duplicate_pages(alerts: list[dict]) -> None:
     assert set(triggers.values()) <= {1}
 
 
-def make_pipeline(kafka_bootstrap, tmp_path, **streams):
+def make_pipeline(kafka_bootstrap, tmp_path, partitions=PARTITIONS, **streams):
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    config_path, config = write_config(tmp_path, kafka_bootstrap, prefix, partitions=PARTITIONS,
-                                       commit_interval_s=0.3, batch_size=500, **streams)
+    config_path, config = write_config(tmp_path, kafka_bootstrap, prefix, partitions=partitions,
+                                       **{"commit_interval_s": 0.3, "batch_size": 500, **streams})
     topics = config["kafka"]["topics"]
     changelog = f"{config['streams']['app_id']}-detector-state-changelog"
-    asyncio.run(create_topics(kafka_bootstrap, {n: PARTITIONS for n in [*topics.values(), changelog]},
+    asyncio.run(create_topics(kafka_bootstrap, {n: partitions for n in [*topics.values(), changelog]},
                               compacted={changelog}))
     return {"bootstrap": kafka_bootstrap, "config": config_path, "topics": topics, "changelog": changelog,
             "tmp": tmp_path}
@@ -162,3 +164,32 @@ def test_two_workers_share_partitions_and_hand_state_over(kafka_bootstrap, tmp_p
     # b restored state it did not build itself (partitions handed over with their baselines)
     loaded = [line for line in b.log().splitlines() if "detector states loaded" in line]
     assert any(" 0 detector states" not in line for line in loaded)
+
+
+def test_an_envelope_waiting_in_the_reorder_buffer_is_not_committed_past(kafka_bootstrap, tmp_path) -> None:
+    """A later envelope finishing first must not commit the routed offset past an earlier, unfinished one.
+
+    Envelope A holds a record that waits in the reorder buffer; envelope B, read after it, holds only a
+    late record (processed at once). Were B acknowledged before A, Faust would commit past A (it
+    commits over one unacknowledged offset after the last commit), A's record would be lost in a
+    crash, and A's own acknowledgement, once its record is released, would be ignored: the state it
+    produced would sit in a transaction that never commits.
+    """
+    pipe = make_pipeline(kafka_bootstrap, tmp_path, partitions=1, allowed_lateness_s=3600, idle_release_s=10)
+    bootstrap, changelog = pipe["bootstrap"], pipe["changelog"]
+    held = event(1, "key-a", T0 + timedelta(hours=10), "0.50")
+    late = event(2, "key-b", T0, "0.25")
+    with WorkerProcess(pipe["config"], tmp_path) as worker:
+        try:
+            run(produce(bootstrap, pipe["topics"]["raw"], [held]))
+            # A is read and waiting: the worker has sent state naming it pending (not committed: A is not done)
+            run(wait_table(bootstrap, changelog, lambda table: any(
+                orjson.loads(v)["pending"] for k, v in table.items() if k.startswith(b"\x00partition:")),
+                timeout=60, alive=worker.alive, isolation_level="read_uncommitted"))
+            run(produce(bootstrap, pipe["topics"]["raw"], [late]))
+            # B is done at once; A once the partition has been idle for idle_release_s
+            table = run(wait_applied(bootstrap, changelog, 2, timeout=60, alive=worker.alive))
+        except Exception:
+            print(worker.log()[-20000:])
+            raise
+    assert key_spend_micros(table) == {"key:key-a": 500_000, "key:key-b": 250_000}

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from spendwatch.streams.partitioner import CachedDefaultPartitioner
+
 from .config import IngestProducerConfig
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ class DurableProducer:
             max_request_size=c.max_request_size,
             compression_type=c.compression_type,
             request_timeout_ms=c.request_timeout_ms,
+            partitioner=CachedDefaultPartitioner(),
         )
 
     async def start(self) -> None:
