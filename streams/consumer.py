@@ -28,10 +28,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from faust.types import Message
-
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import Message
 
 #: Messages handed over between two yields to the event loop (Faust's own value).
 YIELD_EVERY = 100

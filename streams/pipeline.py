@@ -115,7 +115,7 @@ def parse_batch(messages: Iterable[RawMessage], adapters: AdaptersConfig, *, sta
             out.dead_letters.append(err.to_dead_letter(raw, **source))
         for record in records:
             out.records.append(record)
-            out.record_json.append(record.model_dump_json().encode())
+            out.record_json.append(type(record).__pydantic_serializer__.to_json(record))  # = model_dump_json(), as bytes
     return out
 
 
