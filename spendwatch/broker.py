@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -99,17 +100,21 @@ class EmbeddedBroker:
         self.stop()
 
 
-async def create_topics(bootstrap_servers: str, topics: Mapping[str, int], *, compacted: set[str] = frozenset()) -> None:
-    """Create topics with explicit partition counts; existing topics are left as they are."""
+async def create_topics(bootstrap_servers: str, topics: Mapping[str, int], *, compacted: set[str] = frozenset(),
+                        replication_factor: int = 1, client_options: Mapping[str, Any] | None = None) -> None:
+    """Create topics with explicit partition counts; existing topics are left as they are.
+
+    ``client_options``: connection options (:func:`spendwatch.kafka_security.client_options`).
+    """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **(client_options or {}))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         new = [
-            NewTopic(name, num_partitions=n, replication_factor=1,
+            NewTopic(name, num_partitions=n, replication_factor=replication_factor,
                      topic_configs={"cleanup.policy": "compact"} if name in compacted else {})
             for name, n in topics.items() if name not in existing
         ]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
+from spendwatch.kafka_security import faust_credentials
 from spendwatch.streams.partitioner import CachedDefaultPartitioner
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ def create_app(settings: Settings, *, bootstrap_servers: str, web_port: int | No
         stream_wait_empty=False,
         stream_buffer_maxsize=max(4096, streams.batch_size * 2),
         broker_max_poll_records=max(500, streams.batch_size),
+        broker_credentials=faust_credentials(settings.kafka.security),
         producer_partitioner=CachedDefaultPartitioner(),
         producer_linger=streams.producer_linger_ms / 1000,
         producer_max_batch_size=streams.producer_max_batch_size,

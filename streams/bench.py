@@ -74,10 +74,10 @@ def _expected_applied(lines: list[bytes], settings: Settings) -> dict[int, int]:
     return per_partition
 
 
-async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> float:
+async def _produce(bootstrap: str, topic: str, values: list[bytes], options: dict[str, Any]) -> float:
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024,
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **options, linger_ms=20, max_batch_size=512 * 1024,
                                 max_request_size=4 * 1024 * 1024)
     await producer.start()
     started = time.perf_counter()
@@ -94,11 +94,11 @@ async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
-async def _raw_consume(bootstrap: str, topic: str, count: int) -> float:
+async def _raw_consume(bootstrap: str, topic: str, count: int, options: dict[str, Any]) -> float:
     """Seconds a plain consumer takes to read and decode ``count`` messages (the reference)."""
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, **options, group_id=None, auto_offset_reset="earliest",
                                 enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024,
                                 fetch_max_bytes=64 * 1024 * 1024)
     await consumer.start()
@@ -135,11 +135,11 @@ def _wait_ready(port: int, alive: Any, timeout: float) -> float:
 
 
 async def _follow_progress(bootstrap: str, changelog: str, expected_by_partition: dict[int, int], timeout: float,
-                           alive: Any) -> float:
+                           alive: Any, options: dict[str, Any]) -> float:
     """Follow the committed state until every record is applied; returns that time."""
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(changelog, bootstrap_servers=bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(changelog, bootstrap_servers=bootstrap, **options, group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 isolation_level="read_committed", max_partition_fetch_bytes=16 * 1024 * 1024)
     await consumer.start()
@@ -168,18 +168,18 @@ async def _follow_progress(bootstrap: str, changelog: str, expected_by_partition
 
 
 async def _latency(bootstrap: str, topics: Any, keys: int, start: datetime, incidents: int,
-                   alive: Any) -> list[float]:
+                   alive: Any, options: dict[str, Any]) -> list[float]:
     """Milliseconds from producing a runaway call to reading its committed page."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **options, group_id=None, enable_auto_commit=False,
                                 isolation_level="read_committed")
     await consumer.start()
     await consumer._client.force_metadata_update()
     tps = [TopicPartition(topics.alerts, p) for p in consumer.partitions_for_topic(topics.alerts) or ()]
     consumer.assign(tps)
     await consumer.seek_to_end(*tps)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **options, linger_ms=2)
     await producer.start()
     produced: dict[str, float] = {}
     latencies: dict[str, float] = {}
@@ -263,7 +263,8 @@ def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20
               raw_config: dict | None = None, log: Any = print) -> dict[str, Any]:
     """Run the benchmark; returns the figures (see the module docstring)."""
     from spendwatch.broker import EmbeddedBroker, create_topics, free_port
-    from spendwatch.streams.config import TopicsConfig
+    from spendwatch.kafka_security import client_options
+    from spendwatch.streams.config import KafkaSecurityConfig, TopicsConfig
 
     work = Path(tempfile.mkdtemp(prefix="spendwatch-bench-"))
     broker = None
@@ -283,12 +284,16 @@ def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20
         })
         partitions = streams.partitions
         changelog = f"{streams.app_id}-detector-state-changelog"
+        # a configured broker is reached as the worker reaches it (kafka.security); the embedded one is plaintext
+        security = settings.kafka.security if broker is None else KafkaSecurityConfig()
+        options = client_options(security)
         asyncio.run(create_topics(bootstrap, {name: partitions for name in [*topics.model_dump().values(), changelog]},
-                                  compacted={changelog}))
+                                  compacted={changelog}, client_options=options))
         config = dict(raw_config or {})
         config["data_dir"] = str(work / "data")
         config["kafka"] = {"bootstrap_servers": bootstrap, "topics": topics.model_dump(),
-                           "broker": "noida-db" if broker is not None else settings.kafka.broker}
+                           "broker": "noida-db" if broker is not None else settings.kafka.broker,
+                           "security": security.model_dump(mode="json")}
         config["streams"] = streams.model_dump(mode="json")
         config_path = work / "bench.yaml"
         config_path.write_text(yaml.safe_dump(config))
@@ -299,9 +304,9 @@ def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20
         expected = _expected_applied(lines, bench_settings)
         last_time = datetime.fromisoformat(orjson.loads(lines[-1])["event_time"].replace("Z", "+00:00"))
         log("producing...")
-        produce_s = asyncio.run(_produce(bootstrap, topics.raw, lines))
+        produce_s = asyncio.run(_produce(bootstrap, topics.raw, lines, options))
         log("reference: plain aiokafka consumer + orjson...")
-        raw_s = asyncio.run(_raw_consume(bootstrap, topics.raw, len(lines)))
+        raw_s = asyncio.run(_raw_consume(bootstrap, topics.raw, len(lines), options))
 
         log("pipeline: one worker...")
         worker_log = open(work / "worker.log", "ab")  # noqa: SIM115 - owned by the child
@@ -319,14 +324,15 @@ def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20
         try:
             ready_t = _wait_ready(web_port, alive, timeout=120.0)
             done_t = asyncio.run(
-                _follow_progress(bootstrap, changelog, expected, timeout=max(300.0, events / 200), alive=alive))
+                _follow_progress(bootstrap, changelog, expected, timeout=max(300.0, events / 200), alive=alive,
+                                 options=options))
         except click.ClickException:
             sys.stderr.write((work / "worker.log").read_text(errors="replace")[-5000:])
             raise
         worker_cpu_s = _cpu_seconds(pid)
         pipeline_eps = len(lines) / max(done_t - ready_t, 1e-9)
         log("latency: live traffic with injected runaway calls...")
-        latencies = asyncio.run(_latency(bootstrap, topics, keys, last_time, incidents, alive))
+        latencies = asyncio.run(_latency(bootstrap, topics, keys, last_time, incidents, alive, options))
         rss = _peak_rss_mb(pid)
         raw_eps = len(lines) / raw_s
         return {

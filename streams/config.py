@@ -25,6 +25,31 @@ class TopicsConfig(BaseModel):
     )
 
 
+class KafkaSecurityConfig(BaseModel):
+    """How spendwatch's Kafka clients authenticate and encrypt (managed Kafka: ``SASL_SSL``).
+
+    Credentials come from the environment only: the YAML names the variables.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="Kafka security.protocol. SASL_SSL for MSK, Confluent Cloud, Aiven and most "
+        "managed clusters.")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN", description="SASL mechanism (with protocol SASL_PLAINTEXT or SASL_SSL).")
+    sasl_username_env: str = Field(
+        default="SPENDWATCH_KAFKA_USERNAME", description="Environment variable holding the SASL username (API key).")
+    sasl_password_env: str = Field(
+        default="SPENDWATCH_KAFKA_PASSWORD", description="Environment variable holding the SASL password (API secret).")
+    ssl_cafile: str | None = Field(
+        default=None, description="CA bundle (PEM) to verify the brokers with; unset: the system's trusted CAs.")
+    ssl_certfile: str | None = Field(default=None, description="Client certificate (PEM), for mutual TLS.")
+    ssl_keyfile: str | None = Field(default=None, description="Client private key (PEM), for mutual TLS.")
+    ssl_keyfile_password_env: str | None = Field(
+        default=None, description="Environment variable holding the client key's password, if it has one.")
+
+
 class KafkaConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -39,6 +64,7 @@ class KafkaConfig(BaseModel):
         "needs none.",
     )
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
+    security: KafkaSecurityConfig = Field(default_factory=KafkaSecurityConfig)
 
 
 class StreamsConfig(BaseModel):
@@ -91,8 +117,9 @@ class StreamsConfig(BaseModel):
     )
     replication_factor: int = Field(
         default=1, ge=1,
-        description="Replication factor of the topics the worker creates (internal routed topic, state changelog). "
-        "Use 3 on a production Kafka cluster.",
+        description="Replication factor of the topics spendwatch creates when they do not exist (by the worker, "
+        "the ingest service and the pager: source topics, the internal routed topic, the state changelog, the "
+        "pager log). Use 3 on a production Kafka cluster.",
     )
     session_timeout_s: float = Field(
         default=30.0, gt=0,

@@ -211,10 +211,12 @@ class StreamProcessor:
         """
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
+        from spendwatch.kafka_security import client_options
+
         changelog = self.streams.changelog_topic
         tp = TopicPartition(changelog, partition)
         consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap(), group_id=None, enable_auto_commit=False,
-                                    isolation_level="read_committed")
+                                    isolation_level="read_committed", **client_options(self.settings.kafka.security))
         await consumer.start()
         latest: dict[bytes, bytes] = {}
         try:

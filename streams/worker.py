@@ -14,7 +14,7 @@ import asyncio
 import logging
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -62,10 +62,13 @@ def ensure_topics(streams: StreamsApp, bootstrap_servers: str) -> None:
     partitions (state key -> partition); an existing one with another count is an error.
     """
     from spendwatch.broker import create_topics
+    from spendwatch.kafka_security import client_options
 
-    asyncio.run(create_topics(bootstrap_servers, streams.source_topics(), compacted={streams.changelog_topic}))
+    options = client_options(streams.settings.kafka.security)
+    asyncio.run(create_topics(bootstrap_servers, streams.source_topics(), compacted={streams.changelog_topic},
+                              replication_factor=streams.settings.streams.replication_factor, client_options=options))
     counts = asyncio.run(_partition_counts(bootstrap_servers, [streams.settings.kafka.topics.routed,
-                                                                streams.changelog_topic]))
+                                                                streams.changelog_topic], options))
     for topic, count in counts.items():
         if count != streams.partitions:
             raise click.ClickException(
@@ -73,10 +76,10 @@ def ensure_topics(streams: StreamsApp, bootstrap_servers: str) -> None:
                 "set streams.partitions to match, or use new topic names (kafka.topics.routed, streams.app_id)")
 
 
-async def _partition_counts(bootstrap_servers: str, topics: list[str]) -> dict[str, int]:
+async def _partition_counts(bootstrap_servers: str, topics: list[str], options: dict[str, Any]) -> dict[str, int]:
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, **options)
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()

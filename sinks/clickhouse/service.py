@@ -36,6 +36,7 @@ from aiokafka.structs import OffsetAndMetadata
 from clickhouse_connect.driver.client import Client
 from pydantic import ValidationError
 
+from spendwatch.kafka_security import client_options
 from spendwatch.metrics import CLICKHOUSE_BACKLOG, CONSUMER_LAG, DEAD_LETTERS
 from spendwatch.schemas.dead_letter import DeadLetter
 
@@ -101,6 +102,7 @@ class ClickHouseSink:
         self.config = settings.clickhouse
         broker_quirks.apply(settings.kafka.broker)
         self.bootstrap_servers = bootstrap_servers or settings.kafka.bootstrap_servers
+        self.client_options = client_options(settings.kafka.security)
         if not self.bootstrap_servers:
             raise ValueError("the ClickHouse sink needs kafka.bootstrap_servers (or bootstrap_servers=...)")
         topics = settings.kafka.topics
@@ -137,6 +139,7 @@ class ClickHouseSink:
             await self.writer.call(lambda c: migrate(c, self.config))
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
+            **self.client_options,
             group_id=self.config.consumer_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -369,7 +372,7 @@ class ClickHouseSink:
 
     async def _send_dead_letters(self, letters: list[DeadLetter]) -> None:
         if self._producer is None:
-            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all")
+            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all", **self.client_options)
             await self._producer.start()
         for letter in letters:
             await self._producer.send_and_wait(self.dead_letter_topic, letter.model_dump_json().encode())
@@ -444,7 +447,7 @@ class ClickHouseSink:
                 {"t": topic, "p": partition, "lo": lo, "hi": hi, "spec": spec})
             written_elsewhere[partition] = {int(r[0]) for r in rows}
         reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False,
-                                  isolation_level="read_committed")
+                                  isolation_level="read_committed", **self.client_options)
         await reader.start()
         try:
             tps = {TopicPartition(t, p): (lo, hi) for t, p, lo, hi in ranges}

@@ -108,8 +108,10 @@ class LogState:
 class DeliveryLog:
     """The compacted log topic, written transactionally together with consumer offsets."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, transactional_id: str, group_id: str, dead_letter_topic: str):
+    def __init__(self, bootstrap_servers: str, topic: str, transactional_id: str, group_id: str, dead_letter_topic: str,
+                 *, client_options: Mapping[str, Any] | None = None):
         self.bootstrap_servers = bootstrap_servers
+        self.client_options = dict(client_options or {})
         self.topic = topic
         self.transactional_id = transactional_id
         self.group_id = group_id
@@ -123,7 +125,7 @@ class DeliveryLog:
 
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap_servers, transactional_id=self.transactional_id,
-            enable_idempotence=True, acks="all",
+            enable_idempotence=True, acks="all", **self.client_options,
         )
         await self._producer.start()
         return LogState.from_records(await self._read_all())
@@ -132,7 +134,7 @@ class DeliveryLog:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, isolation_level="read_committed",
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
+                                    enable_auto_commit=False, auto_offset_reset="earliest", **self.client_options)
         await consumer.start()
         records: dict[str, dict[str, Any] | None] = {}
         try:

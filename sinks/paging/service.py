@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,11 @@ class PagerService:
     """
 
     def __init__(self, bootstrap_servers: str, topics: TopicsConfig, config: PagingConfig, *,
-                 log_partitions: int = 1, alerts_partitions: int = 8, poll_interval: float = 0.5):
+                 log_partitions: int = 1, alerts_partitions: int = 8, poll_interval: float = 0.5,
+                 replication_factor: int = 1, client_options: Mapping[str, Any] | None = None):
         self.bootstrap_servers = bootstrap_servers
+        self.replication_factor = replication_factor
+        self.client_options = dict(client_options or {})
         self.topics = topics
         self.config = config
         self.log_topic = getattr(topics, "pager_log", DELIVERY_LOG_TOPIC_DEFAULT)
@@ -107,8 +111,12 @@ class PagerService:
         from spendwatch import broker_quirks
 
         broker_quirks.apply(settings.kafka.broker)
+        from spendwatch.kafka_security import client_options
+
         return cls(settings.kafka.bootstrap_servers, settings.kafka.topics, settings.paging,
-                   alerts_partitions=settings.streams.partitions)
+                   alerts_partitions=settings.streams.partitions,
+                   replication_factor=settings.streams.replication_factor,
+                   client_options=client_options(settings.kafka.security))
 
     def stop(self) -> None:
         """Ask the service to stop after the current batch (it does not flush waiting groups early)."""
@@ -119,18 +127,21 @@ class PagerService:
 
         from spendwatch.broker import create_topics
 
+        connection = {"replication_factor": self.replication_factor, "client_options": self.client_options}
         await create_topics(self.bootstrap_servers, {self.topics.alerts: self.alerts_partitions,
-                                                     self.topics.dead_letters: self.alerts_partitions})
-        await create_topics(self.bootstrap_servers, {self.log_topic: self.log_partitions}, compacted={self.log_topic})
+                                                     self.topics.dead_letters: self.alerts_partitions}, **connection)
+        await create_topics(self.bootstrap_servers, {self.log_topic: self.log_partitions}, compacted={self.log_topic},
+                            **connection)
         integrations = build_integrations(self.config)
         specs = {name: [i.spec for i in items] for name, items in integrations.items()}
         delivery_log = DeliveryLog(self.bootstrap_servers, self.log_topic, self.config.transactional_id,
-                                   self.config.consumer_group, self.topics.dead_letters)
+                                   self.config.consumer_group, self.topics.dead_letters,
+                                   client_options=self.client_options)
         # All partitions, assigned by us: the pager is a single active instance (the transactional id
         # fences any other), so there is no group rebalance to wait for after a crash. The group id
         # only names where the offsets are committed.
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers, group_id=self.config.consumer_group,
+            bootstrap_servers=self.bootstrap_servers, **self.client_options, group_id=self.config.consumer_group,
             enable_auto_commit=False, isolation_level="read_committed", auto_offset_reset="earliest",
         )
         tasks: list[asyncio.Task] = []

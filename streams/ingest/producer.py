@@ -19,8 +19,9 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -64,8 +65,9 @@ class DurableProducer:
     """
 
     def __init__(self, bootstrap_servers: str, config: IngestProducerConfig, transactional_id: str | None = None,
-                 client_id: str = "spendwatch-ingest") -> None:
+                 client_id: str = "spendwatch-ingest", client_options: Mapping[str, Any] | None = None) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.client_options = dict(client_options or {})
         self.config = config
         self.transactional_id = transactional_id
         self.client_id = client_id
@@ -90,6 +92,7 @@ class DurableProducer:
             compression_type=c.compression_type,
             request_timeout_ms=c.request_timeout_ms,
             partitioner=CachedDefaultPartitioner(),
+            **self.client_options,
         )
 
     async def start(self) -> None:

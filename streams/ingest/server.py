@@ -37,6 +37,7 @@ import click
 import orjson
 from aiohttp import web
 
+from spendwatch.kafka_security import client_options
 from spendwatch.metrics import DEAD_LETTERS, EVENTS_IN, INGEST_REQUESTS
 from spendwatch.schemas.adapters import dumps, parse_message
 from spendwatch.schemas.adapters.otel import events_from_otlp
@@ -358,7 +359,8 @@ async def start_ingest(
     reached; ``wait_ready`` waits for the connection before returning.
     """
     producer_config = settings.ingest.producer
-    producer = DurableProducer(bootstrap_servers, producer_config)
+    producer = DurableProducer(bootstrap_servers, producer_config,
+                               client_options=client_options(settings.kafka.security))
     service = IngestService(settings, producer, tokens)
     # Bodies are inflated by decode_content, which bounds the inflated size (aiohttp would not).
     runner = web.AppRunner(service.make_app(), access_log=None, auto_decompress=False)
@@ -435,7 +437,9 @@ def ingest(config_path: str | None, host: str | None, port: int | None) -> None:
         topics = settings.kafka.topics
         try:
             asyncio.run(create_topics(bootstrap, {topics.raw: settings.streams.partitions,
-                                                  topics.dead_letters: settings.streams.partitions}))
+                                                  topics.dead_letters: settings.streams.partitions},
+                                      replication_factor=settings.streams.replication_factor,
+                                      client_options=client_options(settings.kafka.security)))
         except Exception as exc:  # a managed cluster may forbid topic creation; the topics may already exist
             log.warning("could not create topics %s, %s (%s); assuming they exist", topics.raw, topics.dead_letters, exc)
         asyncio.run(_serve(settings, bootstrap, tokens))
