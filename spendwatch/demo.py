@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 import click
 import yaml
 
+from spendwatch.web import http_status
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -165,21 +167,13 @@ async def wait_ready(url: str, child: Child, timeout: float) -> None:
     while True:
         child.check()
         with contextlib.suppress(OSError, urllib.error.URLError):
-            status = await asyncio.to_thread(_http_status, url)
+            status = await asyncio.to_thread(http_status, url)
             if status == 200:
                 return
         if time.monotonic() > deadline:
             raise DemoError(f"the {child.name} was not ready within {timeout:.0f}s ({url}); its log "
                             f"({child.log_path}) ends with:\n{tail(child.log_path)}")
         await asyncio.sleep(0.25)  # polling: the child offers no event to await
-
-
-def _http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback URL we built
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
 
 
 # --- the worker's progress, from its own /metrics -------------------------------------------

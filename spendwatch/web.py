@@ -135,6 +135,21 @@ def _health_body(ok: bool, report: dict[str, str], checks: HealthChecks) -> dict
 # --- aiohttp ------------------------------------------------------------------------
 
 
+def http_status(url: str, timeout: float = 2.0) -> int:
+    """The status a GET of ``url`` answers (blocking; for probing another process's ``/readyz``).
+
+    Raises ``OSError`` (``URLError`` included) when nothing answers.
+    """
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - a URL we built
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def add_observability_routes(app: web.Application, checks: HealthChecks | None = None) -> HealthChecks:
     """Add ``GET /metrics``, ``/healthz`` and ``/readyz`` to an aiohttp application.
 

@@ -119,17 +119,13 @@ async def _raw_consume(bootstrap: str, topic: str, count: int, options: dict[str
 
 def _wait_ready(port: int, alive: Any, timeout: float) -> float:
     """When the worker's ``/readyz`` first answers 200 (group joined, state recovered): the pipeline's clock start."""
-    import urllib.error
-    import urllib.request
+    from spendwatch.web import http_status
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and alive():
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:  # noqa: S310
-                if response.status == 200:
-                    return time.perf_counter()
-        except (urllib.error.URLError, OSError):
-            pass
+        with contextlib.suppress(OSError):
+            if http_status(f"http://127.0.0.1:{port}/readyz", timeout=5) == 200:
+                return time.perf_counter()
         time.sleep(0.05)  # another process's readiness: nothing to await
     raise click.ClickException("the worker did not become ready")
 

@@ -23,7 +23,6 @@ import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -143,12 +142,8 @@ def dead_letter_outputs(dead_letters: Iterable[DeadLetter], topics: TopicsConfig
     ]
 
 
-@lru_cache(maxsize=65_536)
 def state_partition(state_key: str, partitions: int) -> int:
-    """The partition owning a state key: Kafka's default partitioner (murmur2) on the key.
-
-    Cached: the parse stage asks for every key of every record.
-    """
+    """The partition owning a state key: Kafka's default partitioner (murmur2, its hash cached) on the key."""
     return key_partition(state_key.encode(), partitions)
 
 

@@ -127,14 +127,13 @@ class StreamProcessor:
         group = self.app.assignor.group_for_topic(topic)
         return f"{self.app.conf.id}-{group}-{partition}"
 
-    def _currency(self) -> Callable[[Message], bool]:
-        """A test for the messages of one batch: false for those fetched before the last rebalance or from a
-        partition no longer ours.
+    def _currency(self, generation: int) -> Callable[[Message], bool]:
+        """A test for the messages of one batch: false for those fetched before the last rebalance (consumer
+        ``generation``) or from a partition no longer ours.
 
         The assignment is read once per batch: the consumer copies it on every call, and the batch handlers
         hold the lock that a rebalance's revoke waits for, so it cannot change meanwhile.
         """
-        generation = self.app.consumer_generation_id
         assignment = self.app.consumer.assignment()
         return lambda message: message.generation_id == generation and message.tp in assignment
 
@@ -152,8 +151,8 @@ class StreamProcessor:
         """Parse one fetch of the raw topic (handed over by the consumer, see :mod:`spendwatch.streams.consumer`)."""
         async with self.lock:
             consumer = self.app.consumer
-            is_current = self._currency()
             generation = self.app.consumer_generation_id
+            is_current = self._currency(generation)
             by_partition: dict[int, list[Message]] = defaultdict(list)
             for message in messages:
                 if not is_current(message):
@@ -243,7 +242,7 @@ class StreamProcessor:
         async with self.lock:
             started = time.perf_counter()
             now = time.monotonic()
-            is_current = self._currency()
+            is_current = self._currency(self.app.consumer_generation_id)
             for event in events:
                 message = event.message
                 if not is_current(message):

@@ -240,8 +240,15 @@ def expected_applied(events: Iterable[dict], partitions: int) -> int:
 
 async def wait_table(bootstrap: str, changelog: str, done: Callable[[dict[bytes, bytes]], bool], *,
                      timeout: float, alive: Callable[[], bool] | None = None,
-                     isolation_level: str = "read_committed") -> dict[bytes, bytes]:
-    """Follow the state table until ``done(table)``; ``read_uncommitted`` sees what a worker sent before it commits."""
+                     isolation_level: str = "read_committed",
+                     progress: Callable[[dict[bytes, bytes]], str] | None = None) -> dict[bytes, bytes]:
+    """Follow the state table until ``done(table)``; ``read_uncommitted`` sees what a worker sent before it commits.
+
+    ``progress(table)`` says how far it got when the timeout expires. The reader relies on
+    :mod:`spendwatch.broker_quirks` (installed in this process by the embedded broker
+    fixture): without it, noida-db's stale aborted transactions make a long-lived
+    read_committed consumer skip a restarted worker's commits.
+    """
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(changelog, bootstrap_servers=bootstrap, enable_auto_commit=False,
@@ -255,7 +262,8 @@ async def wait_table(bootstrap: str, changelog: str, done: Callable[[dict[bytes,
             if alive is not None and not alive():
                 raise RuntimeError("worker died")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the state table did not reach the expected condition within {timeout}s")
+                reached = progress(table) if progress else "the state table did not reach the expected condition"
+                raise TimeoutError(f"{reached} within {timeout}s")
             batches = await consumer.getmany(timeout_ms=500)  # returns as soon as a commit is readable
             for records in batches.values():
                 for r in records:
@@ -269,33 +277,13 @@ async def wait_applied(bootstrap: str, changelog: str, expected: int, *, timeout
                        alive: Callable[[], bool] | None = None, at_least: int | None = None) -> dict[bytes, bytes]:
     """Follow the committed state until the detectors applied ``expected`` records; fail if ever more.
 
-    With ``at_least``, return as soon as that many are applied (to act mid-stream). The reader
-    relies on :mod:`spendwatch.broker_quirks` (installed in this process by the embedded
-    broker fixture): without it, noida-db's stale aborted transactions make a long-lived
-    read_committed consumer skip a restarted worker's commits.
+    With ``at_least``, return as soon as that many are applied (to act mid-stream).
     """
-    from aiokafka import AIOKafkaConsumer
+    def done(table: dict[bytes, bytes]) -> bool:
+        applied = applied_records(table)
+        if applied > expected:
+            raise AssertionError(f"{applied} records applied, more than the {expected} produced: counted twice")
+        return applied == expected or (at_least is not None and applied >= at_least)
 
-    consumer = AIOKafkaConsumer(changelog, bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", isolation_level="read_committed", group_id=None,
-                                metadata_max_age_ms=1000)
-    await consumer.start()
-    table: dict[bytes, bytes] = {}
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            applied = applied_records(table)
-            if applied > expected:
-                raise AssertionError(f"{applied} records applied, more than the {expected} produced: counted twice")
-            if applied == expected or (at_least is not None and applied >= at_least):
-                return table
-            if alive is not None and not alive():
-                raise RuntimeError("worker died")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {applied} of {expected} records applied within {timeout}s")
-            batches = await consumer.getmany(timeout_ms=500)  # returns as soon as a commit is readable
-            for records in batches.values():
-                for r in records:
-                    table[r.key] = r.value
-    finally:
-        await consumer.stop()
+    return await wait_table(bootstrap, changelog, done, timeout=timeout, alive=alive,
+                            progress=lambda table: f"only {applied_records(table)} of {expected} records applied")

@@ -109,10 +109,9 @@ class PagerService:
     def from_settings(cls, settings: Any) -> PagerService:
         """Build from the top-level :class:`spendwatch.config.Settings` (bootstrap servers must be resolved)."""
         from spendwatch import broker_quirks
-
-        broker_quirks.apply(settings.kafka.broker)
         from spendwatch.kafka_security import client_options
 
+        broker_quirks.apply(settings.kafka.broker)
         return cls(settings.kafka.bootstrap_servers, settings.kafka.topics, settings.paging,
                    alerts_partitions=settings.streams.partitions,
                    replication_factor=settings.streams.replication_factor,
