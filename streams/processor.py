@@ -33,6 +33,7 @@ from faust.types import TP
 
 from spendwatch import metrics
 from spendwatch.streams.detection import PartitionDetector, is_meta_key, partition_items
+from spendwatch.streams.produce import SentBatch, send_batches
 from spendwatch.streams.redelivery import RedeliveryGuard
 from spendwatch.streams.pipeline import (
     Output,
@@ -137,14 +138,9 @@ class StreamProcessor:
         assignment = self.app.consumer.assignment()
         return lambda message: message.generation_id == generation and message.tp in assignment
 
-    async def _send_all(self, source: TP, outputs: Iterable[Output]) -> list[Any]:
-        producer = self.app.producer
-        tid = self._transactional_id(source.topic, source.partition)
-        futures = []
-        for out in outputs:
-            futures.append(await producer.send(out.topic, out.key, out.value, out.partition, None, None,
-                                               transactional_id=tid))
-        return futures
+    async def _send_all(self, source: TP, outputs: Iterable[Output]) -> list[SentBatch]:
+        """Produce ``outputs`` in the transaction of the ``source`` partition being handled."""
+        return await send_batches(self.app.producer, outputs, self._transactional_id(source.topic, source.partition))
 
     # -- stage 1: parse and route ----------------------------------------------------------
     async def handle_raw(self, messages: Sequence[Message]) -> None:
@@ -163,7 +159,7 @@ class StreamProcessor:
                 else:  # already parsed in this generation: its output is in the open transaction
                     metrics.REDELIVERED.labels(message.topic).inc()
                     consumer.ack(message)
-            futures: list[Any] = []
+            sent: list[SentBatch] = []
             for partition, part_messages in by_partition.items():
                 batch = parse_batch(
                     (RawMessage(m.value, m.topic, partition, m.offset) for m in part_messages), self.settings.adapters)
@@ -171,7 +167,7 @@ class StreamProcessor:
                 outputs += dead_letter_outputs(batch.dead_letters, self.topics)
                 outputs += envelope_outputs(route_records(batch, self.engine.routes, self.partitions),
                                             self.topics.routed)
-                futures += await self._send_all(TP(self.topics.raw, partition), outputs)
+                sent += await self._send_all(TP(self.topics.raw, partition), outputs)
                 self.events_parsed += len(batch.records)
                 if batch.records:
                     metrics.EVENTS_IN.labels("kafka", "ok").inc(len(batch.records))
@@ -183,7 +179,7 @@ class StreamProcessor:
             # Acknowledged without waiting for the broker: the commit awaits every send first
             # (:meth:`_await_inflight`), so an offset is never committed before its outputs are written,
             # and the detect stage is not held up behind this batch's round trip.
-            self._inflight += futures
+            self._inflight += [batch.future for batch in sent]
             for part_messages in by_partition.values():
                 for message in part_messages:
                     consumer.ack(message)
@@ -290,7 +286,7 @@ class StreamProcessor:
     async def _flush(self) -> None:
         """Send every detector's changed state, metadata and alerts into its partition's transaction."""
         changelog = self.streams.state.changelog_topic.get_topic_name()
-        pending: list[tuple[int, list[Any], list[tuple[bytes, bytes]]]] = []
+        pending: list[tuple[int, list[SentBatch], list[SentBatch], list[tuple[bytes, bytes]]]] = []
         for partition, detector in self.detectors.items():
             flush = detector.flush()
             meta_key, meta = flush.meta
@@ -299,21 +295,22 @@ class StreamProcessor:
             self._last_meta[partition] = meta
             writes = [(key.encode(), blob) for key, blob in flush.states]
             writes.append((meta_key.encode(), meta))
-            outputs = [Output(changelog, key, blob, partition) for key, blob in writes]
-            outputs += [Output(self.topics.alerts, a.dedup_key.encode(), a.model_dump_json().encode())
-                        for a in flush.alerts]
+            outputs = [Output(self.topics.alerts, a.dedup_key.encode(), a.model_dump_json().encode())
+                       for a in flush.alerts]
             outputs += dead_letter_outputs(flush.dead_letters, self.topics)
             for dl in flush.dead_letters:
                 metrics.DEAD_LETTERS.labels(dl.stage, dl.error_type).inc()
-            futures = await self._send_all(TP(self.topics.routed, partition), outputs)
-            pending.append((partition, futures[:len(writes)], writes))
+            source = TP(self.topics.routed, partition)
+            state_sent = await self._send_all(source, [Output(changelog, key, blob, partition) for key, blob in writes])
+            other_sent = await self._send_all(source, outputs)
+            pending.append((partition, state_sent, other_sent, writes))
             for alert in flush.alerts:
                 metrics.ALERTS_EMITTED.labels(alert.detector, alert.action.value).inc()
             self.alerts_sent += len(flush.alerts)
-        for partition, futures, writes in pending:
-            results = await asyncio.gather(*futures)
-            if results:
-                self._changelog_offsets[partition] = max(r.offset for r in results)
+        for partition, state_sent, other_sent, writes in pending:
+            await asyncio.gather(*(batch.future for batch in (*state_sent, *other_sent)))
+            if state_sent:
+                self._changelog_offsets[partition] = max(batch.last_offset() for batch in state_sent)
             self._unstored[partition].extend(writes)
 
     async def commit_hook(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
