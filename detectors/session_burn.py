@@ -103,9 +103,9 @@ class SessionBurn(Detector):
     def _window_sum(self, session: _Session, now: float) -> int:
         oldest = int(now) // self._cfg_bucket_s - _BUCKETS + 1
         buckets = session.buckets
-        stale = [b for b in buckets if b < oldest]
-        for b in stale:
-            del buckets[b]
+        if buckets and min(buckets) < oldest:  # min() in C: the scan below only when a bucket is stale
+            for b in [b for b in buckets if b < oldest]:
+                del buckets[b]
         return sum(buckets.values())
 
     def learn_one(self, obs: Observation, ctx: Context) -> None:
