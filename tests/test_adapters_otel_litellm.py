@@ -8,7 +8,7 @@ MessageToDict, as the ingest service does. No network I/O.
 from __future__ import annotations
 
 import os
-import time
+import threading
 from decimal import Decimal
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
@@ -25,18 +25,29 @@ litellm = pytest.importorskip("litellm")
 from litellm.integrations.opentelemetry import OpenTelemetry, OpenTelemetryConfig  # noqa: E402
 
 
+class _SignallingExporter(InMemorySpanExporter):
+    """In-memory exporter that signals once LiteLLM's request span is exported (LiteLLM logs off-thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.request_exported = threading.Event()
+
+    def export(self, spans):  # type: ignore[no-untyped-def]
+        result = super().export(spans)
+        if any(span.name == "litellm_request" for span in spans):
+            self.request_exported.set()
+        return result
+
+
 def test_litellm_otel_spans_become_attributed_events():
-    exporter = InMemorySpanExporter()
+    exporter = _SignallingExporter()
     litellm.callbacks = [OpenTelemetry(config=OpenTelemetryConfig(exporter=exporter))]
     metadata = {"user_api_key_hash": "hash-otel-1", "user_api_key_alias": "nightly-agent",
                 "user_api_key_user_id": "carol", "user_api_key_team_id": "team-infra", "user_api_key_org_id": "acme"}
     try:
         litellm.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "otel secret prompt"}],
                            mock_response="otel secret answer", metadata=metadata)
-        deadline = time.monotonic() + 30
-        while not any(s.name == "litellm_request" for s in exporter.get_finished_spans()):  # exported off-thread
-            assert time.monotonic() < deadline, "litellm exported no span"
-            time.sleep(0.02)
+        assert exporter.request_exported.wait(30), "litellm exported no span"
     finally:
         litellm.callbacks = []
     spans = exporter.get_finished_spans()
