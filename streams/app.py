@@ -115,6 +115,7 @@ def create_app(settings: Settings, *, bootstrap_servers: str, web_port: int | No
         producer_partitioner=CachedDefaultPartitioner(),
         producer_linger=streams.producer_linger_ms / 1000,
         producer_max_batch_size=streams.producer_max_batch_size,
+        producer_compression_type=None if streams.compression_type == "none" else streams.compression_type,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
         broker_session_timeout=streams.session_timeout_s,

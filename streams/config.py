@@ -104,6 +104,12 @@ class StreamsConfig(BaseModel):
         description="Largest producer batch per topic partition, bytes (Kafka batch.size); at most the "
         "broker's message.max.bytes (1 MiB by default).",
     )
+    compression_type: Literal["zstd", "lz4", "snappy", "gzip", "none"] = Field(
+        default="zstd",
+        description="Compression of everything the worker produces (canonical events, envelopes, state changelog, "
+        "alerts, dead letters). zstd shrinks the JSON and the state snapshots 3-6x for about a microsecond "
+        "per record; every Kafka since 2.1 reads it.",
+    )
     allowed_lateness_s: float = Field(
         default=30.0, ge=0,
         description="Event-time reorder window: records are held until the partition's stream time is this far "
