@@ -10,6 +10,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from spendwatch.broker import create_topics
+from spendwatch.config import Settings
+from spendwatch.streams.app import create_app
 from spendwatch.streams.partitioner import CachedDefaultPartitioner, key_partition
 from spendwatch.streams.pipeline import Output
 from spendwatch.streams.produce import send_batches
@@ -51,10 +53,11 @@ async def _read(bootstrap: str, topic: str, partitions: int) -> dict[int, list[t
     return out
 
 
-async def _transaction(bootstrap: str, outputs: list[Output], *, commit: bool) -> list:
+async def _transaction(bootstrap: str, outputs: list[Output], *, commit: bool, compression: str | None = None) -> list:
     tid = f"test-produce-{uuid.uuid4().hex[:8]}"
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=tid, enable_idempotence=True,
-                                max_batch_size=BATCH_BYTES, partitioner=CachedDefaultPartitioner())
+                                max_batch_size=BATCH_BYTES, partitioner=CachedDefaultPartitioner(),
+                                compression_type=compression)
     await producer.start()
     try:
         await producer.begin_transaction()
@@ -77,7 +80,7 @@ async def test_batches_keep_order_partitioning_and_offsets_within_the_transactio
     outputs += [Output(keyed, f"key:{i % 7}".encode(), f"k{i}".encode() * 20) for i in range(90)]
     outputs.append(Output(placed, None, b"x" * (BATCH_BYTES * 3), 1))  # larger than a whole batch
 
-    sent = await _transaction(kafka_bootstrap, outputs, commit=True)
+    sent = await _transaction(kafka_bootstrap, outputs, commit=True, compression="zstd")  # as the worker's producers
 
     assert sum(batch.records for batch in sent) == len(outputs)
     assert len(sent) > 3 + 4  # full batches rolled over to new ones
@@ -106,3 +109,11 @@ async def test_an_aborted_transaction_leaves_none_of_its_batches_visible(kafka_b
 
     read = await _read(kafka_bootstrap, topic, 2)
     assert [value for _, _, value in read[0]] == [b"kept"] and not read.get(1)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, "zstd"), ("lz4", "lz4"), ("none", None)])
+def test_the_worker_producers_compress_as_configured(tmp_path, setting: str | None, expected: str | None) -> None:
+    streams = {} if setting is None else {"compression_type": setting}
+    settings = Settings.model_validate({"data_dir": str(tmp_path), "streams": streams})
+    app = create_app(settings, bootstrap_servers="broker-1.example.com:9092", web_port=6066).app
+    assert app.producer._settings_default()["compression_type"] == expected
