@@ -233,7 +233,10 @@ def backtest(events: Path, config_path: Path | None, alerts_out: Path, drain_hou
 
     from spendwatch.config import ConfigError, load_settings
 
+    from spendwatch.gc_tuning import tune_for_long_lived_state
+
     console = Console(stderr=True)
+    tune_for_long_lived_state()
     try:
         settings = load_settings(config_path)
     except ConfigError as exc:

@@ -62,6 +62,9 @@ def main() -> None:
 
     from spendwatch.schemas.adapters import dumps, parse_message
 
+    from spendwatch.gc_tuning import tune_for_long_lived_state
+
+    tune_for_long_lived_state()  # as `spendwatch backtest` does
     records = synthetic(args.events, args.keys, args.days)
     lines = [dumps(r) for r in records]
     config = DetectorsConfig()

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 SNAPSHOT_VERSION = 1
 _ROUTE_CACHE_LIMIT = 100_000
+_UNSEEN = object()
 
 
 @dataclass(slots=True)
@@ -147,7 +148,7 @@ class Engine:
         self.scopes: tuple[str, ...] = tuple(
             dict.fromkeys(scope for name, s in self.settings.items() for scope in self._candidate_scopes(name, s))
         )
-        self._route_cache: dict[tuple[str, str], bool] = {}
+        self._route_cache: dict[tuple[str, str], str | None] = {}  # (scope, subject) -> state key, None: no detector
         self._last_record: Any = None
         self._last_obs: Observation | None = None
 
@@ -160,18 +161,20 @@ class Engine:
     def routes(self, record: Record) -> list[str]:
         """The state keys this record updates, e.g. ``["key:<hash>", "team:ml-platform"]``."""
         keys = []
+        cache = self._route_cache
         for scope in self.scopes:
             value = record.scope_value(scope)
             if value is None:
                 continue
-            wanted = self._route_cache.get((scope, value))
-            if wanted is None:
+            key = cache.get((scope, value), _UNSEEN)
+            if key is _UNSEEN:
                 wanted = any(cls.applies_to(self.settings[n], scope, value) for n, cls in self.classes.items())
-                if len(self._route_cache) >= _ROUTE_CACHE_LIMIT:
-                    self._route_cache.clear()
-                self._route_cache[(scope, value)] = wanted
-            if wanted:
-                keys.append(f"{scope}:{value}")
+                key = f"{scope}:{value}" if wanted else None
+                if len(cache) >= _ROUTE_CACHE_LIMIT:
+                    cache.clear()
+                cache[(scope, value)] = key
+            if key is not None:
+                keys.append(key)
         return keys
 
     # -- state ---------------------------------------------------------------------------

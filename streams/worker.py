@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from spendwatch import broker_quirks
+from spendwatch.gc_tuning import tune_for_long_lived_state
 
 if TYPE_CHECKING:
     from spendwatch.config import Settings
@@ -112,6 +113,7 @@ def run_worker(settings: Settings, *, web_port: int | None = None, loglevel: str
         # created outside a worker would freeze in_transaction (exactly-once) to False.
         streams.app.in_worker = True
         streams.app.processor.install()
+        tune_for_long_lived_state()
         worker.execute_from_commandline()
 
 
