@@ -215,7 +215,8 @@ class ModelMixDriftConfig(DetectorSettings):
         default=24, ge=0, description="Hours since the subject's first request before its baseline mix is trusted."
     )
     tiers: TierThresholds = Field(
-        default_factory=TierThresholds, description="Where the price tiers split (input USD per million tokens)."
+        default_factory=TierThresholds, description="Where the price tiers split (input USD per million tokens). "
+        "The same setting as adapters.pricing.tiers: set either; the other follows."
     )
 
 

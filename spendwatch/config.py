@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from spendwatch.detectors.config import DetectorsConfig
 from spendwatch.schemas.adapters.config import AdaptersConfig
@@ -49,6 +49,27 @@ class Settings(BaseModel):
     paging: PagingConfig = Field(default_factory=PagingConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     adapters: AdaptersConfig = Field(default_factory=AdaptersConfig)
+
+    @model_validator(mode="after")
+    def _one_set_of_price_tiers(self) -> Settings:
+        """``adapters.pricing.tiers`` (the ClickHouse ``model_tier`` column) and
+        ``detectors.model_mix_drift.tiers`` (what the detector compares) are one setting: either
+        may be written, the other follows it, and two different values are refused."""
+        drift = self.detectors.model_mix_drift
+        pricing = self.adapters.pricing
+        in_detector, in_pricing = "tiers" in drift.model_fields_set, "tiers" in pricing.model_fields_set
+        if in_detector and in_pricing and drift.tiers != pricing.tiers:
+            raise ValueError(
+                "detectors.model_mix_drift.tiers and adapters.pricing.tiers differ; they are one setting "
+                "(the tier the detector compares is the model_tier ClickHouse stores): keep only "
+                "adapters.pricing.tiers")
+        if in_detector and not in_pricing:
+            self.adapters = self.adapters.model_copy(
+                update={"pricing": pricing.model_copy(update={"tiers": drift.tiers})})
+        elif in_pricing and not in_detector:
+            self.detectors = self.detectors.model_copy(
+                update={"model_mix_drift": drift.model_copy(update={"tiers": pricing.tiers})})
+        return self
 
 
 Path_ = tuple[str | int, ...]

@@ -138,3 +138,21 @@ def test_cli_validate_and_show(tmp_path, monkeypatch):
     assert "detectors:" in shown.output  # defaults filled in
     monkeypatch.setenv("SPENDWATCH_CONFIG", str(path))
     assert "secret-broker" not in runner.invoke(cli, ["config", "show", "--format", "json"]).output
+
+
+def test_price_tiers_written_once_reach_both_the_detector_and_the_stored_model_tier(tmp_path: Path) -> None:
+    for section in ("adapters:\n  pricing:\n", "detectors:\n  model_mix_drift:\n"):
+        path = tmp_path / "spendwatch.yaml"
+        indent = " " * (section.count("\n") * 2)
+        path.write_text(f"{section}{indent}tiers:\n{indent}  frontier_min_input_per_mtok: 5\n")
+        settings = load_config(path, environ={}).settings
+        assert settings.adapters.pricing.tiers.frontier_min_input_per_mtok == 5
+        assert settings.detectors.model_mix_drift.tiers == settings.adapters.pricing.tiers
+
+
+def test_two_different_price_tiers_are_refused_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "spendwatch.yaml"
+    path.write_text("adapters:\n  pricing:\n    tiers:\n      frontier_min_input_per_mtok: 5\n"
+                    "detectors:\n  model_mix_drift:\n    tiers:\n      frontier_min_input_per_mtok: 3\n")
+    with pytest.raises(ConfigError, match="keep only adapters.pricing.tiers"):
+        load_config(path, environ={})

@@ -75,7 +75,10 @@ class PricingConfig(BaseModel):
         description="Compute the cost with genai-prices when a message carries none (cost_source=computed). "
         "Off: such events get cost_source=unknown.",
     )
-    tiers: TierThresholds = Field(default_factory=TierThresholds, description="Price-tier boundaries.")
+    tiers: TierThresholds = Field(
+        default_factory=TierThresholds,
+        description="Price-tier boundaries (input USD per million tokens): the model_tier column in ClickHouse and "
+        "the tiers detectors.model_mix_drift compares, which follows this setting.")
 
 
 class AdaptersConfig(BaseModel):
