@@ -179,6 +179,7 @@ class InputStats:
         self.lines = 0
         self.bad_lines = 0
         self.records = 0
+        self.duplicates = 0  # records whose id came before (a gateway's retry): dropped, as the stream does
         self.errors: Counter[str] = Counter()
         self.examples: list[str] = []
 
@@ -188,7 +189,10 @@ def read_records(path: Path, settings: Settings, stats: InputStats, on_bytes: Ca
     """Every good record in a JSON-lines file (``.gz`` too); bad lines are counted in ``stats``, never raised."""
     from spendwatch.schemas.adapters import parse_message_partial
 
+    from spendwatch.streams.dedup import record_key
+
     records: list[Record] = []
+    seen: set[str] = set()
     with path.open("rb") as raw:
         magic = raw.read(2)
     opener: Any = gzip.open if magic == b"\x1f\x8b" else open
@@ -200,7 +204,13 @@ def read_records(path: Path, settings: Settings, stats: InputStats, on_bytes: Ca
                 continue
             stats.lines += 1
             result = parse_message_partial(line, settings.adapters)
-            records.extend(result.records)
+            for record in result.records:
+                record_id = record_key(record)
+                if record_id in seen:
+                    stats.duplicates += 1
+                else:
+                    seen.add(record_id)
+                    records.append(record)
             if result.errors:
                 stats.bad_lines += 1
                 for error in result.errors:
@@ -277,7 +287,8 @@ def backtest(events: Path, config_path: Path | None, alerts_out: Path, drain_hou
     console.print(table)
     rate = len(records) / replay_seconds if replay_seconds else float("inf")
     console.print(
-        f"{stats.lines:,} lines, {stats.records:,} records, {stats.bad_lines:,} bad lines; "
+        f"{stats.lines:,} lines, {stats.records:,} records, {stats.bad_lines:,} bad lines, "
+        f"{stats.duplicates:,} repeated ids dropped; "
         f"read in {read_seconds:.1f}s, replayed in {replay_seconds:.1f}s ({rate:,.0f} records/s); "
         f"{sum(actions.values()):,} notifications -> {alerts_out}"
     )

@@ -23,6 +23,12 @@ REDELIVERED = Counter(
     "committed offset) and skipped, because their output is already in the open transaction.",
     ["topic"], registry=REGISTRY,
 )
+DUPLICATES = Counter(
+    "spendwatch_duplicate_records_total",
+    "Records dropped by the parse stage because their id came before on the same raw partition "
+    "(streams.dedup_window_records): a gateway's or client's retry.",
+    ["topic"], registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "spendwatch_consumer_lag_messages", "Messages between a consumer's position and the partition end.",
     ["group", "topic", "partition"], registry=REGISTRY,

@@ -104,6 +104,12 @@ class StreamsConfig(BaseModel):
         description="Largest producer batch per topic partition, bytes (Kafka batch.size); at most the "
         "broker's message.max.bytes (1 MiB by default).",
     )
+    dedup_window_records: int = Field(
+        default=20_000, ge=0,
+        description="Per raw partition: ids of the last this many records remembered, so a re-sent copy (a "
+        "gateway's retry after a lost acknowledgement) is dropped instead of counted twice. Best effort: in memory, "
+        "reset by a restart or rebalance. 0: off.",
+    )
     compression_type: Literal["zstd", "lz4", "snappy", "gzip", "none"] = Field(
         default="zstd",
         description="Compression of everything the worker produces (canonical events, envelopes, state changelog, "

@@ -32,11 +32,13 @@ from typing import TYPE_CHECKING, Any
 from faust.types import TP
 
 from spendwatch import metrics
+from spendwatch.streams.dedup import RecentRecordIds, record_key
 from spendwatch.streams.detection import PartitionDetector, is_meta_key, partition_items
 from spendwatch.streams.produce import SentBatch, send_batches
 from spendwatch.streams.redelivery import RedeliveryGuard
 from spendwatch.streams.pipeline import (
     Output,
+    ParsedBatch,
     RawMessage,
     canonical_outputs,
     dead_letter_outputs,
@@ -68,6 +70,8 @@ class StreamProcessor:
         self.lock = asyncio.Lock()
         self.detectors: dict[int, PartitionDetector] = {}
         self.redelivery = RedeliveryGuard()
+        window = self.settings.streams.dedup_window_records
+        self.recent_ids = RecentRecordIds(window) if window else None
         self._unacked: dict[int, dict[int, EventT]] = defaultdict(dict)  # routed partition -> offset -> event
         self._done: dict[int, set[int]] = defaultdict(set)  # routed partition -> offsets processed, not yet acked
         self._last_input: dict[int, float] = {}
@@ -163,6 +167,8 @@ class StreamProcessor:
             for partition, part_messages in by_partition.items():
                 batch = parse_batch(
                     (RawMessage(m.value, m.topic, partition, m.offset) for m in part_messages), self.settings.adapters)
+                if self.recent_ids is not None:
+                    self._drop_copies(batch, partition, generation)
                 outputs = canonical_outputs(batch, self.topics)
                 outputs += dead_letter_outputs(batch.dead_letters, self.topics)
                 outputs += envelope_outputs(route_records(batch, self.engine.routes, self.partitions),
@@ -183,6 +189,16 @@ class StreamProcessor:
             for part_messages in by_partition.values():
                 for message in part_messages:
                     consumer.ack(message)
+
+    def _drop_copies(self, batch: ParsedBatch, partition: int, generation: int) -> None:
+        """Remove the records whose id this partition saw recently (see :mod:`spendwatch.streams.dedup`)."""
+        first_time = self.recent_ids.first_time  # type: ignore[union-attr]
+        keep = [first_time(partition, generation, record_key(record)) for record in batch.records]
+        if all(keep):
+            return
+        batch.records = [r for r, k in zip(batch.records, keep, strict=True) if k]
+        batch.record_json = [j for j, k in zip(batch.record_json, keep, strict=True) if k]
+        metrics.DUPLICATES.labels(self.topics.raw).inc(keep.count(False))
 
     # -- stage 2: detect -------------------------------------------------------------------
     async def _detector(self, partition: int) -> PartitionDetector:
@@ -407,6 +423,8 @@ class StreamProcessor:
         for partition in list(self.detectors):
             self.detectors.pop(partition, None)
         self.redelivery.forget()
+        if self.recent_ids is not None:
+            self.recent_ids.forget()
         self._held_resume.clear()
         self._unacked.clear()
         self._done.clear()

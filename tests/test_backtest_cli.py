@@ -151,3 +151,23 @@ def test_generated_weeks_page_every_incident_in_time_and_stay_quiet_otherwise(tm
     stray = [a for a in triggers if a.subject not in labelled and not (a.detector == "budget_pace" and a.scope == "team")]
     assert not stray, [(a.detector, a.subject, a.summary) for a in stray]
     print("\n" + "\n".join(report))
+
+
+def test_backtest_drops_a_retried_event_as_the_stream_does(tmp_path):
+    records = traffic()
+    config = tmp_path / "spendwatch.yaml"
+    config.write_text(CONFIG_YAML)
+    once, twice = tmp_path / "once.jsonl.gz", tmp_path / "twice.jsonl.gz"
+    write_events(once, records)
+    retried = [dumps(records[i]) for i in range(len(records) - 60, len(records), 3)]  # 20 burst calls sent again
+    write_events(twice, records, bad_lines=[(len(records) - 5, line) for line in retried])
+
+    pages = []
+    for events in (once, twice):
+        out = tmp_path / f"{events.name}.alerts.jsonl"
+        result = CliRunner().invoke(cli, ["backtest", str(events), "--config", str(config), "--alerts-out", str(out),
+                                          "--no-progress"])
+        assert result.exit_code == 0, result.output
+        pages.append(out.read_bytes())
+    assert "20 repeated ids dropped" in result.output
+    assert pages[0] == pages[1] and pages[0]  # the copies changed no page

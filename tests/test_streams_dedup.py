@@ -1,0 +1,63 @@
+"""A gateway's retry (the same event_id again) is dropped by the worker, not counted twice."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+import uuid
+
+import orjson
+import pytest
+
+from spendwatch.broker import create_topics
+
+from streams_kit import (
+    WorkerProcess,
+    consume_until,
+    expected_applied,
+    produce,
+    run,
+    steady_traffic,
+    wait_applied,
+    write_config,
+)
+
+pytestmark = [pytest.mark.kafka]
+
+PARTITIONS = 4
+
+
+def test_a_retried_event_reaches_the_events_topic_and_the_detectors_once(kafka_broker, tmp_path) -> None:
+    bootstrap = kafka_broker.bootstrap_servers
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    config_path, config = write_config(tmp_path, bootstrap, prefix, partitions=PARTITIONS)
+    topics = config["kafka"]["topics"]
+    changelog = f"{config['streams']['app_id']}-detector-state-changelog"
+    asyncio.run(create_topics(bootstrap, {name: PARTITIONS for name in [*topics.values(), changelog]},
+                              compacted={changelog}))
+    originals = steady_traffic(5, 6, 20)  # 600 events, 5 keys
+    # every 7th event is sent again a few records later (a client retrying after a lost acknowledgement);
+    # each key's last event is an original, so once it is out every copy before it has been handled
+    messages: list[dict] = []
+    for i, e in enumerate(originals):
+        messages.append(e)
+        if i % 7 == 3 and i < len(originals) - 20:
+            messages.append(originals[i - 2])
+    copies = len(messages) - len(originals)
+    assert copies > 50
+    unique_ids = {e["event_id"] for e in originals}
+
+    with WorkerProcess(config_path, tmp_path) as worker:
+        # keyed by API key, as the ingest service keys them: a copy lands on its original's raw partition
+        run(produce(bootstrap, topics["raw"], [orjson.dumps(m) for m in messages],
+                    key=lambda n: messages[n - 1]["api_key_hash"].encode()))
+        events = run(consume_until(bootstrap, topics["events"], lambda m: {e["event_id"] for e in m} >= unique_ids,
+                                   timeout=90, alive=worker.alive))
+        table = run(wait_applied(bootstrap, changelog, expected_applied(originals, PARTITIONS), timeout=90,
+                                 alive=worker.alive))
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/metrics", timeout=10).read().decode()
+
+    assert len(events) == len(unique_ids), f"{len(events) - len(unique_ids)} copies reached the events topic"
+    assert table  # the detectors applied each original once (wait_applied fails on more)
+    [dropped] = [line for line in metrics.splitlines() if line.startswith("spendwatch_duplicate_records_total{")]
+    assert float(dropped.rsplit(" ", 1)[1]) == copies
