@@ -52,6 +52,33 @@ def steady_traffic(keys: int, hours: int, per_hour: int, *, start: datetime = T0
     return out
 
 
+def incident_events() -> list[dict[str, Any]]:
+    """Four days of steady spend on 6 keys, then key-1 burns $3,000 within an hour, then a day of normal traffic."""
+    events = steady_traffic(6, 24 * 4, 3, cost="0.40")
+    spike_at = T0 + timedelta(days=4)
+    events += [event(900_000 + i, "key-1", spike_at + timedelta(minutes=2 * i), "100", team="team-1",
+                     session=f"s{i // 10}") for i in range(30)]
+    events += steady_traffic(6, 28, 3, cost="0.40", start=spike_at + timedelta(hours=1), first_id=1_000_000)
+    return events
+
+
+def backtest_alerts(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What ``spendwatch backtest`` pages for these events, as alert JSON."""
+    from spendwatch.config import Settings
+    from spendwatch.detectors.backtest import run_backtest
+    from spendwatch.detectors.config import DetectorsConfig
+    from spendwatch.streams.pipeline import RawMessage, parse_batch
+
+    records = parse_batch((RawMessage(orjson.dumps(e), "raw", 0, i) for i, e in enumerate(events)),
+                          Settings().adapters).records
+    return [orjson.loads(a.model_dump_json()) for a in run_backtest(records, DetectorsConfig())]
+
+
+def alert_identity(alert: dict[str, Any]) -> tuple:
+    """What must be equal for two alerts to be the same page."""
+    return (alert["dedup_key"], alert["action"], alert["fired_at"], alert["summary"], alert["observed"])
+
+
 def write_config(tmp_path: Path, bootstrap: str, prefix: str, **streams: Any) -> tuple[Path, dict[str, Any]]:
     """A spendwatch YAML config isolating this test: unique topics and app id, memory store."""
     topics = {name: f"{prefix}-{name}" for name in ("raw", "events", "outcomes", "alerts", "dead_letters", "routed")}

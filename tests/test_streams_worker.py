@@ -9,26 +9,22 @@ the committed detector state.
 from __future__ import annotations
 
 import random
-from datetime import timedelta
 
 import orjson
 import pytest
 
-from spendwatch.config import Settings
-from spendwatch.detectors.backtest import run_backtest
-from spendwatch.detectors.config import DetectorsConfig
-from spendwatch.streams.pipeline import RawMessage, parse_batch
-
 from streams_kit import (
     T0,
     WorkerProcess,
+    alert_identity,
+    backtest_alerts,
     consume_until,
     event,
     expected_applied,
+    incident_events,
     produce,
     read_all,
     run,
-    steady_traffic,
     wait_applied,
     write_config,
 )
@@ -43,26 +39,6 @@ BAD_MESSAGES = [
     orjson.dumps({**event(10**9 + 1, "key-0", T0, "1"), "api_key_hash": None}),  # nobody to bill
     b"",
 ]
-
-
-def incident_events() -> list[dict]:
-    """Four days of steady spend on 6 keys, then key-1 burns $3,000 within an hour, then a day of normal traffic."""
-    events = steady_traffic(6, 24 * 4, 3, cost="0.40")
-    spike_at = T0 + timedelta(days=4)
-    events += [event(900_000 + i, "key-1", spike_at + timedelta(minutes=2 * i), "100", team="team-1",
-                     session=f"s{i // 10}") for i in range(30)]
-    events += steady_traffic(6, 28, 3, cost="0.40", start=spike_at + timedelta(hours=1), first_id=1_000_000)
-    return events
-
-
-def backtest_alerts(events: list[dict]) -> list[dict]:
-    records = parse_batch((RawMessage(orjson.dumps(e), "raw", 0, i) for i, e in enumerate(events)),
-                          Settings().adapters).records
-    return [orjson.loads(a.model_dump_json()) for a in run_backtest(records, DetectorsConfig())]
-
-
-def identity(alert: dict) -> tuple:
-    return (alert["dedup_key"], alert["action"], alert["fired_at"], alert["summary"], alert["observed"])
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +102,8 @@ def test_alerts_equal_the_backtest(stream_run) -> None:
     expected = backtest_alerts(stream_run["good"])
     assert {a["action"] for a in expected} >= {"trigger", "resolve"}
     got = stream_run["alerts"]
-    assert len({identity(a) for a in got}) == len(got), "an alert was produced twice"
-    assert sorted(map(identity, got)) == sorted(map(identity, expected))
+    assert len({alert_identity(a) for a in got}) == len(got), "an alert was produced twice"
+    assert sorted(map(alert_identity, got)) == sorted(map(alert_identity, expected))
 
 
 def test_bad_messages_go_to_the_dead_letter_topic_with_reason_and_source(stream_run) -> None:
