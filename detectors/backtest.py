@@ -188,7 +188,6 @@ def read_records(path: Path, settings: Settings, stats: InputStats, on_bytes: Ca
                  ) -> list[Record]:
     """Every good record in a JSON-lines file (``.gz`` too); bad lines are counted in ``stats``, never raised."""
     from spendwatch.schemas.adapters import parse_message_partial
-
     from spendwatch.streams.dedup import record_key
 
     records: list[Record] = []
@@ -242,7 +241,6 @@ def backtest(events: Path, config_path: Path | None, alerts_out: Path, drain_hou
     from rich.table import Table
 
     from spendwatch.config import ConfigError, load_settings
-
     from spendwatch.gc_tuning import tune_for_long_lived_state
 
     console = Console(stderr=True)

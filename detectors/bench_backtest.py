@@ -60,9 +60,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="Also time the sharded replay with this many processes.")
     args = parser.parse_args()
 
-    from spendwatch.schemas.adapters import dumps, parse_message
-
     from spendwatch.gc_tuning import tune_for_long_lived_state
+    from spendwatch.schemas.adapters import dumps, parse_message
 
     tune_for_long_lived_state()  # as `spendwatch backtest` does
     records = synthetic(args.events, args.keys, args.days)

@@ -94,6 +94,25 @@ def write_config(tmp_path: Path, bootstrap: str, prefix: str, **streams: Any) ->
     return path, config
 
 
+def isolated_pipeline(bootstrap: str, tmp_path: Path, *, partitions: int = 4, **streams: Any) -> dict[str, Any]:
+    """An isolated pipeline: a config with unique topics and app id, and every topic created up front.
+
+    Created here so that following the changelog cannot auto-create it first (with one partition).
+    Returns ``bootstrap``, ``config`` (the YAML's path), ``topics``, ``changelog`` and ``tmp``.
+    """
+    import uuid
+
+    from spendwatch.broker import create_topics
+
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    config_path, config = write_config(tmp_path, bootstrap, prefix, partitions=partitions, **streams)
+    topics = config["kafka"]["topics"]
+    changelog = f"{config['streams']['app_id']}-detector-state-changelog"
+    asyncio.run(create_topics(bootstrap, {name: partitions for name in [*topics.values(), changelog]},
+                              compacted={changelog}))
+    return {"bootstrap": bootstrap, "config": config_path, "topics": topics, "changelog": changelog, "tmp": tmp_path}
+
+
 class WorkerProcess:
     """``python -m spendwatch.streams.worker`` as a child process, logging to a file."""
 

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-
 import orjson
 import pytest
-
-from spendwatch.broker import create_topics
 
 from streams_kit import (
     WorkerProcess,
@@ -17,10 +12,10 @@ from streams_kit import (
     consume_until,
     expected_applied,
     incident_events,
+    isolated_pipeline,
     produce,
     run,
     wait_applied,
-    write_config,
 )
 
 pytestmark = [pytest.mark.kafka]
@@ -29,19 +24,13 @@ PARTITIONS = 4
 
 
 def test_at_least_once_worker_produces_events_state_and_the_backtests_pages(kafka_broker, tmp_path) -> None:
-    bootstrap = kafka_broker.bootstrap_servers
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    config_path, config = write_config(tmp_path, bootstrap, prefix, partitions=PARTITIONS,
-                                       processing_guarantee="at_least_once",
-                                       allowed_lateness_s=7 * 86400, idle_release_s=2)
-    topics = config["kafka"]["topics"]
-    changelog = f"{config['streams']['app_id']}-detector-state-changelog"
-    asyncio.run(create_topics(bootstrap, {name: PARTITIONS for name in [*topics.values(), changelog]},
-                              compacted={changelog}))
+    pipeline = isolated_pipeline(kafka_broker.bootstrap_servers, tmp_path, partitions=PARTITIONS,
+                                 processing_guarantee="at_least_once", allowed_lateness_s=7 * 86400, idle_release_s=2)
+    bootstrap, topics, changelog = pipeline["bootstrap"], pipeline["topics"], pipeline["changelog"]
     events = incident_events()
     ids = {e["event_id"] for e in events}
 
-    with WorkerProcess(config_path, tmp_path) as worker:
+    with WorkerProcess(pipeline["config"], tmp_path) as worker:
         run(produce(bootstrap, topics["raw"], [orjson.dumps(e) for e in events]))
         out = run(consume_until(bootstrap, topics["events"], lambda m: {e["event_id"] for e in m} >= ids,
                                 timeout=120, alive=worker.alive))

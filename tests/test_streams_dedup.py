@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import urllib.request
-import uuid
 
 import orjson
 import pytest
-
-from spendwatch.broker import create_topics
 
 from streams_kit import (
     WorkerProcess,
     consume_until,
     expected_applied,
+    isolated_pipeline,
     produce,
     run,
     steady_traffic,
     wait_applied,
-    write_config,
 )
 
 pytestmark = [pytest.mark.kafka]
@@ -28,13 +24,8 @@ PARTITIONS = 4
 
 
 def test_a_retried_event_reaches_the_events_topic_and_the_detectors_once(kafka_broker, tmp_path) -> None:
-    bootstrap = kafka_broker.bootstrap_servers
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    config_path, config = write_config(tmp_path, bootstrap, prefix, partitions=PARTITIONS)
-    topics = config["kafka"]["topics"]
-    changelog = f"{config['streams']['app_id']}-detector-state-changelog"
-    asyncio.run(create_topics(bootstrap, {name: PARTITIONS for name in [*topics.values(), changelog]},
-                              compacted={changelog}))
+    pipeline = isolated_pipeline(kafka_broker.bootstrap_servers, tmp_path, partitions=PARTITIONS)
+    bootstrap, topics, changelog = pipeline["bootstrap"], pipeline["topics"], pipeline["changelog"]
     originals = steady_traffic(5, 6, 20)  # 600 events, 5 keys
     # every 7th event is sent again a few records later (a client retrying after a lost acknowledgement);
     # each key's last event is an original, so once it is out every copy before it has been handled
@@ -47,7 +38,7 @@ def test_a_retried_event_reaches_the_events_topic_and_the_detectors_once(kafka_b
     assert copies > 50
     unique_ids = {e["event_id"] for e in originals}
 
-    with WorkerProcess(config_path, tmp_path) as worker:
+    with WorkerProcess(pipeline["config"], tmp_path) as worker:
         # keyed by API key, as the ingest service keys them: a copy lands on its original's raw partition
         run(produce(bootstrap, topics["raw"], [orjson.dumps(m) for m in messages],
                     key=lambda n: messages[n - 1]["api_key_hash"].encode()))

@@ -7,9 +7,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
-import uuid
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
@@ -17,7 +15,6 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from spendwatch.broker import create_topics
 from spendwatch.detectors.config import DetectorsConfig
 from spendwatch.detectors.engine import Engine
 
@@ -27,13 +24,13 @@ from streams_kit import (
     applied_records,
     event,
     expected_applied,
+    isolated_pipeline,
     produce,
     read_all,
     read_table,
     run,
     wait_applied,
     wait_table,
-    write_config,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -79,15 +76,8 @@ def assert_no_duplicate_pages(alerts: list[dict]) -> None:
 
 
 def make_pipeline(kafka_bootstrap, tmp_path, partitions=PARTITIONS, **streams):
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    config_path, config = write_config(tmp_path, kafka_bootstrap, prefix, partitions=partitions,
-                                       **{"commit_interval_s": 0.3, "batch_size": 500, **streams})
-    topics = config["kafka"]["topics"]
-    changelog = f"{config['streams']['app_id']}-detector-state-changelog"
-    asyncio.run(create_topics(kafka_bootstrap, {n: partitions for n in [*topics.values(), changelog]},
-                              compacted={changelog}))
-    return {"bootstrap": kafka_bootstrap, "config": config_path, "topics": topics, "changelog": changelog,
-            "tmp": tmp_path}
+    return isolated_pipeline(kafka_bootstrap, tmp_path, partitions=partitions,
+                             **{"commit_interval_s": 0.3, "batch_size": 500, **streams})
 
 
 def test_kill_9_mid_stream_then_restart_loses_nothing_and_counts_nothing_twice(kafka_bootstrap, tmp_path) -> None:

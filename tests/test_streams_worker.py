@@ -22,11 +22,11 @@ from streams_kit import (
     event,
     expected_applied,
     incident_events,
+    isolated_pipeline,
     produce,
     read_all,
     run,
     wait_applied,
-    write_config,
 )
 
 pytestmark = [pytest.mark.kafka]
@@ -44,22 +44,10 @@ BAD_MESSAGES = [
 @pytest.fixture(scope="module")
 def stream_run(kafka_broker, tmp_path_factory):
     """One worker; good events with bad messages interleaved; results read back from the topics."""
-    import asyncio
-    import uuid
-
-    from spendwatch.broker import create_topics
-
-    bootstrap = kafka_broker.bootstrap_servers
-    tmp = tmp_path_factory.mktemp("streams")
-    prefix = f"t{uuid.uuid4().hex[:10]}"
     # a reorder window wider than the skew between raw partitions: records are processed in event-time order
-    config_path, config = write_config(tmp, bootstrap, prefix, partitions=PARTITIONS,
-                                       allowed_lateness_s=7 * 86400, idle_release_s=2)
-    topics = config["kafka"]["topics"]
-    changelog = f"{config['streams']['app_id']}-detector-state-changelog"
-    # created up front so that following the changelog cannot auto-create it first (with one partition)
-    asyncio.run(create_topics(bootstrap, {name: PARTITIONS for name in [*topics.values(), changelog]},
-                              compacted={changelog}))
+    pipeline = isolated_pipeline(kafka_broker.bootstrap_servers, tmp_path_factory.mktemp("streams"),
+                                 partitions=PARTITIONS, allowed_lateness_s=7 * 86400, idle_release_s=2)
+    bootstrap, topics, changelog = pipeline["bootstrap"], pipeline["topics"], pipeline["changelog"]
 
     good = incident_events()
     rng = random.Random(3)
@@ -68,7 +56,7 @@ def stream_run(kafka_broker, tmp_path_factory):
     for shift, (position, bad) in enumerate(zip(bad_at, BAD_MESSAGES, strict=True)):
         messages.insert(position + shift, bad)
 
-    worker = WorkerProcess(config_path, tmp).start()
+    worker = WorkerProcess(pipeline["config"], pipeline["tmp"]).start()
     try:
         # keyed by nothing: the raw topic's partitions get arbitrary, interleaved slices of the traffic
         run(produce(bootstrap, topics["raw"], messages))
