@@ -30,6 +30,7 @@ True
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -47,7 +48,10 @@ def record_key(record: GatewayEvent | OutcomeEvent) -> str:
 @dataclass(slots=True)
 class _Partition:
     generation: int
-    ids: dict[int, None] = field(default_factory=dict)  # insertion order: oldest first
+    ids: set[int] = field(default_factory=set)
+    # Oldest first. Not a dict in insertion order: deleting a dict's oldest entries leaves holes that
+    # every later `next(iter(d))` walks again, which made this cost 2.5 µs per record at 20k ids.
+    order: deque[int] = field(default_factory=deque)
 
 
 class RecentRecordIds:
@@ -66,9 +70,11 @@ class RecentRecordIds:
         key = hash(record_id)  # per process (PYTHONHASHSEED) and 64-bit: enough for an in-memory window
         if key in ids:
             return False
-        ids[key] = None
-        if len(ids) > self.capacity:
-            del ids[next(iter(ids))]
+        ids.add(key)
+        order = state.order
+        order.append(key)
+        if len(order) > self.capacity:
+            ids.discard(order.popleft())
         return True
 
     def forget(self) -> None:
