@@ -80,15 +80,6 @@ class ParsedBatch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
-def parse_message(raw: bytes, adapters: AdaptersConfig) -> tuple[list[Record], list[ParseError]]:
-    """Canonical records of one raw message (any supported gateway format) and the errors in it.
-
-    A batch message (a JSON array, an OTLP export) keeps its good records; each bad one is an error.
-    """
-    result = parse_message_partial(raw, adapters)
-    return result.records, result.errors
-
-
 def parse_batch(messages: Iterable[RawMessage], adapters: AdaptersConfig, *, stage: str = "parse") -> ParsedBatch:
     """Parse every message; bad ones become dead letters naming their source offset.
 
@@ -96,26 +87,34 @@ def parse_batch(messages: Iterable[RawMessage], adapters: AdaptersConfig, *, sta
     so one odd message can never stop a worker.
     """
     out = ParsedBatch()
+    records, record_json = out.records, out.record_json
+    to_json = {GatewayEvent: GatewayEvent.__pydantic_serializer__.to_json,  # = model_dump_json(), as bytes
+               OutcomeEvent: OutcomeEvent.__pydantic_serializer__.to_json}
     for msg in messages:
-        raw = msg.value if msg.value is not None else b""
-        source = {"source_topic": msg.topic, "source_partition": msg.partition, "source_offset": msg.offset,
-                  "stage": stage}
+        raw = msg.value
         try:
-            if msg.value is None:
+            if raw is None:
                 raise ParseError("invalid_json", "empty message (null value)")
-            records, errors = parse_message(raw, adapters)
+            result = parse_message_partial(raw, adapters)
+            parsed, errors = result.records, result.errors
         except ParseError as err:
-            records, errors = [], [err]
+            parsed, errors = [], [err]
         except Exception as exc:  # noqa: BLE001 - an adapter bug must not crash the worker
             out.dead_letters.append(DeadLetter.for_bytes(
-                raw, reason=f"{type(exc).__name__}: {exc}"[:1000], error_type="internal", **source))
+                raw or b"", reason=f"{type(exc).__name__}: {exc}"[:1000], error_type="internal",
+                **_source(msg, stage)))
             continue
-        for err in errors:
-            out.dead_letters.append(err.to_dead_letter(raw, **source))
-        for record in records:
-            out.records.append(record)
-            out.record_json.append(type(record).__pydantic_serializer__.to_json(record))  # = model_dump_json(), as bytes
+        if errors:
+            source = _source(msg, stage)
+            out.dead_letters.extend(err.to_dead_letter(raw or b"", **source) for err in errors)
+        for record in parsed:
+            records.append(record)
+            record_json.append(to_json[type(record)](record))
     return out
+
+
+def _source(msg: RawMessage, stage: str) -> dict[str, Any]:
+    return {"source_topic": msg.topic, "source_partition": msg.partition, "source_offset": msg.offset, "stage": stage}
 
 
 def scope_key(record: Record) -> bytes | None:

@@ -55,14 +55,20 @@ async def send_batches(producer: Producer, outputs: Iterable[Output],
     """
     aio = _aiokafka_producer(producer, transactional_id)
     grouped: dict[tuple[str, int], list[Output]] = {}
-    ready: set[str] = set()
+    # the partition lists the producer's partitioner takes, read once per topic: aiokafka's own
+    # per-record lookup (``_partition``) rebuilds both from the metadata for every record
+    partitions: dict[str, tuple[list[int], list[int]]] = {}
+    partitioner = aio._partitioner
     for out in outputs:
         partition = out.partition
         if partition is None:
-            if out.topic not in ready:
+            lists = partitions.get(out.topic)
+            if lists is None:
                 await aio.client._wait_on_metadata(out.topic)
-                ready.add(out.topic)
-            partition = aio._partition(out.topic, None, None, None, out.key, out.value)
+                metadata = aio.client.cluster
+                lists = partitions[out.topic] = (list(metadata.partitions_for_topic(out.topic)),
+                                                 list(metadata.available_partitions_for_topic(out.topic)))
+            partition = partitioner(out.key, *lists)
         grouped.setdefault((out.topic, partition), []).append(out)
     if not grouped:
         return []
