@@ -134,15 +134,20 @@ class SpendBaseline:
 
     def learn_one(self, ts: float, cost: int) -> None:
         """Add one request's cost (micro-dollars) at event time ``ts``."""
-        self.advance(ts)
+        t = int(ts)
+        running_index = t // RUNNING_BUCKET
+        # the hour and day indexes move only with the 10-minute one (all three follow the latest time seen),
+        # so most records need no advance()
+        if running_index > self.running_index or self.first_day is None:
+            self.advance(ts)
         if not cost:
             return
-        t = int(ts)
-        if t // RUNNING_BUCKET > self.running_index - RUNNING_BUCKETS:
-            self.running[(t // RUNNING_BUCKET) % RUNNING_BUCKETS] += cost
+        if running_index > self.running_index - RUNNING_BUCKETS:
+            self.running[running_index % RUNNING_BUCKETS] += cost
             self.running_24h += cost
-        if t // HOUR > self.hour_index - RING_HOURS:
-            self.hours[(t // HOUR) % RING_HOURS] += cost
+        hour_index = t // HOUR
+        if hour_index > self.hour_index - RING_HOURS:
+            self.hours[hour_index % RING_HOURS] += cost
         if t // DAY == self.day:
             self.today += cost
 
@@ -154,7 +159,8 @@ class SpendBaseline:
 
     @property
     def has_history(self) -> bool:
-        return self.history_days >= self.min_history_days
+        # history_days inlined: read per request
+        return (0 if self.first_day is None else self.day - self.first_day) >= self.min_history_days
 
     @property
     def daily_mean(self) -> float:

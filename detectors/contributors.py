@@ -4,52 +4,65 @@ Each window is kept as rotating generations of bounded "space-saving" counters
 (Metwally et al.): at most ``top_n`` names per kind per generation, so a key with a
 million sessions still snapshots in a few kilobytes; the heaviest spenders are exact
 as long as they stay in the top.
+
+A generation is a plain ``{kind: {name: [micro-dollars, requests]}}`` dict: cheaper to
+update per request and to pickle than one object per counter.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from spendwatch.detectors.base import Observation
+
+Counts = dict[str, list[int]]  # name -> [micro-dollars, requests]
+
+
+def count(counts: Counts, name: str, cost: int, top_n: int) -> None:
+    """Add one request of ``name`` to bounded dollar counters (space-saving).
+
+    When ``top_n`` names are already counted, the smallest makes room and the new name
+    inherits its dollars (an over-estimate that keeps a heavy newcomer in the top).
+
+    >>> counts = {}
+    >>> for name, cost in [("a", 5), ("b", 1), ("c", 2), ("a", 5)]:
+    ...     count(counts, name, cost, 2)
+    >>> counts
+    {'a': [10, 2], 'c': [3, 1]}
+    """
+    entry = counts.get(name)
+    if entry is not None:
+        entry[0] += cost
+        entry[1] += 1
+    elif len(counts) < top_n:
+        counts[name] = [cost, 1]
+    else:
+        smallest = min(counts, key=lambda n: counts[n][0])  # the first of equals, in insertion order
+        counts[name] = [counts.pop(smallest)[0] + cost, 1]
+
+
+def _generation() -> dict[str, Counts]:
+    return {"model": {}, "session": {}, "tag": {}}
 
 
 class TopN:
-    """Bounded dollar counters per name (space-saving).
-
-    >>> top = TopN(2)
-    >>> for name, cost in [("a", 5), ("b", 1), ("c", 2), ("a", 5)]:
-    ...     top.add(name, cost)
-    >>> top.items()
-    [('a', 10, 2), ('c', 3, 1)]
-    """
+    """The counters of one kind in snapshots written before version 2 (loaded, never written)."""
 
     __slots__ = ("top_n", "cost", "requests")
 
-    def __init__(self, top_n: int) -> None:
-        self.top_n = top_n
-        self.cost: dict[str, int] = {}
-        self.requests: dict[str, int] = {}
-
-    def add(self, name: str, cost: int) -> None:
-        counts = self.cost
-        if name in counts:
-            counts[name] += cost
-            self.requests[name] += 1
-        elif len(counts) < self.top_n:
-            counts[name] = cost
-            self.requests[name] = 1
-        else:
-            smallest = min(counts, key=counts.__getitem__)
-            floor = counts.pop(smallest)
-            self.requests.pop(smallest)
-            counts[name] = floor + cost
-            self.requests[name] = 1
-
-    def items(self) -> list[tuple[str, int, int]]:
-        """(name, micro-dollars, requests), largest first."""
-        return sorted(((n, c, self.requests[n]) for n, c in self.cost.items()), key=lambda x: (-x[1], x[0]))
+    def counts(self) -> Counts:
+        return {name: [cost, self.requests[name]] for name, cost in self.cost.items()}
 
 
 class ContributorWindow:
-    """Top models, sessions and tags over the last ``generations`` x ``generation_seconds``."""
+    """Top models, sessions and tags over the last ``generations`` x ``generation_seconds``.
+
+    >>> window = ContributorWindow(3600, 2, top_n=8)
+    >>> window.add(7200, 5, "o3", "s1", ("ci",))
+    >>> window.add(10_800, 2, "o3", None, ())        # an hour later: the first hour is the previous generation
+    >>> window.totals("model"), window.totals("tag")
+    ([('o3', 7, 2)], [('ci', 5, 1)])
+    """
 
     __slots__ = ("generation_seconds", "top_n", "generation", "current", "previous")
 
@@ -59,64 +72,67 @@ class ContributorWindow:
         self.generation_seconds = generation_seconds
         self.top_n = top_n
         self.generation = 0
-        self.current: dict[str, TopN] = {}
-        self.previous: list[dict[str, TopN]] = [{} for _ in range(generations - 1)]
+        self.current: dict[str, Counts] = _generation()
+        self.previous: list[dict[str, Counts]] = [_generation() for _ in range(generations - 1)]
 
-    def add(self, obs: Observation) -> None:
-        g = int(obs.ts) // self.generation_seconds
+    def add(self, t: int, cost: int, model: str, session: str | None, tags: tuple[str, ...]) -> None:
+        """Count one request at epoch second ``t``."""
+        g = t // self.generation_seconds
         if g != self.generation:
-            if g > self.generation:
-                steps = min(g - self.generation, len(self.previous) + 1)
-                for _ in range(steps):
-                    if self.previous:
-                        self.previous.pop()
-                        self.previous.insert(0, self.current)
-                    self.current = {}
-                self.generation = g
-            else:
+            if g < self.generation:
                 return  # late record from a rotated-out generation: totals still count it, attribution does not
-        cost, current = obs.cost, self.current
-        # the common case (a name already counted) inlined from _add: this runs twice per request
-        top = current.get("model")
-        if top is not None and obs.model in top.cost:
-            top.cost[obs.model] += cost
-            top.requests[obs.model] += 1
+            self._rotate(g)
+        current, top_n = self.current, self.top_n
+        # the common case (a name already counted) inlined from count(): this runs twice per request
+        entry = current["model"].get(model)
+        if entry is None:
+            count(current["model"], model, cost, top_n)
         else:
-            self._add(current, "model", obs.model, cost)
-        session = obs.session_id
+            entry[0] += cost
+            entry[1] += 1
         if session:
-            top = current.get("session")
-            if top is not None and session in top.cost:
-                top.cost[session] += cost
-                top.requests[session] += 1
+            entry = current["session"].get(session)
+            if entry is None:
+                count(current["session"], session, cost, top_n)
             else:
-                self._add(current, "session", session, cost)
-        for tag in obs.tags:
-            self._add(current, "tag", tag, cost)
+                entry[0] += cost
+                entry[1] += 1
+        for tag in tags:
+            count(current["tag"], tag, cost, top_n)
 
-    def _add(self, current: dict[str, TopN], kind: str, name: str, cost: int) -> None:
-        top = current.get(kind)
-        if top is None:
-            top = current[kind] = TopN(self.top_n)
-        counts = top.cost
-        if name in counts:  # the common case, inlined from TopN.add
-            counts[name] += cost
-            top.requests[name] += 1
-        else:
-            top.add(name, cost)
+    def _rotate(self, g: int) -> None:
+        previous = self.previous
+        for _ in range(min(g - self.generation, len(previous) + 1)):
+            if previous:
+                previous.pop()
+                previous.insert(0, self.current)
+            self.current = _generation()
+        self.generation = g
 
     def totals(self, kind: str) -> list[tuple[str, int, int]]:
         """(name, micro-dollars, requests) of one kind over the whole window, largest first."""
         cost: dict[str, int] = {}
         requests: dict[str, int] = {}
         for gen in (self.current, *self.previous):
-            top = gen.get(kind)
-            if top is None:
-                continue
-            for name, c, r in top.items():
+            for name, (c, r) in gen.get(kind, {}).items():
                 cost[name] = cost.get(name, 0) + c
                 requests[name] = requests.get(name, 0) + r
         return sorted(((n, c, requests[n]) for n, c in cost.items()), key=lambda x: (-x[1], x[0]))
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self.generation_seconds, self.top_n, self.generation, self.current, self.previous
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        if state[0] is None:  # written before version 2: (None, slots) with TopN objects
+            slots = state[1]
+            state = (slots["generation_seconds"], slots["top_n"], slots["generation"],
+                     _from_topn(slots["current"]), [_from_topn(gen) for gen in slots["previous"]])
+        self.generation_seconds, self.top_n, self.generation, self.current, self.previous = state
+
+
+def _from_topn(generation: dict[str, TopN]) -> dict[str, Counts]:
+    return {**_generation(), **{kind: top.counts() for kind, top in generation.items()}}
 
 
 class Contributors:
@@ -129,5 +145,6 @@ class Contributors:
         self.day = ContributorWindow(6 * 3600, 5, top_n)
 
     def add(self, obs: Observation) -> None:
-        self.short.add(obs)
-        self.day.add(obs)
+        t, cost, model, session, tags = int(obs.ts), obs.cost, obs.model, obs.session_id, obs.tags
+        self.short.add(t, cost, model, session, tags)
+        self.day.add(t, cost, model, session, tags)

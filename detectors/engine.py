@@ -47,9 +47,13 @@ if TYPE_CHECKING:
 
     Record = GatewayEvent | OutcomeEvent
 
-SNAPSHOT_VERSION = 1
+#: 2: flatter detector and helper state (contributor counters as plain dicts...); version 1 snapshots still
+#: load: the classes whose layout changed convert them in ``__setstate__``.
+SNAPSHOT_VERSION = 2
+_LOADABLE_VERSIONS = frozenset({1, SNAPSHOT_VERSION})
 _ROUTE_CACHE_LIMIT = 100_000
 _UNSEEN = object()
+_NO_DETECTORS: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -148,6 +152,12 @@ class Engine:
         self.scopes: tuple[str, ...] = tuple(
             dict.fromkeys(scope for name, s in self.settings.items() for scope in self._candidate_scopes(name, s))
         )
+        #: record kind -> the detectors that want it, None for a kind every detector wants (no test per record)
+        self._detectors_of_kind: dict[str, frozenset[str] | None] = {
+            kind: None if all(kind in cls.kinds for cls in self.classes.values())
+            else frozenset(name for name, cls in self.classes.items() if kind in cls.kinds)
+            for kind in {kind for cls in self.classes.values() for kind in cls.kinds}
+        }
         self._route_cache: dict[tuple[str, str], str | None] = {}  # (scope, subject) -> state key, None: no detector
         self._last_record: Any = None
         self._last_obs: Observation | None = None
@@ -199,8 +209,8 @@ class Engine:
     def loads(self, data: bytes) -> SubjectState:
         """Restore a snapshot made by :meth:`dumps` (trusted data: our own state table), re-binding config."""
         version, state = pickle.loads(data)  # noqa: S301 - snapshots are written by spendwatch itself
-        if version != SNAPSHOT_VERSION:
-            raise ValueError(f"snapshot version {version} is not {SNAPSHOT_VERSION}")
+        if version not in _LOADABLE_VERSIONS:
+            raise ValueError(f"snapshot version {version} is not one of {sorted(_LOADABLE_VERSIONS)}")
         b = self.config.baseline
         state.baseline.profile_alpha = b.profile_alpha
         state.baseline.min_history_days = b.min_history_days
@@ -234,32 +244,28 @@ class Engine:
 
         ``record`` may also be its :class:`Observation`, made once for every state it updates.
         """
-        obs = self._observe(record)
+        obs = record if type(record) is Observation else self._observe(record)
         ts = obs.ts
         if ts > state.last_ts:
             state.last_ts = ts
         identity = (obs.key_hash, obs.key_alias, obs.user, obs.team, obs.org)
         if identity != state.identity:
-            state.identity = identity
-            labels = state.labels
-            allowed = _SCOPE_LABELS.get(state.scope)
-            for (_, label), value in zip(_LABEL_FIELDS, identity, strict=True):
-                if value is not None and (allowed is None or label in allowed):
-                    labels[label] = value
-        if obs.kind == "request":
+            self._relabel(state, identity)
+        kind = obs.kind
+        if kind == "request":
             state.baseline.learn_one(ts, obs.cost)
             state.contributors.add(obs)
         alerts: list[Alert] = []
-        book = state.episodes
-        kind = obs.kind
+        active = state.episodes.active  # type: ignore[union-attr]
+        wanted = self._detectors_of_kind.get(kind, _NO_DETECTORS)  # None: every detector
         for name, det in state.detectors.items():  # type: ignore[union-attr]
-            if kind not in det.kinds:
+            if wanted is not None and name not in wanted:
                 continue
             det.learn_one(obs, state)
             findings = det.score_one(state, ts, obs)
             if not findings:
                 continue
-            if not book.active:  # type: ignore[union-attr]
+            if not active:
                 # all normal with nothing open (the common case): _lifecycle would skip every finding
                 for finding in findings:
                     if finding.abnormal:
@@ -268,6 +274,15 @@ class Engine:
                     continue
             self._lifecycle(state, name, det, findings, ts, alerts, complete=False)
         return alerts
+
+    @staticmethod
+    def _relabel(state: SubjectState, identity: tuple[str | None, ...]) -> None:
+        state.identity = identity
+        labels = state.labels
+        allowed = _SCOPE_LABELS.get(state.scope)
+        for (_, label), value in zip(_LABEL_FIELDS, identity, strict=True):
+            if value is not None and (allowed is None or label in allowed):
+                labels[label] = value
 
     def tick(self, state: SubjectState, now: datetime) -> list[Alert]:
         """Advance this state's clock to ``now`` (a tick boundary): windows roll, episodes repeat or resolve.
