@@ -222,9 +222,11 @@ class BurnRate(Detector):
         self.bucket = b
 
     def learn_one(self, obs: Observation, ctx: Context) -> None:
-        self._advance(obs.ts)
-        if obs.cost and int(obs.ts) // self._cfg_bucket_s == self.bucket:
-            self.window[self.bucket % self._cfg_n] += obs.cost
+        b = int(obs.ts) // self._cfg_bucket_s
+        if b > self.bucket or self.bucket < 0:  # else _advance() has nothing to close
+            self._advance(obs.ts)
+        if obs.cost and b == self.bucket:
+            self.window[b % self._cfg_n] += obs.cost
 
     # -- scoring -------------------------------------------------------------------------
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
@@ -234,7 +236,7 @@ class BurnRate(Detector):
             return []
         cfg, scorer = self.config, self.scorer
         rate = sum(self.window) / self._cfg_window_hours  # micro-dollars per hour
-        warm = scorer.n >= cfg.grace_hours
+        warm = scorer.residuals.mean.n >= cfg.grace_hours  # scorer.n without the property and int()
         expected = scorer.expected(now) if warm else None
         reason = ""
         score = 0.0

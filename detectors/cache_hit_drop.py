@@ -22,7 +22,6 @@ episode holds its last verdict rather than resolving and paging again the next m
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
@@ -37,11 +36,19 @@ _BUCKETS = 6
 _CACHE_DISCOUNT = 0.9
 
 
-@lru_cache(maxsize=4096)
+_FIELDS = ("n", "in", "cr", "value")  # requests, input tokens, cache-read tokens, input micro-dollars at full price
+_PRICES: dict[tuple[str, str | None], float] = {}
+
+
 def _input_price(model: str, provider: str | None) -> float:
     """USD per million input tokens (= micro-dollars per token), 0.0 when unknown."""
-    price = input_price_per_mtok(model, provider)
-    return float(price) if price is not None else 0.0
+    price = _PRICES.get((model, provider))
+    if price is None:
+        if len(_PRICES) > 4096:
+            _PRICES.clear()
+        known = input_price_per_mtok(model, provider)
+        price = _PRICES[(model, provider)] = float(known) if known is not None else 0.0
+    return price
 
 
 class CacheHitDrop(Detector):
@@ -87,11 +94,11 @@ class CacheHitDrop(Detector):
         self.last_finding: Finding | None = None
 
     def learn_one(self, obs: Observation, ctx: Context) -> None:
-        if not obs.ok or obs.input_tokens <= 0:
+        tokens = obs.input_tokens
+        if not obs.ok or tokens <= 0:
             return
         price = _input_price(obs.model, obs.provider)
-        self.window.add(obs.ts, {"n": 1.0, "in": float(obs.input_tokens), "cr": float(obs.cache_read_tokens),
-                                 "value": obs.input_tokens * price})
+        self.window.add_fields(obs.ts, _FIELDS, (1.0, float(tokens), float(obs.cache_read_tokens), tokens * price))
 
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
         window, baseline, cfg = self.window, self.baseline, self.config

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from spendwatch.detectors.config import BaselineConfig, EfficiencyConfig
 
 _HOUR = 3600.0
+_OUTCOME = ("o",)  # accepted outcomes (their values)
+_REQUEST = ("c", "usd")  # the metric (micro-dollars or tokens), micro-dollars
 
 
 class Efficiency(Detector):
@@ -73,14 +75,16 @@ class Efficiency(Detector):
 
     def derive(self) -> None:
         self._cfg_min_spend = micros_threshold(self.config.min_window_spend_usd)
+        self._cfg_usd = self.config.metric == "usd"
 
     def learn_one(self, obs: Observation, ctx: Context) -> None:
         if obs.kind == "outcome":
             if obs.outcome_kind in self.config.outcome_kinds:
-                self.window.add(obs.ts, {"o": obs.outcome_value})
+                self.window.add_fields(obs.ts, _OUTCOME, (obs.outcome_value,))
             return
-        cost = float(obs.cost) if self.config.metric == "usd" else float(obs.input_tokens + obs.output_tokens)
-        self.window.add(obs.ts, {"c": cost, "usd": float(obs.cost)})
+        usd = float(obs.cost)
+        cost = usd if self._cfg_usd else float(obs.input_tokens + obs.output_tokens)
+        self.window.add_fields(obs.ts, _REQUEST, (cost, usd))
 
     def _fold(self, now: float) -> None:
         for index, sums in self.window.expire(now):

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 _BUCKET_S = 60.0
 _MIN_BASELINE_REQUESTS = 100.0
+_REQUEST, _ONE = ("n",), (1.0,)
 
 
 class ErrorStorm(Detector):
@@ -65,7 +66,7 @@ class ErrorStorm(Detector):
 
     def learn_one(self, obs: Observation, ctx: Context) -> None:
         if obs.ok:
-            self.window.add(obs.ts, {"n": 1.0})
+            self.window.add_fields(obs.ts, _REQUEST, _ONE)
             return
         values = {"n": 1.0, "f": 1.0, "fc": float(obs.cost), f"e:{obs.error_type or 'unknown'}": 1.0}
         if obs.session_id:

@@ -32,9 +32,9 @@ if TYPE_CHECKING:
 _BUCKETS = 6
 _MAX_CATEGORIES = 48
 _TIERS: dict[tuple[str, str | None, object, object], str] = {}
-_TIER_CACHES: dict[tuple[object, object], dict[tuple[str, str | None], str]] = {}
-_MODEL_KEYS: dict[str, tuple[str, str]] = {}  # model -> its window keys, built once (not per request)
-_TIER_KEYS = {tier: (f"n:t:{tier}", f"c:t:{tier}") for tier in ("frontier", "standard", "economy", "unknown")}
+#: per tier thresholds: (model, provider) -> the window names a request adds to (built once, not per request):
+#: requests and micro-dollars in total, of its model and of its tier
+_FIELD_CACHES: dict[tuple[object, object], dict[tuple[str, str | None], tuple[str, ...]]] = {}
 
 
 def _tier(model: str, provider: str | None, tiers: TierThresholds) -> str:
@@ -95,29 +95,23 @@ class ModelMixDrift(Detector):
     def derive(self) -> None:
         tiers = self.config.tiers
         self._cfg_min_spend = micros_threshold(self.config.min_window_spend_usd)
-        # tiers of (model, provider) under these thresholds, shared by every subject with this config
-        self._cfg_tiers = _TIER_CACHES.setdefault(
+        # window names of (model, provider) under these thresholds, shared by every subject with this config
+        self._cfg_fields = _FIELD_CACHES.setdefault(
             (tiers.frontier_min_input_per_mtok, tiers.economy_max_input_per_mtok), {})
 
     def learn_one(self, obs: Observation, ctx: Context) -> None:
         if self.first_ts is None:
             self.first_ts = obs.ts
-        model = obs.model
-        tier = self._cfg_tiers.get((model, obs.provider))
-        if tier is None:
-            tiers = self._cfg_tiers
-            if len(tiers) > 4096:
-                tiers.clear()
-            tier = tiers[(model, obs.provider)] = _tier(model, obs.provider, self.config.tiers)
+        model, provider = obs.model, obs.provider
+        names = self._cfg_fields.get((model, provider))
+        if names is None:
+            fields = self._cfg_fields
+            if len(fields) > 4096:
+                fields.clear()
+            tier = _tier(model, provider, self.config.tiers)
+            names = fields[(model, provider)] = ("n", "c", f"n:m:{model}", f"c:m:{model}", f"n:t:{tier}", f"c:t:{tier}")
         cost = float(obs.cost)
-        model_keys = _MODEL_KEYS.get(model)
-        if model_keys is None:
-            if len(_MODEL_KEYS) > 4096:
-                _MODEL_KEYS.clear()
-            model_keys = _MODEL_KEYS[model] = (f"n:m:{model}", f"c:m:{model}")
-        tier_keys = _TIER_KEYS.get(tier) or (f"n:t:{tier}", f"c:t:{tier}")
-        self.window.add(obs.ts, {"n": 1.0, "c": cost, model_keys[0]: 1.0, model_keys[1]: cost,
-                                 tier_keys[0]: 1.0, tier_keys[1]: cost})
+        self.window.add_fields(obs.ts, names, (1.0, cost, 1.0, cost, 1.0, cost))
 
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
         window, baseline, cfg = self.window, self.baseline, self.config

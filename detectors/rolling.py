@@ -21,43 +21,51 @@ new normal). Both hold only plain dicts of floats, so detector snapshots stay sm
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 
 class BucketWindow:
     """Named sums over the last ``window_s`` seconds, in buckets of ``bucket_s`` seconds."""
 
-    __slots__ = ("window_s", "bucket_s", "buckets", "totals")
+    __slots__ = ("window_s", "bucket_s", "buckets", "totals", "first")
 
     def __init__(self, window_s: float, bucket_s: float) -> None:
         self.window_s = window_s
         self.bucket_s = bucket_s
         self.buckets: dict[int, dict[str, float]] = {}
         self.totals: dict[str, float] = {}
+        self.first: int | None = None  # the smallest bucket index held: expire() is a compare until it leaves
 
     def add(self, ts: float, values: Mapping[str, float]) -> None:
         """Add ``values`` at event time ``ts``."""
+        self.add_fields(ts, values.keys(), values.values())
+
+    def add_fields(self, ts: float, names: Iterable[str], values: Iterable[float]) -> None:
+        """:meth:`add` of ``zip(names, values)``: a record's fixed names need no dict built per record."""
         index = int(ts // self.bucket_s)
         bucket = self.buckets.get(index)
         if bucket is None:
             bucket = self.buckets[index] = {}
+            if self.first is None or index < self.first:
+                self.first = index
         totals = self.totals
         bucket_get, totals_get = bucket.get, totals.get
-        for name, value in values.items():
+        for name, value in zip(names, values):
             bucket[name] = bucket_get(name, 0.0) + value
             totals[name] = totals_get(name, 0.0) + value
 
-    def expire(self, now: float) -> list[tuple[int, dict[str, float]]]:
+    def expire(self, now: float) -> Sequence[tuple[int, dict[str, float]]]:
         """Remove the buckets older than the window at ``now``; return them oldest first."""
         oldest = int((now - self.window_s) // self.bucket_s) + 1
+        if self.first is None or self.first >= oldest:
+            return ()  # the common case (called per record): nothing has left the window yet
         buckets = self.buckets
-        if not buckets or min(buckets) >= oldest:
-            return []  # the common case (called per record): nothing has left the window yet
         stale = sorted(i for i in buckets if i < oldest)
         out = []
         totals = self.totals
         for index in stale:
-            bucket = self.buckets.pop(index)
+            bucket = buckets.pop(index)
             for name, value in bucket.items():
                 left = totals.get(name, 0.0) - value
                 if left <= 1e-9:
@@ -65,10 +73,22 @@ class BucketWindow:
                 else:
                     totals[name] = left
             out.append((index, bucket))
+        self.first = min(buckets) if buckets else None
         return out
 
     def get(self, name: str) -> float:
         return self.totals.get(name, 0.0)
+
+    # -- snapshots: a plain tuple pickles faster than the slots' dict ---------------------------
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self.window_s, self.bucket_s, self.buckets, self.totals, self.first
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        if state[0] is None:  # written before snapshot version 2: (None, slots), no ``first``
+            slots = state[1]
+            buckets = slots["buckets"]
+            state = (slots["window_s"], slots["bucket_s"], buckets, slots["totals"], min(buckets) if buckets else None)
+        self.window_s, self.bucket_s, self.buckets, self.totals, self.first = state
 
 
 class DecayedSums:
@@ -99,3 +119,12 @@ class DecayedSums:
 
     def get(self, name: str) -> float:
         return self.sums.get(name, 0.0)
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self.half_life_s, self.sums, self.last_ts, self.max_names
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        if state[0] is None:  # written before snapshot version 2: (None, slots)
+            slots = state[1]
+            state = (slots["half_life_s"], slots["sums"], slots["last_ts"], slots["max_names"])
+        self.half_life_s, self.sums, self.last_ts, self.max_names = state

@@ -85,20 +85,28 @@ class SessionBurn(Detector):
         self._cfg_bucket_s = max(1, cfg.window_minutes * 60 // _BUCKETS)
         self._cfg_floor = int(cfg.floor_usd * MICROS)
         self._cfg_fixed = None if cfg.threshold_usd is None else int(cfg.threshold_usd * MICROS)
+        self._cfg_window_s = cfg.window_minutes * 60
+        self._cfg_limit: int | None = None  # threshold() until the next session completes
 
     # -- learning ------------------------------------------------------------------------
     def threshold(self) -> int:
         """$X in micro-dollars."""
-        if self._cfg_fixed is not None:
-            return self._cfg_fixed
-        if self.completed >= self.config.min_sessions:
-            return max(self._cfg_floor, int(self.config.quantile_factor * (self.costs.get() or 0)))
-        return self._cfg_floor
+        limit = self._cfg_limit
+        if limit is None:
+            if self._cfg_fixed is not None:
+                limit = self._cfg_fixed
+            elif self.completed >= self.config.min_sessions:
+                limit = max(self._cfg_floor, int(self.config.quantile_factor * (self.costs.get() or 0)))
+            else:
+                limit = self._cfg_floor
+            self._cfg_limit = limit
+        return limit
 
     def _complete(self, session_id: str) -> None:
         session = self.sessions.pop(session_id)
         self.costs.update(session.peak)
         self.completed += 1
+        self._cfg_limit = None
 
     def _window_sum(self, session: _Session, now: float) -> int:
         oldest = int(now) // self._cfg_bucket_s - _BUCKETS + 1
@@ -109,38 +117,40 @@ class SessionBurn(Detector):
         return sum(buckets.values())
 
     def learn_one(self, obs: Observation, ctx: Context) -> None:
-        session_id = obs.session_id
-        if not session_id or not obs.cost:
+        session_id, cost = obs.session_id, obs.cost
+        if not session_id or not cost:
             return
-        window_s = self.config.window_minutes * 60
-        while self.sessions:  # complete idle sessions (the dict is in LRU order: oldest first)
-            oldest = next(iter(self.sessions))
-            if obs.ts - self.sessions[oldest].last_ts < window_s:
+        ts, sessions = obs.ts, self.sessions
+        window_s = self._cfg_window_s
+        while sessions:  # complete idle sessions (the dict is in LRU order: oldest first)
+            oldest = next(iter(sessions))
+            if ts - sessions[oldest].last_ts < window_s:
                 break
             self._complete(oldest)
-        session = self.sessions.pop(session_id, None)  # re-inserted last: keeps the LRU order
+        session = sessions.pop(session_id, None)  # re-inserted last: keeps the LRU order
         if session is None:
-            if len(self.sessions) >= self.config.max_tracked_sessions:
-                self._complete(next(iter(self.sessions)))
-            session = _Session(obs.ts)
-        self.sessions[session_id] = session
-        session.last_ts = max(session.last_ts, obs.ts)
-        b = int(obs.ts) // self._cfg_bucket_s
-        session.buckets[b] = session.buckets.get(b, 0) + obs.cost
+            if len(sessions) >= self.config.max_tracked_sessions:
+                self._complete(next(iter(sessions)))
+            session = _Session(ts)
+        sessions[session_id] = session
+        if ts > session.last_ts:
+            session.last_ts = ts
+        b = int(ts) // self._cfg_bucket_s
+        buckets = session.buckets
+        buckets[b] = buckets.get(b, 0) + cost
         model = session.models.get(obs.model)
         if model is not None:
-            model[0] += obs.cost
+            model[0] += cost
             model[1] += 1
         elif len(session.models) < _MODELS_PER_SESSION:
-            session.models[obs.model] = [obs.cost, 1]
+            session.models[obs.model] = [cost, 1]
 
     # -- scoring -------------------------------------------------------------------------
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
         if obs is not None:
-            if not obs.session_id or obs.session_id not in self.sessions:
-                return []
-            return [self._judge(ctx, obs.session_id, self.sessions[obs.session_id], now)]
-        window_s = self.config.window_minutes * 60
+            session = self.sessions.get(obs.session_id) if obs.session_id else None
+            return [] if session is None else [self._judge(ctx, obs.session_id, session, now)]
+        window_s = self._cfg_window_s
         for session_id in [s for s, sess in self.sessions.items() if now - sess.last_ts >= window_s]:
             self._complete(session_id)
         findings = [self._judge(ctx, sid, sess, now) for sid, sess in self.sessions.items()]
@@ -151,8 +161,7 @@ class SessionBurn(Detector):
         if spent > session.peak:
             session.peak = spent
         limit = self.threshold()
-        finding = Finding(abnormal=spent > limit, observed=spent / MICROS, expected=limit / MICROS,
-                          episode=session_id)
+        finding = Finding(spent > limit, spent / MICROS, limit / MICROS, episode=session_id)
         if finding.abnormal:
             models = sorted(session.models.items(), key=lambda kv: -kv[1][0])
             window_start = max(session.started, now - self.config.window_minutes * 60)

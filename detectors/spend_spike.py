@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
 
 if TYPE_CHECKING:
+    from spendwatch.detectors.baseline import SpendBaseline
     from spendwatch.detectors.config import SpendSpikeConfig
 
 
@@ -54,22 +55,36 @@ class SpendSpike(Detector):
         self._cfg_min_excess = int(self.config.min_excess_usd * MICROS)
         absolute = self.config.absolute_usd
         self._cfg_absolute = None if absolute is None else int(absolute * MICROS)
+        # the page line of the baseline's current day: its daily mean moves only when the day does
+        self._cfg_day: tuple[int, int | None] | None = None
+        self._cfg_history = False
+        self._cfg_mean = self._cfg_line = 0.0
+        self._cfg_expected: float | None = None
+
+    def _judge_day(self, baseline: SpendBaseline) -> None:
+        self._cfg_day = (baseline.day, baseline.first_day)
+        self._cfg_history = baseline.has_history
+        if self._cfg_history:
+            self._cfg_mean = baseline.daily_mean
+            self._cfg_line = self.config.factor * self._cfg_mean
+            self._cfg_expected = self._cfg_mean / MICROS
+        else:
+            self._cfg_mean = self._cfg_line = 0.0
+            self._cfg_expected = None
 
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
         baseline, cfg = ctx.baseline, self.config
         running = baseline.running_24h
         absolute = cfg.absolute_usd
-        over_absolute = self._cfg_absolute is not None and running > self._cfg_absolute
-        if baseline.has_history:
-            mean = baseline.daily_mean
-            line = cfg.factor * mean
+        day = self._cfg_day
+        if day is None or day[0] != baseline.day or day[1] != baseline.first_day:
+            self._judge_day(baseline)
+        mean, line, expected = self._cfg_mean, self._cfg_line, self._cfg_expected
+        if self._cfg_history:
             abnormal = running > line and running - line >= self._cfg_min_excess
-            expected: float | None = mean / MICROS
         else:
-            mean = line = 0.0
-            abnormal = over_absolute
-            expected = None
-        finding = Finding(abnormal=abnormal, observed=running / MICROS, expected=expected, window="day")
+            abnormal = self._cfg_absolute is not None and running > self._cfg_absolute
+        finding = Finding(abnormal, running / MICROS, expected, window="day")
         if abnormal:
             who = ctx.labels.get("key_alias") if ctx.scope == "key" else None
             subject = f"{ctx.scope} {who or ctx.subject}"
