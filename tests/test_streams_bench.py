@@ -24,6 +24,8 @@ def test_bench_json_reports_the_figures(tmp_path: Path) -> None:
     assert set(FIELDS) <= set(figures)
     assert figures["keys"] == 1000 and figures["events"] == 20000
     assert figures["raw_consume_events_per_s"] > 0 and figures["pipeline_events_per_s"] > 0
+    runs = figures["raw_consume_runs_events_per_s"]  # the reference is the median of three reads
+    assert len(runs) == 3 and sorted(runs)[1] == figures["raw_consume_events_per_s"]
     assert figures["ratio"] == pytest.approx(figures["pipeline_events_per_s"] / figures["raw_consume_events_per_s"],
                                              rel=0.05)
     assert figures["incidents_paged"] > 0 and figures["latency_p50_ms"] <= figures["latency_p99_ms"]
