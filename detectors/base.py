@@ -12,7 +12,8 @@ lifecycle (:mod:`spendwatch.detectors.episodes`) and building the :class:`Alert`
 
 Per record the engine calls ``learn_one(obs, ctx)`` then ``score_one(ctx, now, obs)``
 (learning first, so a threshold crossing is seen the moment it happens); on each tick
-it calls ``score_one(ctx, now, None)``. A detector that must not learn from the
+it calls ``score_one(ctx, now, None)``. ``ctx.normal_findings`` says whether findings
+that are not abnormal are wanted at all (only while the subject has an active episode). A detector that must not learn from the
 anomalies it flags keeps the points to learn in a buffer and learns them only once
 they are known to be normal (see :mod:`spendwatch.detectors.burn_rate`).
 """
@@ -130,6 +131,9 @@ class Context:
     baseline: SpendBaseline
     contributors: Contributors
     labels: dict[str, str]
+    #: False while the subject has no active episode: normal findings (which only give a resolve its
+    #: figures) are then of no use, and a detector may leave them out rather than build one per record
+    normal_findings: bool = True
 
 
 class Detector:

@@ -248,9 +248,11 @@ class BurnRate(Detector):
                     reason = "rate"
         elif self._cfg_absolute is not None and rate >= self._cfg_absolute:
             reason = "absolute"
-        projected = self._projection(ctx, now, rate, expected)
+        projected = None if expected is None else self._projection(ctx, now, rate, expected)
         if not reason and projected is not None:
             reason = "projection"
+        if not reason and not ctx.normal_findings:
+            return []
         finding = Finding(abnormal=bool(reason), observed=rate / MICROS, unit="usd_per_hour",
                           expected=None if expected is None else expected / MICROS)
         if reason:

@@ -36,7 +36,6 @@ _BUCKETS = 6
 _CACHE_DISCOUNT = 0.9
 
 
-_FIELDS = ("n", "in", "cr", "value")  # requests, input tokens, cache-read tokens, input micro-dollars at full price
 _PRICES: dict[tuple[str, str | None], float] = {}
 
 
@@ -97,8 +96,16 @@ class CacheHitDrop(Detector):
         tokens = obs.input_tokens
         if not obs.ok or tokens <= 0:
             return
-        price = _input_price(obs.model, obs.provider)
-        self.window.add_fields(obs.ts, _FIELDS, (1.0, float(tokens), float(obs.cache_read_tokens), tokens * price))
+        price = _PRICES.get((obs.model, obs.provider))
+        if price is None:
+            price = _input_price(obs.model, obs.provider)
+        tokens_in, cached, value = float(tokens), float(obs.cache_read_tokens), tokens * price
+        # add(ts, {"n": 1.0, "in": tokens_in, "cr": cached, "value": value}) without the dict and loop, per request
+        for sums in (self.window.bucket_at(obs.ts), self.window.totals):
+            sums["n"] = sums.get("n", 0.0) + 1.0
+            sums["in"] = sums.get("in", 0.0) + tokens_in
+            sums["cr"] = sums.get("cr", 0.0) + cached
+            sums["value"] = sums.get("value", 0.0) + value
 
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
         window, baseline, cfg = self.window, self.baseline, self.config

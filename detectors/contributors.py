@@ -77,28 +77,23 @@ class ContributorWindow:
 
     def add(self, t: int, cost: int, model: str, session: str | None, tags: tuple[str, ...]) -> None:
         """Count one request at epoch second ``t``."""
+        current = self.generation_at(t)
+        if current is None:
+            return
+        count(current["model"], model, cost, self.top_n)
+        if session:
+            count(current["session"], session, cost, self.top_n)
+        for tag in tags:
+            count(current["tag"], tag, cost, self.top_n)
+
+    def generation_at(self, t: int) -> dict[str, Counts] | None:
+        """The counters of epoch second ``t``'s generation, rotating to it; None for a rotated-out one."""
         g = t // self.generation_seconds
         if g != self.generation:
             if g < self.generation:
-                return  # late record from a rotated-out generation: totals still count it, attribution does not
+                return None  # late record from a rotated-out generation: totals still count it, attribution does not
             self._rotate(g)
-        current, top_n = self.current, self.top_n
-        # the common case (a name already counted) inlined from count(): this runs twice per request
-        entry = current["model"].get(model)
-        if entry is None:
-            count(current["model"], model, cost, top_n)
-        else:
-            entry[0] += cost
-            entry[1] += 1
-        if session:
-            entry = current["session"].get(session)
-            if entry is None:
-                count(current["session"], session, cost, top_n)
-            else:
-                entry[0] += cost
-                entry[1] += 1
-        for tag in tags:
-            count(current["tag"], tag, cost, top_n)
+        return self.current
 
     def _rotate(self, g: int) -> None:
         previous = self.previous
@@ -106,7 +101,8 @@ class ContributorWindow:
             if previous:
                 previous.pop()
                 previous.insert(0, self.current)
-            self.current = _generation()
+            self.current = {}  # a generation skipped over stays empty: no counters built for it
+        self.current = _generation()
         self.generation = g
 
     def totals(self, kind: str) -> list[tuple[str, int, int]]:
@@ -145,6 +141,32 @@ class Contributors:
         self.day = ContributorWindow(6 * 3600, 5, top_n)
 
     def add(self, obs: Observation) -> None:
-        t, cost, model, session, tags = int(obs.ts), obs.cost, obs.model, obs.session_id, obs.tags
-        self.short.add(t, cost, model, session, tags)
-        self.day.add(t, cost, model, session, tags)
+        t, cost, model, session = int(obs.ts), obs.cost, obs.model, obs.session_id
+        # ContributorWindow.add for both windows, with count()'s common case (a name already counted) inlined:
+        # this runs for every request
+        for window in (self.short, self.day):
+            current = window.current
+            if t // window.generation_seconds != window.generation:
+                current = window.generation_at(t)
+                if current is None:
+                    continue
+            entry = current["model"].get(model)
+            if entry is None:
+                count(current["model"], model, cost, window.top_n)
+            else:
+                entry[0] += cost
+                entry[1] += 1
+            if session:
+                entry = current["session"].get(session)
+                if entry is None:
+                    count(current["session"], session, cost, window.top_n)
+                else:
+                    entry[0] += cost
+                    entry[1] += 1
+            for tag in obs.tags:
+                entry = current["tag"].get(tag)
+                if entry is None:
+                    count(current["tag"], tag, cost, window.top_n)
+                else:
+                    entry[0] += cost
+                    entry[1] += 1

@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from spendwatch.detectors.config import BaselineConfig, EfficiencyConfig
 
 _HOUR = 3600.0
-_OUTCOME = ("o",)  # accepted outcomes (their values)
-_REQUEST = ("c", "usd")  # the metric (micro-dollars or tokens), micro-dollars
 
 
 class Efficiency(Detector):
@@ -80,11 +78,13 @@ class Efficiency(Detector):
     def learn_one(self, obs: Observation, ctx: Context) -> None:
         if obs.kind == "outcome":
             if obs.outcome_kind in self.config.outcome_kinds:
-                self.window.add_fields(obs.ts, _OUTCOME, (obs.outcome_value,))
+                self.window.add(obs.ts, {"o": obs.outcome_value})
             return
         usd = float(obs.cost)
         cost = usd if self._cfg_usd else float(obs.input_tokens + obs.output_tokens)
-        self.window.add_fields(obs.ts, _REQUEST, (cost, usd))
+        for sums in (self.window.bucket_at(obs.ts), self.window.totals):  # add(ts, {"c": cost, "usd": usd})
+            sums["c"] = sums.get("c", 0.0) + cost
+            sums["usd"] = sums.get("usd", 0.0) + usd
 
     def _fold(self, now: float) -> None:
         for index, sums in self.window.expire(now):

@@ -257,6 +257,8 @@ class Engine:
             state.contributors.add(obs)
         alerts: list[Alert] = []
         active = state.episodes.active  # type: ignore[union-attr]
+        # a detector's normal finding only matters to an episode of its own, opened before this record
+        state.normal_findings = bool(active)
         wanted = self._detectors_of_kind.get(kind, _NO_DETECTORS)  # None: every detector
         for name, det in state.detectors.items():  # type: ignore[union-attr]
             if wanted is not None and name not in wanted:
@@ -296,6 +298,7 @@ class Engine:
         if ts < state.last_ts:
             return []
         alerts: list[Alert] = []
+        state.normal_findings = bool(state.episodes.active)  # type: ignore[union-attr]
         if state.episodes.active:  # type: ignore[union-attr]
             state.last_ts = ts
             state.baseline.advance(ts)

@@ -21,7 +21,7 @@ new normal). Both hold only plain dicts of floats, so detector snapshots stay sm
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -39,21 +39,29 @@ class BucketWindow:
 
     def add(self, ts: float, values: Mapping[str, float]) -> None:
         """Add ``values`` at event time ``ts``."""
-        self.add_fields(ts, values.keys(), values.values())
+        bucket = self.bucket_at(ts)
+        totals = self.totals
+        bucket_get, totals_get = bucket.get, totals.get
+        for name, value in values.items():
+            bucket[name] = bucket_get(name, 0.0) + value
+            totals[name] = totals_get(name, 0.0) + value
 
-    def add_fields(self, ts: float, names: Iterable[str], values: Iterable[float]) -> None:
-        """:meth:`add` of ``zip(names, values)``: a record's fixed names need no dict built per record."""
+    def bucket_at(self, ts: float) -> dict[str, float]:
+        """The bucket of event time ``ts``, for a caller that adds to it and to :attr:`totals` alike.
+
+        >>> window = BucketWindow(600, 60)
+        >>> for sums in (window.bucket_at(30), window.totals):   # what add(30, {"n": 1}) does
+        ...     sums["n"] = sums.get("n", 0.0) + 1
+        >>> window.buckets, window.totals
+        ({0: {'n': 1.0}}, {'n': 1.0})
+        """
         index = int(ts // self.bucket_s)
         bucket = self.buckets.get(index)
         if bucket is None:
             bucket = self.buckets[index] = {}
             if self.first is None or index < self.first:
                 self.first = index
-        totals = self.totals
-        bucket_get, totals_get = bucket.get, totals.get
-        for name, value in zip(names, values):
-            bucket[name] = bucket_get(name, 0.0) + value
-            totals[name] = totals_get(name, 0.0) + value
+        return bucket
 
     def expire(self, now: float) -> Sequence[tuple[int, dict[str, float]]]:
         """Remove the buckets older than the window at ``now``; return them oldest first."""

@@ -108,14 +108,6 @@ class SessionBurn(Detector):
         self.completed += 1
         self._cfg_limit = None
 
-    def _window_sum(self, session: _Session, now: float) -> int:
-        oldest = int(now) // self._cfg_bucket_s - _BUCKETS + 1
-        buckets = session.buckets
-        if buckets and min(buckets) < oldest:  # min() in C: the scan below only when a bucket is stale
-            for b in [b for b in buckets if b < oldest]:
-                del buckets[b]
-        return sum(buckets.values())
-
     def learn_one(self, obs: Observation, ctx: Context) -> None:
         session_id, cost = obs.session_id, obs.cost
         if not session_id or not cost:
@@ -123,8 +115,8 @@ class SessionBurn(Detector):
         ts, sessions = obs.ts, self.sessions
         window_s = self._cfg_window_s
         while sessions:  # complete idle sessions (the dict is in LRU order: oldest first)
-            oldest = next(iter(sessions))
-            if ts - sessions[oldest].last_ts < window_s:
+            oldest, idle = next(iter(sessions.items()))
+            if ts - idle.last_ts < window_s:
                 break
             self._complete(oldest)
         session = sessions.pop(session_id, None)  # re-inserted last: keeps the LRU order
@@ -149,18 +141,32 @@ class SessionBurn(Detector):
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
         if obs is not None:
             session = self.sessions.get(obs.session_id) if obs.session_id else None
-            return [] if session is None else [self._judge(ctx, obs.session_id, session, now)]
+            if session is None:
+                return []
+            finding = self._judge(ctx, obs.session_id, session, now, ctx.normal_findings)  # type: ignore[arg-type]
+            return [] if finding is None else [finding]
         window_s = self._cfg_window_s
         for session_id in [s for s, sess in self.sessions.items() if now - sess.last_ts >= window_s]:
             self._complete(session_id)
-        findings = [self._judge(ctx, sid, sess, now) for sid, sess in self.sessions.items()]
-        return [f for f in findings if f.abnormal]
+        findings = [self._judge(ctx, sid, sess, now, normal=False) for sid, sess in self.sessions.items()]
+        return [f for f in findings if f is not None]
 
-    def _judge(self, ctx: Context, session_id: str, session: _Session, now: float) -> Finding:
-        spent = self._window_sum(session, now)
+    def _judge(self, ctx: Context, session_id: str, session: _Session, now: float, normal: bool) -> Finding | None:
+        """The session's finding; None when it is normal and ``normal`` findings are not wanted."""
+        # the session's spend over its window (buckets that left it are dropped)
+        oldest = int(now) // self._cfg_bucket_s - _BUCKETS + 1
+        buckets = session.buckets
+        if buckets and min(buckets) < oldest:  # min() in C: the scan below only when a bucket is stale
+            for b in [b for b in buckets if b < oldest]:
+                del buckets[b]
+        spent = sum(buckets.values())
         if spent > session.peak:
             session.peak = spent
-        limit = self.threshold()
+        limit = self._cfg_limit
+        if limit is None:
+            limit = self.threshold()
+        if spent <= limit and not normal:
+            return None
         finding = Finding(spent > limit, spent / MICROS, limit / MICROS, episode=session_id)
         if finding.abnormal:
             models = sorted(session.models.items(), key=lambda kv: -kv[1][0])

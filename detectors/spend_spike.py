@@ -84,6 +84,8 @@ class SpendSpike(Detector):
             abnormal = running > line and running - line >= self._cfg_min_excess
         else:
             abnormal = self._cfg_absolute is not None and running > self._cfg_absolute
+        if not abnormal and not ctx.normal_findings:
+            return []
         finding = Finding(abnormal, running / MICROS, expected, window="day")
         if abnormal:
             who = ctx.labels.get("key_alias") if ctx.scope == "key" else None
