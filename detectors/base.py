@@ -169,14 +169,27 @@ class Detector:
         """The current verdicts at event time ``now`` (``obs`` is the record just learned, None on a tick)."""
         return ()
 
+    #: Attributes holding a part with a tuple ``__getstate__`` (a window, a scorer): snapshotted as that
+    #: tuple and rebuilt on load, cheaper to pickle than the object.
+    parts: ClassVar[dict[str, type]] = {}
+
     # -- snapshots: the config is shared, never stored per subject ---------------------
     def __getstate__(self) -> dict[str, Any]:
         # config and anything derived from it (attributes named ``_cfg_*``) are re-bound on load
-        return {k: v for k, v in self.__dict__.items()
-                if k not in ("config", "baseline_config") and not k.startswith("_cfg_")}
+        state = {k: v for k, v in self.__dict__.items()
+                 if k not in ("config", "baseline_config") and not k.startswith("_cfg_")}
+        for name in self.parts:
+            state[name] = state[name].__getstate__()
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        for name, cls in self.parts.items():
+            value = state[name]
+            if not isinstance(value, cls):  # else: the object itself, from a snapshot before version 2
+                part = cls.__new__(cls)
+                part.__setstate__(value)
+                setattr(self, name, part)
 
     def bind(self, config: DetectorSettings, baseline_config: BaselineConfig) -> None:
         """Attach the (shared) config after a restore; recomputes config-derived constants."""

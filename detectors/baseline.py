@@ -14,8 +14,11 @@ from __future__ import annotations
 
 from array import array
 from datetime import UTC, datetime
+from typing import Any
 
 from river import stats, utils
+
+from spendwatch.detectors.snapshot import restore_rolling_mean, rolling_mean_state
 
 HOUR = 3600
 DAY = 86_400
@@ -82,6 +85,23 @@ class SpendBaseline:
         self.hour_index = 0
         self.profile = array("d", bytes(8 * WEEK_HOURS))
         self.profile_n = array("H", bytes(2 * WEEK_HOURS))
+
+    # -- snapshots: a tuple of the slots, arrays as bytes (see spendwatch.detectors.snapshot) ------
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.profile_alpha, self.min_history_days, self.first_day, self.day, self.today,
+                rolling_mean_state(self.days), self.running.tobytes(), self.running_24h, self.running_index,
+                self.hours.tobytes(), self.hour_index, self.profile.tobytes(), self.profile_n.tobytes())
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        if state[0] is None:  # written before snapshot version 2: (None, slots) with the objects
+            for name, value in state[1].items():
+                setattr(self, name, value)
+            return
+        (self.profile_alpha, self.min_history_days, self.first_day, self.day, self.today, days, running,
+         self.running_24h, self.running_index, hours, self.hour_index, profile, profile_n) = state
+        self.days = restore_rolling_mean(days)
+        self.running, self.hours = array("q", running), array("q", hours)
+        self.profile, self.profile_n = array("d", profile), array("H", profile_n)
 
     # -- learning --------------------------------------------------------------------
     def advance(self, ts: float) -> None:

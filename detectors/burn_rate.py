@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from river import stats
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
 from spendwatch.detectors.baseline import HOUR, WEEK_HOURS, hour_of_week
+from spendwatch.detectors.snapshot import ewmean_state, restore_ewmean, restore_var, var_state
 
 if TYPE_CHECKING:
     from spendwatch.detectors.config import BaselineConfig, BurnRateConfig
@@ -89,6 +90,23 @@ class SeasonalBurnScorer:
     @property
     def n(self) -> int:
         return int(self.residuals.mean.n)
+
+    # -- snapshots: arrays as bytes, river statistics as tuples (see spendwatch.detectors.snapshot) --
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.alpha, self.floor, self.profile.tobytes(), self.seen.tobytes(), self.daily.tobytes(),
+                self.daily_seen.tobytes(), ewmean_state(self.level), self.grace_period, var_state(self.residuals),
+                self.learned)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        if state[0] is None:  # written before snapshot version 2: (None, slots) with the objects
+            for name, value in state[1].items():
+                setattr(self, name, value)
+            return
+        (self.alpha, self.floor, profile, seen, daily, daily_seen, level, self.grace_period, residuals,
+         self.learned) = state
+        self.profile, self.seen = array("d", profile), array("B", seen)
+        self.daily, self.daily_seen = array("d", daily), array("B", daily_seen)
+        self.level, self.residuals = restore_ewmean(level), restore_var(residuals)
 
     def expected(self, ts: float) -> float:
         """Expected value at ``ts``: its hour of week, else its hour of day, else the global level."""
@@ -171,6 +189,7 @@ class BurnRate(Detector):
 
     name = "burn_rate"
     config: BurnRateConfig
+    parts = {"scorer": SeasonalBurnScorer}
 
     def __init__(self, config: BurnRateConfig, baseline_config: BaselineConfig, scope: str, subject: str) -> None:
         super().__init__(config, baseline_config, scope, subject)
@@ -181,6 +200,16 @@ class BurnRate(Detector):
         self.window = array("q", bytes(8 * self._cfg_n))  # spend per bucket, the last window_minutes
         self.bucket = -1  # index of the current bucket (ts // bucket seconds)
         self.flagged = False  # an anomaly was reported during the current hour: it will not be learned
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["window"] = self.window.tobytes()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if isinstance(self.window, bytes):  # else: the array itself, from a snapshot before version 2
+            self.window = array("q", self.window)
 
     def derive(self) -> None:
         cfg = self.config

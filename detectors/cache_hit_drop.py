@@ -81,6 +81,7 @@ class CacheHitDrop(Detector):
     """
 
     name = "cache_hit_drop"
+    parts = {"window": BucketWindow, "baseline": DecayedSums}
     config: CacheHitDropConfig
 
     def __init__(self, config: CacheHitDropConfig, baseline_config: BaselineConfig, scope: str,

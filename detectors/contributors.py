@@ -140,6 +140,17 @@ class Contributors:
         self.short = ContributorWindow(3600, 2, top_n)
         self.day = ContributorWindow(6 * 3600, 5, top_n)
 
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self.short.__getstate__(), self.day.__getstate__()
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        if state[0] is None:  # written before snapshot version 2: (None, slots) of the window objects
+            self.short, self.day = state[1]["short"], state[1]["day"]
+            return
+        self.short, self.day = ContributorWindow.__new__(ContributorWindow), ContributorWindow.__new__(ContributorWindow)
+        self.short.__setstate__(state[0])
+        self.day.__setstate__(state[1])
+
     def add(self, obs: Observation) -> None:
         t, cost, model, session = int(obs.ts), obs.cost, obs.model, obs.session_id
         # ContributorWindow.add for both windows, with count()'s common case (a name already counted) inlined:

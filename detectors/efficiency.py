@@ -60,6 +60,7 @@ class Efficiency(Detector):
     """
 
     name = "efficiency"
+    parts = {"window": BucketWindow, "baseline": DecayedSums}
     kinds = frozenset({"request", "outcome"})
     config: EfficiencyConfig
 

@@ -55,6 +55,7 @@ class ErrorStorm(Detector):
     """
 
     name = "error_storm"
+    parts = {"window": BucketWindow, "baseline": DecayedSums}
     config: ErrorStormConfig
 
     def __init__(self, config: ErrorStormConfig, baseline_config: BaselineConfig, scope: str, subject: str) -> None:

@@ -81,6 +81,7 @@ class ModelMixDrift(Detector):
     """
 
     name = "model_mix_drift"
+    parts = {"window": BucketWindow, "baseline": DecayedSums}
     config: ModelMixDriftConfig
 
     def __init__(self, config: ModelMixDriftConfig, baseline_config: BaselineConfig, scope: str,

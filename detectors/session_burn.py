@@ -21,11 +21,12 @@ sessions are kept per subject; the least recently active is completed early.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from river import stats
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
+from spendwatch.detectors.snapshot import quantile_state, restore_quantile
 
 if TYPE_CHECKING:
     from spendwatch.detectors.config import BaselineConfig, SessionBurnConfig
@@ -44,6 +45,14 @@ class _Session:
         self.peak = 0
         self.buckets: dict[int, int] = {}  # bucket index -> micro-dollars
         self.models: dict[str, list[int]] = {}  # model -> [micro-dollars, requests]
+
+    @classmethod
+    def restore(cls, last_ts: float, started: float, peak: int, buckets: dict[int, int],
+                models: dict[str, list[int]]) -> _Session:
+        session = cls.__new__(cls)
+        session.last_ts, session.started, session.peak, session.buckets, session.models = (
+            last_ts, started, peak, buckets, models)
+        return session
 
 
 class SessionBurn(Detector):
@@ -79,6 +88,19 @@ class SessionBurn(Detector):
         self.sessions: dict[str, _Session] = {}
         self.costs = stats.Quantile(config.quantile)  # completed sessions' peak window spend (micro-dollars)
         self.completed = 0
+
+    # -- snapshots: sessions as tuples, the quantile as a tuple (see spendwatch.detectors.snapshot) ---
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["sessions"] = {sid: (s.last_ts, s.started, s.peak, s.buckets, s.models) for sid, s in self.sessions.items()}
+        state["costs"] = quantile_state(self.costs)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if isinstance(self.costs, tuple):  # else: the objects themselves, from a snapshot before version 2
+            self.costs = restore_quantile(self.costs)
+            self.sessions = {sid: _Session.restore(*s) for sid, s in self.sessions.items()}
 
     def derive(self) -> None:
         cfg = self.config
