@@ -24,13 +24,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from spendwatch.detectors.base import MICROS, Observation
 from spendwatch.detectors.engine import observe, observe_canonical
-from spendwatch.schemas.adapters import parse_message_partial
+from spendwatch.schemas.adapters import parse_into
 from spendwatch.schemas.dead_letter import DeadLetter
 from spendwatch.schemas.errors import ParseError
 from spendwatch.schemas.event import GatewayEvent
@@ -62,6 +62,15 @@ class RawMessage:
     offset: int
 
 
+class SourceMessage(Protocol):
+    """What :func:`parse_batch` reads of a message: a :class:`RawMessage` or a Faust message."""
+
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+
 @dataclass(slots=True)
 class Output:
     """A message to produce: ``partition=None`` lets the producer hash ``key``."""
@@ -80,9 +89,10 @@ class ParsedBatch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
-def parse_batch(messages: Iterable[RawMessage], adapters: AdaptersConfig, *, stage: str = "parse") -> ParsedBatch:
+def parse_batch(messages: Iterable[SourceMessage], adapters: AdaptersConfig, *, stage: str = "parse") -> ParsedBatch:
     """Parse every message; bad ones become dead letters naming their source offset.
 
+    ``messages`` are :class:`RawMessage` or anything with the same attributes (a Faust message).
     An unexpected exception from an adapter is a dead letter too (``error_type="internal"``),
     so one odd message can never stop a worker.
     """
@@ -90,15 +100,16 @@ def parse_batch(messages: Iterable[RawMessage], adapters: AdaptersConfig, *, sta
     records, record_json = out.records, out.record_json
     to_json = {GatewayEvent: GatewayEvent.__pydantic_serializer__.to_json,  # = model_dump_json(), as bytes
                OutcomeEvent: OutcomeEvent.__pydantic_serializer__.to_json}
+    errors: list[ParseError] = []
     for msg in messages:
         raw = msg.value
         try:
             if raw is None:
                 raise ParseError("invalid_json", "empty message (null value)")
-            result = parse_message_partial(raw, adapters)
-            parsed, errors = result.records, result.errors
+            parsed = parse_into(raw, adapters, errors)
         except ParseError as err:
-            parsed, errors = [], [err]
+            parsed = []
+            errors.append(err)
         except Exception as exc:  # noqa: BLE001 - an adapter bug must not crash the worker
             out.dead_letters.append(DeadLetter.for_bytes(
                 raw or b"", reason=f"{type(exc).__name__}: {exc}"[:1000], error_type="internal",
@@ -107,13 +118,14 @@ def parse_batch(messages: Iterable[RawMessage], adapters: AdaptersConfig, *, sta
         if errors:
             source = _source(msg, stage)
             out.dead_letters.extend(err.to_dead_letter(raw or b"", **source) for err in errors)
+            errors.clear()
         for record in parsed:
             records.append(record)
             record_json.append(to_json[type(record)](record))
     return out
 
 
-def _source(msg: RawMessage, stage: str) -> dict[str, Any]:
+def _source(msg: SourceMessage, stage: str) -> dict[str, Any]:
     return {"source_topic": msg.topic, "source_partition": msg.partition, "source_offset": msg.offset, "stage": stage}
 
 

@@ -39,7 +39,6 @@ from spendwatch.streams.redelivery import RedeliveryGuard
 from spendwatch.streams.pipeline import (
     Output,
     ParsedBatch,
-    RawMessage,
     canonical_outputs,
     dead_letter_outputs,
     decode_envelope,
@@ -165,8 +164,7 @@ class StreamProcessor:
                     consumer.ack(message)
             sent: list[SentBatch] = []
             for partition, part_messages in by_partition.items():
-                batch = parse_batch(
-                    (RawMessage(m.value, m.topic, partition, m.offset) for m in part_messages), self.settings.adapters)
+                batch = parse_batch(part_messages, self.settings.adapters)
                 if self.recent_ids is not None:
                     self._drop_copies(batch, partition, generation)
                 outputs = canonical_outputs(batch, self.topics)

@@ -27,7 +27,8 @@ from .detect import (
     CANONICAL_EVENT, CANONICAL_OUTCOME, CLOUDEVENTS, LITELLM, OPENROUTER, OTEL_SPAN, OTLP, detect_format,
 )
 
-__all__ = ["AdaptersConfig", "ParseError", "ParseResult", "detect_format", "parse_message", "parse_message_partial"]
+__all__ = ["AdaptersConfig", "ParseError", "ParseResult", "detect_format", "parse_into", "parse_message",
+           "parse_message_partial"]
 
 log = logging.getLogger(__name__)
 
@@ -146,12 +147,20 @@ def parse_message_partial(
 ) -> ParseResult:
     """Like :func:`parse_message`, but a bad record in a batch or a bad span in an OTLP export is
     reported in ``errors`` while the good ones are still returned. Never raises."""
-    result = ParseResult()
+    errors: list[ParseError] = []
+    return ParseResult(parse_into(raw, config, errors), errors)
+
+
+def parse_into(
+    raw: bytes | str | Mapping[str, Any] | list[Any], config: AdaptersConfig | None, errors: list[ParseError]
+) -> list[Record]:
+    """:func:`parse_message_partial` for a hot loop: the good records are returned, every error is
+    appended to ``errors``. Never raises."""
     try:
-        result.records = _parse(raw, config, result.errors)
+        return _parse(raw, config, errors)
     except ParseError as exc:
-        result.errors.append(exc)
-    return result
+        errors.append(exc)
+        return []
 
 
 def dumps(record: Record) -> bytes:
