@@ -16,9 +16,7 @@ from array import array
 from datetime import UTC, datetime
 from typing import Any
 
-from river import stats, utils
-
-from spendwatch.detectors.snapshot import restore_rolling_mean, rolling_mean_state
+from spendwatch.detectors.snapshot import new_rolling_mean, restore_rolling_mean, rolling_mean_state
 
 HOUR = 3600
 DAY = 86_400
@@ -77,7 +75,7 @@ class SpendBaseline:
         self.first_day: int | None = None
         self.day = 0  # current UTC day index (ts // DAY)
         self.today = 0  # micro-dollars so far in the current UTC day
-        self.days = utils.Rolling(stats.Mean, window_size=7)  # complete days' totals
+        self.days = new_rolling_mean(7)  # complete days' totals: utils.Rolling(stats.Mean, window_size=7)
         self.running = array("q", bytes(8 * RUNNING_BUCKETS))
         self.running_24h = 0
         self.running_index = 0
