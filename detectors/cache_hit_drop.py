@@ -110,9 +110,10 @@ class CacheHitDrop(Detector):
 
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
         window, baseline, cfg = self.window, self.baseline, self.config
-        for index, sums in window.expire(now):
-            if not self.abnormal:  # never learn from the anomaly being flagged
-                baseline.fold(index * window.bucket_s, sums)
+        if now >= window.expires_from:
+            for index, sums in window.expire(now):
+                if not self.abnormal:  # never learn from the anomaly being flagged
+                    baseline.fold(index * window.bucket_s, sums)
         totals = window.totals
         n, tokens, cached = totals.get("n", 0.0), totals.get("in", 0.0), totals.get("cr", 0.0)
         if n < cfg.min_requests or tokens < cfg.min_input_tokens:

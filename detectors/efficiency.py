@@ -96,7 +96,8 @@ class Efficiency(Detector):
 
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
         cfg, window, baseline = self.config, self.window, self.baseline
-        self._fold(now)
+        if now >= window.expires_from:
+            self._fold(now)
         totals = window.totals
         outcomes, cost, spent = totals.get("o", 0.0), totals.get("c", 0.0), totals.get("usd", 0.0)
         if outcomes < cfg.min_outcomes or spent < self._cfg_min_spend:

@@ -125,8 +125,9 @@ class ModelMixDrift(Detector):
 
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
         window, baseline, cfg = self.window, self.baseline, self.config
-        for index, sums in window.expire(now):
-            baseline.fold(index * window.bucket_s, sums)
+        if now >= window.expires_from:
+            for index, sums in window.expire(now):
+                baseline.fold(index * window.bucket_s, sums)
         totals, sums = window.totals, baseline.sums
         n, spent = totals.get("n", 0.0), totals.get("c", 0.0)
         base_n, base_c = sums.get("n", 0.0), sums.get("c", 0.0)

@@ -21,6 +21,7 @@ new normal). Both hold only plain dicts of floats, so detector snapshots stay sm
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,14 +29,20 @@ from typing import Any
 class BucketWindow:
     """Named sums over the last ``window_s`` seconds, in buckets of ``bucket_s`` seconds."""
 
-    __slots__ = ("window_s", "bucket_s", "buckets", "totals", "first")
+    __slots__ = ("window_s", "bucket_s", "buckets", "totals", "first", "expires_from")
 
     def __init__(self, window_s: float, bucket_s: float) -> None:
         self.window_s = window_s
         self.bucket_s = bucket_s
         self.buckets: dict[int, dict[str, float]] = {}
         self.totals: dict[str, float] = {}
-        self.first: int | None = None  # the smallest bucket index held: expire() is a compare until it leaves
+        self._set_first(None)
+
+    def _set_first(self, first: int | None) -> None:
+        self.first = first  # the smallest bucket index held
+        #: before this event time nothing can leave the window: a per-record caller may skip expire() until
+        #: then. A second early (float rounding is far smaller), so expire()'s own test stays the one that decides.
+        self.expires_from = math.inf if first is None else first * self.bucket_s + self.window_s - 1.0
 
     def add(self, ts: float, values: Mapping[str, float]) -> None:
         """Add ``values`` at event time ``ts``."""
@@ -60,7 +67,7 @@ class BucketWindow:
         if bucket is None:
             bucket = self.buckets[index] = {}
             if self.first is None or index < self.first:
-                self.first = index
+                self._set_first(index)
         return bucket
 
     def expire(self, now: float) -> Sequence[tuple[int, dict[str, float]]]:
@@ -81,7 +88,7 @@ class BucketWindow:
                 else:
                     totals[name] = left
             out.append((index, bucket))
-        self.first = min(buckets) if buckets else None
+        self._set_first(min(buckets) if buckets else None)
         return out
 
     def get(self, name: str) -> float:
@@ -96,7 +103,8 @@ class BucketWindow:
             slots = state[1]
             buckets = slots["buckets"]
             state = (slots["window_s"], slots["bucket_s"], buckets, slots["totals"], min(buckets) if buckets else None)
-        self.window_s, self.bucket_s, self.buckets, self.totals, self.first = state
+        self.window_s, self.bucket_s, self.buckets, self.totals, first = state
+        self._set_first(first)
 
 
 class DecayedSums:
