@@ -123,12 +123,15 @@ class ContributorWindow:
         if state[0] is None:  # written before version 2: (None, slots) with TopN objects
             slots = state[1]
             state = (slots["generation_seconds"], slots["top_n"], slots["generation"],
-                     _from_topn(slots["current"]), [_from_topn(gen) for gen in slots["previous"]])
+                     _from_topn(slots["current"]), [_from_topn(gen, skipped_if_empty=True) for gen in slots["previous"]])
         self.generation_seconds, self.top_n, self.generation, self.current, self.previous = state
 
 
-def _from_topn(generation: dict[str, TopN]) -> dict[str, Counts]:
-    return {**_generation(), **{kind: top.counts() for kind, top in generation.items()}}
+def _from_topn(generation: dict[str, TopN], *, skipped_if_empty: bool = False) -> dict[str, Counts]:
+    counts = {**_generation(), **{kind: top.counts() for kind, top in generation.items()}}
+    if skipped_if_empty and not any(counts.values()):
+        return {}  # a past generation without a request was skipped over: empty, as _rotate leaves one now
+    return counts
 
 
 class Contributors:

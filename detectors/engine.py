@@ -248,6 +248,7 @@ class Engine:
         state.detectors = detectors
         for name, episode in [k for k in state.episodes.active if k[0] not in detectors]:  # type: ignore[union-attr]
             del state.episodes.active[(name, episode)]  # type: ignore[union-attr]  # detector since disabled
+        state.normal_findings = bool(state.episodes.active)  # a version 1 state predates the field
         return state
 
     def _from_payload(self, payload: tuple[Any, ...]) -> SubjectState:

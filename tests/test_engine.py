@@ -54,6 +54,58 @@ def test_snapshot_restore_mid_stream_gives_identical_alerts():
     assert alerts_whole and [a.model_dump() for a in alerts_whole] == [a.model_dump() for a in alerts_split]
 
 
+def test_snapshots_of_version_1_resume_as_if_the_worker_never_stopped():
+    """A worker upgraded in place loads the states its predecessor committed (tests/data/make_snapshots_v1.py)."""
+    import gzip
+    import pickle
+    from pathlib import Path
+
+    import yaml
+
+    from spendwatch.config import Settings
+    from spendwatch.traffic import DEMO_CONFIG, generate
+
+    with gzip.open(Path(__file__).parent / "data" / "snapshots_v1.pickle.gz") as f:
+        saved = pickle.load(f)  # noqa: S301 - our own fixture
+    assert {pickle.loads(blob)[0] for blob in saved["states"].values()} == {1}  # noqa: S301
+    settings = Settings(**yaml.safe_load(DEMO_CONFIG.read_text()))
+    records = sorted(generate(days=10, seed=1, keys=16, teams=3), key=lambda r: r.event_time)
+    assert len(records) == saved["records"]
+    engine = Engine(settings.detectors)
+    live: dict = {}
+    for record in records[:saved["cut"]]:
+        for key in engine.routes(record):
+            engine.process(live.get(key) or live.setdefault(key, engine.new_state(key)), record)
+    assert live.keys() == saved["states"].keys()
+    resumed = {key: engine.loads(blob) for key, blob in saved["states"].items()}
+    pages_live, pages_resumed = [], []
+    for record in records[saved["cut"]:]:
+        for key in engine.routes(record):
+            pages_live += engine.process(live.get(key) or live.setdefault(key, engine.new_state(key)), record)
+            pages_resumed += engine.process(resumed.get(key) or resumed.setdefault(key, engine.new_state(key)),
+                                            record)
+    assert pages_live
+    assert [a.model_dump() for a in pages_resumed] == [a.model_dump() for a in pages_live]
+    # the same state too, compared as plain values (equal strings shared or not pickle to different bytes)
+    assert {key: _plain(state) for key, state in resumed.items()} == {key: _plain(state) for key, state in live.items()}
+
+
+def _plain(value):
+    """A snapshot part as nested tuples, lists and dicts (objects by their type and attributes)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    if hasattr(value, "__getstate__") and type(value).__getstate__ is not object.__getstate__:
+        return type(value).__name__, _plain(value.__getstate__())
+    slots = [name for cls in type(value).__mro__ for name in getattr(cls, "__slots__", ())]
+    if slots or hasattr(value, "__dict__"):
+        attrs = {name: getattr(value, name) for name in slots if hasattr(value, name)}
+        attrs.update(getattr(value, "__dict__", {}))
+        return type(value).__name__, _plain(attrs)
+    return value
+
+
 def test_snapshot_is_small(capsys):
     engine = Engine(MINE)
     state = engine.new_state("key:k1")
