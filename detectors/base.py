@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from spendwatch.detectors.snapshot import restore
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -187,9 +189,7 @@ class Detector:
         for name, cls in self.parts.items():
             value = state[name]
             if not isinstance(value, cls):  # else: the object itself, from a snapshot before version 2
-                part = cls.__new__(cls)
-                part.__setstate__(value)
-                setattr(self, name, part)
+                setattr(self, name, restore(cls, value))
 
     def bind(self, config: DetectorSettings, baseline_config: BaselineConfig) -> None:
         """Attach the (shared) config after a restore; recomputes config-derived constants."""

@@ -22,6 +22,7 @@ episode holds its last verdict rather than resolving and paging again the next m
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
@@ -36,18 +37,11 @@ _BUCKETS = 6
 _CACHE_DISCOUNT = 0.9
 
 
-_PRICES: dict[tuple[str, str | None], float] = {}
-
-
+@lru_cache(maxsize=4096)
 def _input_price(model: str, provider: str | None) -> float:
     """USD per million input tokens (= micro-dollars per token), 0.0 when unknown."""
-    price = _PRICES.get((model, provider))
-    if price is None:
-        if len(_PRICES) > 4096:
-            _PRICES.clear()
-        known = input_price_per_mtok(model, provider)
-        price = _PRICES[(model, provider)] = float(known) if known is not None else 0.0
-    return price
+    price = input_price_per_mtok(model, provider)
+    return float(price) if price is not None else 0.0
 
 
 class CacheHitDrop(Detector):
@@ -97,9 +91,7 @@ class CacheHitDrop(Detector):
         tokens = obs.input_tokens
         if not obs.ok or tokens <= 0:
             return
-        price = _PRICES.get((obs.model, obs.provider))
-        if price is None:
-            price = _input_price(obs.model, obs.provider)
+        price = _input_price(obs.model, obs.provider)
         tokens_in, cached, value = float(tokens), float(obs.cache_read_tokens), tokens * price
         # add(ts, {"n": 1.0, "in": tokens_in, "cr": cached, "value": value}) without the dict and loop, per request
         for sums in (self.window.bucket_at(obs.ts), self.window.totals):

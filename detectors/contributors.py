@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from spendwatch.detectors.base import Observation
+from spendwatch.detectors.snapshot import restore
 
 Counts = dict[str, list[int]]  # name -> [micro-dollars, requests]
 
@@ -77,9 +78,11 @@ class ContributorWindow:
 
     def add(self, t: int, cost: int, model: str, session: str | None, tags: tuple[str, ...]) -> None:
         """Count one request at epoch second ``t``."""
-        current = self.generation_at(t)
-        if current is None:
-            return
+        current = self.current
+        if t // self.generation_seconds != self.generation:
+            current = self.generation_at(t)
+            if current is None:
+                return
         count(current["model"], model, cost, self.top_n)
         if session:
             count(current["session"], session, cost, self.top_n)
@@ -150,37 +153,9 @@ class Contributors:
         if state[0] is None:  # written before snapshot version 2: (None, slots) of the window objects
             self.short, self.day = state[1]["short"], state[1]["day"]
             return
-        self.short, self.day = ContributorWindow.__new__(ContributorWindow), ContributorWindow.__new__(ContributorWindow)
-        self.short.__setstate__(state[0])
-        self.day.__setstate__(state[1])
+        self.short, self.day = restore(ContributorWindow, state[0]), restore(ContributorWindow, state[1])
 
     def add(self, obs: Observation) -> None:
-        t, cost, model, session = int(obs.ts), obs.cost, obs.model, obs.session_id
-        # ContributorWindow.add for both windows, with count()'s common case (a name already counted) inlined:
-        # this runs for every request
-        for window in (self.short, self.day):
-            current = window.current
-            if t // window.generation_seconds != window.generation:
-                current = window.generation_at(t)
-                if current is None:
-                    continue
-            entry = current["model"].get(model)
-            if entry is None:
-                count(current["model"], model, cost, window.top_n)
-            else:
-                entry[0] += cost
-                entry[1] += 1
-            if session:
-                entry = current["session"].get(session)
-                if entry is None:
-                    count(current["session"], session, cost, window.top_n)
-                else:
-                    entry[0] += cost
-                    entry[1] += 1
-            for tag in obs.tags:
-                entry = current["tag"].get(tag)
-                if entry is None:
-                    count(current["tag"], tag, cost, window.top_n)
-                else:
-                    entry[0] += cost
-                    entry[1] += 1
+        t = int(obs.ts)
+        self.short.add(t, obs.cost, obs.model, obs.session_id, obs.tags)
+        self.day.add(t, obs.cost, obs.model, obs.session_id, obs.tags)

@@ -30,12 +30,13 @@ import pickle
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation
 from spendwatch.detectors.baseline import SpendBaseline
 from spendwatch.detectors.contributors import Contributors
 from spendwatch.detectors.episodes import Episode, EpisodeBook, episode_dedup_key
+from spendwatch.detectors.snapshot import restore
 from spendwatch.schemas.alert import Action, Alert, RootCause, SeriesPoint, Severity
 from spendwatch.schemas.event import GatewayEvent
 from spendwatch.schemas.outcome import OutcomeEvent
@@ -55,7 +56,6 @@ _LOADABLE_VERSIONS = frozenset({1, SNAPSHOT_VERSION})
 _ROUTE_CACHE_LIMIT = 100_000
 _UNSEEN = object()
 _NO_DETECTORS: frozenset[str] = frozenset()
-_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -67,12 +67,6 @@ class SubjectState(Context):
     episodes: EpisodeBook | None = None
     last_ts: float = 0.0
     identity: tuple[str | None, ...] = ()  # the last record's (key, alias, user, team, org), to skip label updates
-
-
-def _restore(cls: type[_T], state: Any) -> _T:
-    obj = cls.__new__(cls)
-    obj.__setstate__(state)  # type: ignore[attr-defined]
-    return obj
 
 
 def _load_class(path: str) -> type[Detector]:
@@ -89,17 +83,33 @@ def observe(record: Record) -> Observation:
             outcome_kind=record.kind, outcome_value=record.value, key_hash=record.api_key_hash, user=record.user,
             team=record.team, record_id=record.outcome_id,
         )
-    cost = record.cost_usd
-    return Observation(
-        kind="request", ts=record.event_time.timestamp(),
-        cost=0 if cost is None else int(cost * MICROS), cost_known=cost is not None,
-        model=record.model, provider=record.provider, session_id=record.session_id, tags=record.tags,
-        ok=record.status == "success", error_type=record.error_type,
-        input_tokens=record.input_tokens, cache_read_tokens=record.cache_read_tokens,
-        cache_write_tokens=record.cache_write_tokens, output_tokens=record.output_tokens,
-        reasoning_tokens=record.reasoning_tokens, key_hash=record.api_key_hash, key_alias=record.api_key_alias,
-        user=record.user, team=record.team, org=record.org, record_id=record.event_id,
-    )
+    return Observation(*request_row(record))
+
+
+def request_row(event: GatewayEvent) -> tuple[Any, ...]:
+    """The :class:`Observation` of a request as its field values, in declaration order.
+
+    What :func:`observe` builds its observation from; the stream's parse stage sends the row
+    itself (in an envelope) without building the object.
+
+    >>> event = GatewayEvent(event_id="e1", event_time=datetime(2026, 11, 23, 9, tzinfo=UTC), gateway="litellm",
+    ...                      api_key_hash="k1", user="ann", team="ml", org="acme", model="o3", provider="openai",
+    ...                      session_id="s1", tags=("a",), status="failure", error_type="E", input_tokens=10,
+    ...                      cache_read_tokens=4, cache_write_tokens=1, output_tokens=3, reasoning_tokens=2,
+    ...                      cost_usd=Decimal("1.2345675"), api_key_alias="ci")
+    >>> Observation(*request_row(event)) == Observation(
+    ...     kind="request", ts=event.event_time.timestamp(), cost=1_234_567, cost_known=True, model="o3",
+    ...     provider="openai", session_id="s1", tags=("a",), ok=False, error_type="E", input_tokens=10,
+    ...     cache_read_tokens=4, cache_write_tokens=1, output_tokens=3, reasoning_tokens=2, key_hash="k1",
+    ...     key_alias="ci", user="ann", team="ml", org="acme", record_id="e1")
+    True
+    """
+    cost = event.cost_usd
+    return ("request", event.event_time.timestamp(), 0 if cost is None else int(cost * MICROS), cost is not None,
+            event.model, event.provider, event.session_id, event.tags, event.status == "success",
+            event.error_type, event.input_tokens, event.cache_read_tokens, event.cache_write_tokens,
+            event.output_tokens, event.reasoning_tokens, None, 0.0, event.api_key_hash, event.api_key_alias,
+            event.user, event.team, event.org, event.event_id)
 
 
 def observe_canonical(kind: str, data: dict[str, Any]) -> Observation:
@@ -255,21 +265,19 @@ class Engine:
         """The state of a version 2 snapshot; its detectors still to be bound to the config."""
         key, scope, subject, labels, last_ts, identity, baseline, contributors, episodes, detectors = payload
         state = SubjectState(
-            scope=scope, subject=subject, baseline=_restore(SpendBaseline, baseline),
-            contributors=_restore(Contributors, contributors), labels=labels, key=key, detectors={},
+            scope=scope, subject=subject, baseline=restore(SpendBaseline, baseline),
+            contributors=restore(Contributors, contributors), labels=labels, key=key, detectors={},
             episodes=EpisodeBook(), last_ts=last_ts, identity=identity,
         )
         state.episodes.active = {k: Episode(*e) for k, e in episodes.items()}  # type: ignore[union-attr]
         for name, (implementation, det_state) in detectors.items():
             settings = self.settings.get(name)
             if settings is not None and settings.implementation == implementation:  # else: its state is not ours
-                state.detectors[name] = _restore(self.classes[name], det_state)  # type: ignore[index]
+                state.detectors[name] = restore(self.classes[name], det_state)  # type: ignore[index]
         return state
 
     # -- processing --------------------------------------------------------------------
-    def _observe(self, record: Record | Observation) -> Observation:
-        if type(record) is Observation:
-            return record
+    def _observe(self, record: Record) -> Observation:
         if record is not self._last_record:
             self._last_obs = observe(record)
             self._last_record = record

@@ -184,15 +184,13 @@ class SessionBurn(Detector):
         spent = sum(buckets.values())
         if spent > session.peak:
             session.peak = spent
-        limit = self._cfg_limit
-        if limit is None:
-            limit = self.threshold()
+        limit = self.threshold()
         if spent <= limit and not normal:
             return None
         finding = Finding(spent > limit, spent / MICROS, limit / MICROS, episode=session_id)
         if finding.abnormal:
             models = sorted(session.models.items(), key=lambda kv: -kv[1][0])
-            window_start = max(session.started, now - self.config.window_minutes * 60)
+            window_start = max(session.started, now - self._cfg_window_s)
             minutes = max(1, round((session.last_ts - window_start) / 60))
             top = f", mostly {models[0][0]}" if models else ""
             finding.summary = (

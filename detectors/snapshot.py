@@ -29,9 +29,18 @@ True
 from __future__ import annotations
 
 import collections
-from typing import Any
+from typing import Any, TypeVar
 
 from river import stats, utils
+
+_T = TypeVar("_T")
+
+
+def restore(cls: type[_T], state: Any) -> _T:
+    """An object of ``cls`` rebuilt from its ``__getstate__`` (without running ``__init__``)."""
+    obj = cls.__new__(cls)
+    obj.__setstate__(state)  # type: ignore[attr-defined]
+    return obj
 
 
 def new_rolling_mean(window_size: int) -> utils.Rolling:
