@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -67,14 +68,14 @@ class DiesInsideAnInsert:
     """A real chDB client whose first events insert lands in ``events`` but not in the views
     it feeds (as if the process died between those parts); nothing lands after that."""
 
-    def __init__(self, real, state: dict):
-        self._real, self._state = real, state
+    def __init__(self, real, died: threading.Event):
+        self._real, self._died = real, died
 
     def insert(self, table, *args, **kwargs):
         if table != "events":
             return self._real.insert(table, *args, **kwargs)
-        if not self._state["died"]:
-            self._state["died"] = True
+        if not self._died.is_set():
+            self._died.set()
             for view in MATERIALIZED_VIEWS:
                 self._real.command(f"DETACH TABLE {view}")
             try:
@@ -93,15 +94,13 @@ async def test_crash_inside_one_insert_leaves_rollups_exact(tmp_path, kafka_boot
     that batch with its original token and ClickHouse completes only the missing parts."""
     settings = sink_settings(tmp_path, kafka_bootstrap, unique_prefix, shutdown_timeout_s=1.0)
     await make_sink_topics(settings, event_partitions=2)
-    state = {"died": False}
+    died = threading.Event()
     dying = ClickHouseSink(settings, client_factory=lambda: DiesInsideAnInsert(
-        get_client(settings.clickhouse, settings.data_dir), state))
+        get_client(settings.clickhouse, settings.data_dir), died))
     await dying.start()
     events = make_events(400)
     await produce(kafka_bootstrap, settings.kafka.topics.events, keyed(events))
-    async with asyncio.timeout(60):
-        while not state["died"]:
-            await asyncio.sleep(0.05)  # the sink's thread flips it: no event to await
+    assert await asyncio.to_thread(died.wait, 60), "the sink never inserted the events"  # set by the sink's thread
     await dying.stop()  # gives up after shutdown_timeout_s: nothing committed
 
     successor = ClickHouseSink(settings)
