@@ -134,36 +134,53 @@ def _wait_ready(port: int, alive: Any, timeout: float) -> float:
 
 
 async def _follow_progress(bootstrap: str, changelog: str, expected_by_partition: dict[int, int], timeout: float,
-                           alive: Any, options: dict[str, Any]) -> float:
-    """Follow the committed state until every record is applied; returns that time."""
-    from aiokafka import AIOKafkaConsumer
+                           alive: Any, options: dict[str, Any], *, group_id: str, raw_topic: str, raw_partitions: int) -> float:
+    """Follow the committed state until every record is applied and every raw message committed; returns that time.
+
+    Both: the applied count alone misses the messages that update no state (a configuration
+    with detectors turned off, records no detector wants), whose cost is the parse stage's.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
 
     consumer = AIOKafkaConsumer(changelog, bootstrap_servers=bootstrap, **options, group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 isolation_level="read_committed", max_partition_fetch_bytes=16 * 1024 * 1024)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options)
     await consumer.start()
+    await admin.start()
     applied: dict[bytes, int] = {}
     expected = sum(expected_by_partition.values())
+    raw_tps = [TopicPartition(raw_topic, p) for p in range(raw_partitions)]
+    raw_end = await consumer.end_offsets(raw_tps)
+    raw_left = sum(raw_end.values())
     deadline = time.monotonic() + timeout
     try:
         while True:
             total = sum(applied.values())
             if total >= expected:
-                return time.perf_counter()
+                committed = await admin.list_consumer_group_offsets(group_id, partitions=raw_tps)
+                raw_left = sum(max(0, end - committed[tp].offset if tp in committed else end)
+                               for tp, end in raw_end.items())
+                if not raw_left:
+                    return time.perf_counter()
             if time.monotonic() > deadline or not alive():
                 done_by_partition = {int(key.rpartition(b":")[2]): n for key, n in applied.items()}
                 missing = {p: n - done_by_partition.get(p, 0) for p, n in sorted(expected_by_partition.items())}
                 state = "exited" if not alive() else "still running"
                 raise click.ClickException(
-                    f"pipeline applied {total} of {expected} records before giving up (worker {state}); "
+                    f"pipeline applied {total} of {expected} records and left {raw_left} raw offsets "
+                    f"uncommitted before giving up (worker {state}); "
                     f"records missing per partition: { {p: n for p, n in missing.items() if n} }")
-            batches = await consumer.getmany(timeout_ms=200)
+            # once the state is complete only the parse stage's last commit is awaited: look more often
+            batches = await consumer.getmany(timeout_ms=200 if total < expected else 20)
             for records in batches.values():
                 for r in records:
                     if r.key.startswith(b"\x00partition:"):
                         applied[r.key] = orjson.loads(r.value)["applied"]
     finally:
         await consumer.stop()
+        await admin.close()
 
 
 async def _latency(bootstrap: str, topics: Any, keys: int, start: datetime, incidents: int,
@@ -328,7 +345,8 @@ def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20
             ready_t = _wait_ready(web_port, alive, timeout=120.0)
             done_t = asyncio.run(
                 _follow_progress(bootstrap, changelog, expected, timeout=max(300.0, events / 200), alive=alive,
-                                 options=options))
+                                 options=options, group_id=streams.app_id, raw_topic=topics.raw,
+                                 raw_partitions=partitions))
         except click.ClickException:
             sys.stderr.write((work / "worker.log").read_text(errors="replace")[-5000:])
             raise

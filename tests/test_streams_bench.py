@@ -30,3 +30,42 @@ def test_bench_json_reports_the_figures(tmp_path: Path) -> None:
                                              rel=0.05)
     assert figures["incidents_paged"] > 0 and figures["latency_p50_ms"] <= figures["latency_p99_ms"]
     assert figures["peak_rss_mb"] > 0
+
+
+def test_bench_clock_stops_only_once_every_raw_message_is_committed(kafka_bootstrap: str, make_topics,
+                                                                    unique_prefix: str) -> None:
+    """With every detector off nothing is applied: the clock waits for the parse stage's commits instead."""
+    import asyncio
+
+    import click
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    from spendwatch.streams.bench import _follow_progress
+    from streams_kit import produce
+
+    raw, changelog, group = f"{unique_prefix}-raw", f"{unique_prefix}-changelog", f"{unique_prefix}-app"
+    make_topics({raw: 2, changelog: 2})
+    asyncio.run(produce(kafka_bootstrap, raw, [b"{}"] * 3, key=lambda i: b"k"))
+
+    def follow(alive: bool) -> float:
+        return asyncio.run(_follow_progress(kafka_bootstrap, changelog, {0: 0, 1: 0}, timeout=0.0,
+                                            alive=lambda: alive, options={}, group_id=group, raw_topic=raw,
+                                            raw_partitions=2))
+
+    with pytest.raises(click.ClickException, match=r"left [1-9]\d* raw offsets uncommitted"):
+        follow(alive=False)
+
+    async def commit_all() -> None:  # what the worker's group commits once the parse stage is done
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(raw, p) for p in range(2)]
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            await consumer.commit({tp: OffsetAndMetadata(end, "") for tp, end in ends.items()})
+        finally:
+            await consumer.stop()
+
+    asyncio.run(commit_all())
+    assert follow(alive=False) > 0
