@@ -107,8 +107,9 @@ class StreamsConfig(BaseModel):
     dedup_window_records: int = Field(
         default=20_000, ge=0,
         description="Per raw partition: ids of the last this many records remembered, so a re-sent copy (a "
-        "gateway's retry after a lost acknowledgement) is dropped instead of counted twice. Best effort: in memory "
-        "(about 65 bytes per id), reset by a restart or rebalance. 0: off.",
+        "gateway's retry after a lost acknowledgement) is dropped instead of counted twice. Committed with the raw "
+        "offsets in the state table, so a restarted or rebalanced worker keeps them (about 65 bytes per id in "
+        "memory). 0: off.",
     )
     compression_type: Literal["zstd", "lz4", "snappy", "gzip", "none"] = Field(
         default="zstd",

@@ -273,13 +273,22 @@ class PartitionDetector:
 
 
 def partition_items(items: Iterable[tuple[Any, Any]], partition: int, partitions: int) -> Iterator[tuple[str, bytes]]:
-    """The (state key, blob) items of one partition, from a table holding several."""
+    """The (state key, blob) items of one partition, from a table holding several.
+
+    Besides the detector states of the partition: its metadata and the retry-dedup id chunks of the
+    raw partition of the same number.
+    """
     from spendwatch.streams.pipeline import state_partition
+
+    from spendwatch.streams.dedup import chunk_partition
 
     for raw_key, blob in items:
         key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
         if is_meta_key(key):
             if key == meta_key(partition):
+                yield key, blob
+        elif key[0] == "\x00":  # the raw partition's retry-dedup chunks (spendwatch.streams.dedup)
+            if chunk_partition(key) == partition:
                 yield key, blob
         elif state_partition(key, partitions) == partition:
             yield key, blob

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from faust.types import TP
 
 from spendwatch import metrics
-from spendwatch.streams.dedup import RecentRecordIds, record_key
+from spendwatch.streams.dedup import RecentRecordIds, chunk_partition, record_key
 from spendwatch.streams.detection import PartitionDetector, is_meta_key, partition_items
 from spendwatch.streams.produce import SentBatch, send_batches
 from spendwatch.streams.redelivery import RedeliveryGuard
@@ -166,6 +166,8 @@ class StreamProcessor:
             for partition, part_messages in by_partition.items():
                 batch = parse_batch(part_messages, self.settings.adapters)
                 if self.recent_ids is not None:
+                    if self.recent_ids.durable and not self.recent_ids.knows(partition, generation):
+                        await self._restore_ids(partition, generation)
                     self._drop_copies(batch, partition, generation)
                 outputs = canonical_outputs(batch, self.topics)
                 outputs += dead_letter_outputs(batch.dead_letters, self.topics)
@@ -188,6 +190,22 @@ class StreamProcessor:
                 for message in part_messages:
                     consumer.ack(message)
 
+    async def _restore_ids(self, partition: int, generation: int) -> None:
+        """Start a raw partition's retry dedup from the ids committed with its offsets (in the state table)."""
+        if partition not in self.detectors:
+            await self._detector(partition)  # restores the ids with the partition's detector state
+            return
+        # a new consumer generation without a revoke: the hot detector state stays, the ids restart from the store
+        items = partition_items(self.streams.state.data.items(), partition, self.partitions)
+        self.recent_ids.restore(partition, generation,  # type: ignore[union-attr]
+                                [blob for key, blob in items if chunk_partition(key) is not None])
+
+    def set_ids_durable(self, durable: bool) -> None:
+        """Whether retry-dedup ids are committed with the raw offsets: only when ``raw`` has ``streams.partitions``
+        partitions, so that raw partition *p* commits in routed *p*'s transaction and moves with its state."""
+        window = self.settings.streams.dedup_window_records
+        self.recent_ids = RecentRecordIds(window, durable=durable) if window else None
+
     def _drop_copies(self, batch: ParsedBatch, partition: int, generation: int) -> None:
         """Remove the records whose id this partition saw recently (see :mod:`spendwatch.streams.dedup`)."""
         first_time = self.recent_ids.first_time  # type: ignore[union-attr]
@@ -206,7 +224,10 @@ class StreamProcessor:
             if not any(is_meta_key(key) for key, _ in items):
                 items = await self._read_changelog(partition) or items
             detector = PartitionDetector(self.engine, partition, self.settings.streams.allowed_lateness_s)
-            detector.restore(items)
+            chunks = [blob for key, blob in items if chunk_partition(key) is not None]
+            if self.recent_ids is not None and self.recent_ids.durable:
+                self.recent_ids.restore(partition, self.app.consumer_generation_id, chunks)
+            detector.restore(item for item in items if chunk_partition(item[0]) is None)
             self.detectors[partition] = detector
             log.info("partition %d: %d detector states loaded", partition, len(detector.states))
         return detector
@@ -304,10 +325,13 @@ class StreamProcessor:
         for partition, detector in self.detectors.items():
             flush = detector.flush()
             meta_key, meta = flush.meta
-            if not (flush.states or flush.alerts or flush.dead_letters) and self._last_meta.get(partition) == meta:
+            # the ids of the raw partition of the same number: its offsets commit in this transaction
+            id_chunks = self.recent_ids.take_chunks(partition) if self.recent_ids is not None else []  # [] unless durable
+            if (not (flush.states or flush.alerts or flush.dead_letters or id_chunks)
+                    and self._last_meta.get(partition) == meta):
                 continue
             self._last_meta[partition] = meta
-            writes = [(key.encode(), blob) for key, blob in flush.states]
+            writes = [(key.encode(), blob) for key, blob in (*flush.states, *id_chunks)]
             writes.append((meta_key.encode(), meta))
             outputs = [Output(self.topics.alerts, a.dedup_key.encode(), a.model_dump_json().encode())
                        for a in flush.alerts]

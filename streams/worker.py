@@ -68,8 +68,15 @@ def ensure_topics(streams: StreamsApp, bootstrap_servers: str) -> None:
     options = client_options(streams.settings.kafka.security)
     asyncio.run(create_topics(bootstrap_servers, streams.source_topics(), compacted={streams.changelog_topic},
                               replication_factor=streams.settings.streams.replication_factor, client_options=options))
-    counts = asyncio.run(_partition_counts(bootstrap_servers, [streams.settings.kafka.topics.routed,
-                                                                streams.changelog_topic], options))
+    topics = streams.settings.kafka.topics
+    counts = asyncio.run(_partition_counts(bootstrap_servers, [topics.routed, streams.changelog_topic, topics.raw],
+                                           options))
+    raw_count = counts.pop(topics.raw)
+    if raw_count != streams.partitions:
+        log.warning("topic %s has %d partitions, not streams.partitions (%d): retry dedup ids are kept in memory "
+                    "only (a copy arriving after a restart or rebalance is counted again)",
+                    topics.raw, raw_count, streams.partitions)
+    streams.app.processor.set_ids_durable(raw_count == streams.partitions)
     for topic, count in counts.items():
         if count != streams.partitions:
             raise click.ClickException(

@@ -52,3 +52,46 @@ def test_a_retried_event_reaches_the_events_topic_and_the_detectors_once(kafka_b
     assert table  # the detectors applied each original once (wait_applied fails on more)
     [dropped] = [line for line in metrics.splitlines() if line.startswith("spendwatch_duplicate_records_total{")]
     assert float(dropped.rsplit(" ", 1)[1]) == copies
+
+
+def test_a_retry_after_a_crash_is_dropped_by_the_restarted_worker(kafka_broker, tmp_path) -> None:
+    """The ids are committed with the raw offsets: a worker restarted after kill -9 still knows them."""
+    from collections import Counter
+    from datetime import timedelta
+
+    from streams_kit import T0, read_all
+
+    pipeline = isolated_pipeline(kafka_broker.bootstrap_servers, tmp_path, partitions=PARTITIONS,
+                                 static_membership=True, commit_interval_s=0.3)
+    bootstrap, topics, changelog = pipeline["bootstrap"], pipeline["topics"], pipeline["changelog"]
+    before = steady_traffic(5, 6, 20)  # 600 events, 5 keys
+    after = steady_traffic(5, 2, 20, start=T0 + timedelta(hours=6), first_id=10**6)
+    retries = before[-40:]  # the gateway re-sends the last calls it made before the worker died
+
+    def send(events: list[dict]) -> None:
+        run(produce(bootstrap, topics["raw"], [orjson.dumps(e) for e in events],
+                    key=lambda n: events[n - 1]["api_key_hash"].encode()))
+
+    first = WorkerProcess(pipeline["config"], tmp_path, "first").start()
+    try:
+        send(before)
+        run(wait_applied(bootstrap, changelog, expected_applied(before, PARTITIONS), timeout=90, alive=first.alive))
+    finally:
+        first.kill()
+
+    second = WorkerProcess(pipeline["config"], tmp_path, "second", web_port=first.web_port).start()
+    try:
+        send(retries + after)
+        run(wait_applied(bootstrap, changelog, expected_applied(before + after, PARTITIONS), timeout=120,
+                         alive=second.alive))
+        events = run(read_all(bootstrap, topics["events"]))
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{second.web_port}/metrics", timeout=10).read().decode()
+    except Exception:
+        print(first.log()[-5000:], second.log()[-8000:])
+        raise
+    finally:
+        second.stop()
+
+    assert Counter(e["event_id"] for e in events) == Counter(e["event_id"] for e in before + after)
+    [dropped] = [line for line in metrics.splitlines() if line.startswith("spendwatch_duplicate_records_total{")]
+    assert float(dropped.rsplit(" ", 1)[1]) == len(retries)

@@ -86,15 +86,18 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_counts_nothing_twice(k
     bootstrap, topics, changelog = pipeline["bootstrap"], pipeline["topics"], pipeline["changelog"]
     events = traffic(40, 12, 24, seed=5, spikes=(2, 5, 9))
     expected = expected_applied(events, PARTITIONS)
-    head, tail = events[:len(events) // 4], events[len(events) // 4:]
+    quarter = len(events) // 4
+    head, middle, tail = events[:quarter], events[quarter:2 * quarter], events[2 * quarter:]
     first = WorkerProcess(pipeline["config"], pipeline["tmp"], "first").start()
     try:
         run(produce(bootstrap, topics["raw"], head))
         run(wait_applied(bootstrap, changelog, expected_applied(head, PARTITIONS), timeout=120, alive=first.alive))
-        run(produce(bootstrap, topics["raw"], tail))
-        # die once part of the tail is committed: state, offsets and pages half way through it
+        run(produce(bootstrap, topics["raw"], middle))
         run(wait_applied(bootstrap, changelog, expected, at_least=expected_applied(head, PARTITIONS) + 1,
                          timeout=120, alive=first.alive))
+        # die with the tail just produced: being fetched, parsed or applied, none of it committed yet (that takes
+        # two commits, parse then detect); a fast worker may have committed all of the middle by now
+        run(produce(bootstrap, topics["raw"], tail))
     finally:
         first.kill()  # SIGKILL: no shutdown, no final commit, open transactions left behind
     applied_at_kill = applied_records(run(read_table(bootstrap, changelog)))
