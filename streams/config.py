@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class TopicsConfig(BaseModel):
@@ -36,8 +37,9 @@ class KafkaSecurityConfig(BaseModel):
     protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="Kafka security.protocol. SASL_SSL for MSK, Confluent Cloud, Aiven and most "
         "managed clusters.")
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
-        default="PLAIN", description="SASL mechanism (with protocol SASL_PLAINTEXT or SASL_SSL).")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] = Field(
+        default="PLAIN", description="SASL mechanism (with protocol SASL_PLAINTEXT or SASL_SSL). OAUTHBEARER: tokens "
+        "from oauth_token_endpoint (OAuth 2.0 client credentials), e.g. Confluent Cloud OAuth, Strimzi with Keycloak.")
     sasl_username_env: str = Field(
         default="SPENDWATCH_KAFKA_USERNAME", description="Environment variable holding the SASL username (API key).")
     sasl_password_env: str = Field(
@@ -48,6 +50,29 @@ class KafkaSecurityConfig(BaseModel):
     ssl_keyfile: str | None = Field(default=None, description="Client private key (PEM), for mutual TLS.")
     ssl_keyfile_password_env: str | None = Field(
         default=None, description="Environment variable holding the client key's password, if it has one.")
+    oauth_token_endpoint: str | None = Field(
+        default=None, description="OAUTHBEARER: the identity provider's token URL (https; http only on loopback).")
+    oauth_client_id_env: str = Field(
+        default="SPENDWATCH_KAFKA_OAUTH_CLIENT_ID", description="OAUTHBEARER: variable holding the OAuth client id.")
+    oauth_client_secret_env: str = Field(
+        default="SPENDWATCH_KAFKA_OAUTH_CLIENT_SECRET",
+        description="OAUTHBEARER: variable holding the OAuth client secret.")
+    oauth_scope: str | None = Field(default=None, description="OAUTHBEARER: scope to request, if the provider needs one.")
+    oauth_extensions: dict[str, str] = Field(
+        default_factory=dict, description="OAUTHBEARER: SASL extensions sent with the token (Confluent Cloud: "
+        "logicalCluster and identityPoolId).")
+
+    @model_validator(mode="after")
+    def _oauth_endpoint(self) -> KafkaSecurityConfig:
+        if self.sasl_mechanism != "OAUTHBEARER" or not self.protocol.startswith("SASL_"):
+            return self
+        if not self.oauth_token_endpoint:
+            raise ValueError("sasl_mechanism OAUTHBEARER needs oauth_token_endpoint (the identity provider's token URL)")
+        url = urlsplit(self.oauth_token_endpoint)
+        if not (url.scheme == "https" or (url.scheme == "http" and url.hostname in ("127.0.0.1", "::1", "localhost"))):
+            raise ValueError("oauth_token_endpoint must be an https URL (the client secret is sent to it); "
+                             "http is accepted only on loopback")
+        return self
 
 
 class KafkaConfig(BaseModel):
