@@ -278,9 +278,8 @@ def partition_items(items: Iterable[tuple[Any, Any]], partition: int, partitions
     Besides the detector states of the partition: its metadata and the retry-dedup id chunks of the
     raw partition of the same number.
     """
-    from spendwatch.streams.pipeline import state_partition
-
     from spendwatch.streams.dedup import chunk_partition
+    from spendwatch.streams.pipeline import state_partition
 
     for raw_key, blob in items:
         key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key

@@ -69,8 +69,8 @@ class StreamProcessor:
         self.lock = asyncio.Lock()
         self.detectors: dict[int, PartitionDetector] = {}
         self.redelivery = RedeliveryGuard()
-        window = self.settings.streams.dedup_window_records
-        self.recent_ids = RecentRecordIds(window) if window else None
+        self.recent_ids: RecentRecordIds | None = None
+        self.set_ids_durable(True)  # the worker checks the raw topic's partitions (worker.ensure_topics)
         self._unacked: dict[int, dict[int, EventT]] = defaultdict(dict)  # routed partition -> offset -> event
         self._done: dict[int, set[int]] = defaultdict(set)  # routed partition -> offsets processed, not yet acked
         self._last_input: dict[int, float] = {}
@@ -224,10 +224,12 @@ class StreamProcessor:
             if not any(is_meta_key(key) for key, _ in items):
                 items = await self._read_changelog(partition) or items
             detector = PartitionDetector(self.engine, partition, self.settings.streams.allowed_lateness_s)
-            chunks = [blob for key, blob in items if chunk_partition(key) is not None]
+            states, id_chunks = [], []
+            for key, blob in items:
+                (states if chunk_partition(key) is None else id_chunks).append((key, blob))
             if self.recent_ids is not None and self.recent_ids.durable:
-                self.recent_ids.restore(partition, self.app.consumer_generation_id, chunks)
-            detector.restore(item for item in items if chunk_partition(item[0]) is None)
+                self.recent_ids.restore(partition, self.app.consumer_generation_id, [blob for _, blob in id_chunks])
+            detector.restore(states)
             self.detectors[partition] = detector
             log.info("partition %d: %d detector states loaded", partition, len(detector.states))
         return detector
