@@ -7,10 +7,12 @@
    reference is the median (``raw_consume_runs_events_per_s`` lists all three).
 4. Pipeline: one worker (a ``spendwatch.streams.worker`` subprocess, exactly-once) processes
    the same backlog; throughput is taken from its committed progress (the per-partition
-   ``applied`` counters in the state changelog), so it counts work that is durable:
-   ``pipeline_events_per_s`` from the worker's ``/readyz`` answering 200 (group joined,
-   state recovered; the reference's consumer start is not timed either) until every
-   record's detector state is committed, parse and detect included;
+   ``applied`` counters in the state changelog, and the group's committed raw offsets), so it
+   counts work that is durable: ``pipeline_events_per_s`` from the worker's ``/readyz``
+   answering 200 (group joined, state recovered; the reference's consumer start is not timed
+   either) until every record's detector state and every raw offset is committed, parse and
+   detect included. ``--workers N`` runs N workers in one group instead, the clock starting
+   when the first is ready;
    ``end_to_end_events_per_s`` from starting the worker process (Python and Faust startup
    too); ``worker_cpu_s`` is the CPU time the worker used until then, the figure least
    disturbed by other load on a shared machine.
@@ -275,16 +277,21 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], 1)
 
 
-def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20,
+def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20, workers: int = 1,
               raw_config: dict | None = None, log: Any = print) -> dict[str, Any]:
-    """Run the benchmark; returns the figures (see the module docstring)."""
+    """Run the benchmark; returns the figures (see the module docstring).
+
+    ``workers`` > 1 starts that many workers in one consumer group on the same backlog (the clock
+    starts when the first is ready, so the group's rebalances as the others join are counted);
+    ``worker_cpu_s`` is then their sum and ``peak_rss_mb`` their largest.
+    """
     from spendwatch.broker import EmbeddedBroker, create_topics, free_port
     from spendwatch.kafka_security import client_options
     from spendwatch.streams.config import KafkaSecurityConfig, TopicsConfig
 
     work = Path(tempfile.mkdtemp(prefix="spendwatch-bench-"))
     broker = None
-    worker: subprocess.Popen | None = None
+    procs: list[subprocess.Popen] = []
     try:
         bootstrap = settings.kafka.bootstrap_servers
         if not bootstrap:
@@ -299,6 +306,8 @@ def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20
             "idle_release_s": BENCH_LATENESS_S,
         })
         partitions = streams.partitions
+        if not 1 <= workers <= partitions:
+            raise click.ClickException(f"--workers must be between 1 and the partition count ({partitions})")
         changelog = f"{streams.app_id}-detector-state-changelog"
         # a configured broker is reached as the worker reaches it (kafka.security); the embedded one is plaintext
         security = settings.kafka.security if broker is None else KafkaSecurityConfig()
@@ -306,13 +315,14 @@ def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20
         asyncio.run(create_topics(bootstrap, {name: partitions for name in [*topics.model_dump().values(), changelog]},
                                   compacted={changelog}, client_options=options))
         config = dict(raw_config or {})
-        config["data_dir"] = str(work / "data")
         config["kafka"] = {"bootstrap_servers": bootstrap, "topics": topics.model_dump(),
                            "broker": "noida-db" if broker is not None else settings.kafka.broker,
                            "security": security.model_dump(mode="json")}
         config["streams"] = streams.model_dump(mode="json")
-        config_path = work / "bench.yaml"
-        config_path.write_text(yaml.safe_dump(config))
+        config_paths = []
+        for i in range(workers):  # each worker its own data directory, as on separate nodes
+            config_paths.append(work / f"bench-{i}.yaml")
+            config_paths[-1].write_text(yaml.safe_dump({**config, "data_dir": str(work / f"data-{i}")}))
         bench_settings = settings.model_copy(update={"streams": streams})
 
         log(f"generating {events:,} events over {keys:,} keys...")
@@ -328,33 +338,36 @@ def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20
                     for _ in range(REFERENCE_RUNS)]
         raw_s = statistics.median(raw_runs)
 
-        log("pipeline: one worker...")
-        worker_log = open(work / "worker.log", "ab")  # noqa: SIM115 - owned by the child
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "spendwatch.streams.worker", "--config", str(config_path),
-             "--web-port", str(web_port := free_port()), "--loglevel", "warning"],
-            stdout=worker_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        worker_log.close()
-        pid = worker.pid
+        log("pipeline: one worker..." if workers == 1 else f"pipeline: {workers} workers...")
+        ports = []
+        for i, config_path in enumerate(config_paths):
+            worker_log = open(work / f"worker-{i}.log", "ab")  # noqa: SIM115 - owned by the child
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "spendwatch.streams.worker", "--config", str(config_path),
+                 "--web-port", str(port := free_port()), "--loglevel", "warning"],
+                stdout=worker_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
+            worker_log.close()
+            ports.append(port)
         worker_started = time.perf_counter()
 
         def alive() -> bool:
-            return worker is not None and worker.poll() is None
+            return all(proc.poll() is None for proc in procs)
 
         try:
-            ready_t = _wait_ready(web_port, alive, timeout=120.0)
+            ready_t = min(_wait_ready(port, alive, timeout=120.0) for port in ports)
             done_t = asyncio.run(
                 _follow_progress(bootstrap, changelog, expected, timeout=max(300.0, events / 200), alive=alive,
                                  options=options, group_id=streams.app_id, raw_topic=topics.raw,
                                  raw_partitions=partitions))
         except click.ClickException:
-            sys.stderr.write((work / "worker.log").read_text(errors="replace")[-5000:])
+            for i in range(workers):
+                sys.stderr.write((work / f"worker-{i}.log").read_text(errors="replace")[-5000:])
             raise
-        worker_cpu_s = _cpu_seconds(pid)
+        cpu = [_cpu_seconds(proc.pid) for proc in procs]
         pipeline_eps = len(lines) / max(done_t - ready_t, 1e-9)
         log("latency: live traffic with injected runaway calls...")
         latencies = asyncio.run(_latency(bootstrap, topics, keys, last_time, incidents, alive, options))
-        rss = _peak_rss_mb(pid)
+        rss = [_peak_rss_mb(proc.pid) for proc in procs]
         raw_eps = len(lines) / raw_s
         return {
             "events": len(lines),
@@ -365,12 +378,15 @@ def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20
             "raw_consume_runs_events_per_s": [round(len(lines) / seconds) for seconds in raw_runs],
             "ratio": round(pipeline_eps / raw_eps, 4) if pipeline_eps else None,
             "end_to_end_events_per_s": round(len(lines) / (done_t - worker_started)),
-            "worker_cpu_s": worker_cpu_s,
+            "workers": workers,
+            "worker_cpu_s": round(sum(c or 0 for c in cpu), 1) if any(c is not None for c in cpu) else None,
+            "worker_cpu_s_each": cpu,
             "latency_p50_ms": _percentile(latencies, 50),
             "latency_p99_ms": _percentile(latencies, 99),
             "incidents_injected": incidents,
             "incidents_paged": len(latencies),
-            "peak_rss_mb": rss,
+            "peak_rss_mb": max((r for r in rss if r is not None), default=None),
+            "peak_rss_mb_each": rss,
             "produce_events_per_s": round(len(lines) / produce_s),
             "processing_guarantee": streams.processing_guarantee,
             "commit_interval_s": streams.commit_interval_s,
@@ -381,14 +397,16 @@ def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20
             "cpus": os.cpu_count(),
         }
     finally:
-        if worker is not None and worker.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker.pid, signal.SIGTERM)
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
             try:
-                worker.wait(timeout=30)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait(timeout=10)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
         if broker is not None:
             broker.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -398,17 +416,20 @@ def run_bench(settings: Settings, *, events: int, keys: int, incidents: int = 20
 @click.option("--events", default=200_000, show_default=True, help="Gateway events to produce.")
 @click.option("--keys", default=10_000, show_default=True, help="Distinct API keys in the traffic.")
 @click.option("--incidents", default=20, show_default=True, help="Runaway calls injected to measure alert latency.")
+@click.option("--workers", default=1, show_default=True,
+              help="Workers in one consumer group (scale-out; at most streams.partitions).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="spendwatch YAML: kafka.bootstrap_servers (else the embedded broker), streams.*, detectors.*")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures.")
-def bench(events: int, keys: int, incidents: int, config_path: str | None, as_json: bool) -> None:
-    """Benchmark the pipeline (one worker) against a plain aiokafka consumer, in the same run."""
+def bench(events: int, keys: int, incidents: int, workers: int, config_path: str | None, as_json: bool) -> None:
+    """Benchmark the pipeline (one worker, or --workers N) against a plain aiokafka consumer, in the same run."""
     from spendwatch.config import load_settings
 
     settings = load_settings(config_path)
     raw = (yaml.safe_load(Path(config_path).read_text()) or {}) if config_path else {}
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
-    result = run_bench(settings, events=events, keys=keys, incidents=incidents, raw_config=raw, log=log)
+    result = run_bench(settings, events=events, keys=keys, incidents=incidents, workers=workers, raw_config=raw,
+                       log=log)
     if as_json:
         click.echo(json.dumps(result))
         return

@@ -15,13 +15,16 @@ FIELDS = ("pipeline_events_per_s", "raw_consume_events_per_s", "ratio", "latency
           "peak_rss_mb", "keys")
 
 
-def test_bench_json_reports_the_figures(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bench_json_reports_the_figures(tmp_path: Path, workers: int) -> None:
     spendwatch = Path(sys.executable).with_name("spendwatch")
-    done = subprocess.run([str(spendwatch), "bench", "--events", "20000", "--keys", "1000", "--json"],
-                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    done = subprocess.run([str(spendwatch), "bench", "--events", "20000", "--keys", "1000", "--json",
+                           "--workers", str(workers)], capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(FIELDS) <= set(figures)
+    assert figures["workers"] == workers and len(figures["worker_cpu_s_each"]) == workers
+    assert figures["worker_cpu_s"] == pytest.approx(sum(figures["worker_cpu_s_each"]), abs=0.11)
     assert figures["keys"] == 1000 and figures["events"] == 20000
     assert figures["raw_consume_events_per_s"] > 0 and figures["pipeline_events_per_s"] > 0
     runs = figures["raw_consume_runs_events_per_s"]  # the reference is the median of three reads
