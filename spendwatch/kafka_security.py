@@ -77,17 +77,22 @@ class ClientCredentialsTokens(AbstractTokenProvider):
     async def token(self) -> str:
         """A valid access token (aiokafka calls this at every SASL handshake)."""
         with self._lock:  # the common case, without a thread hop
-            if self._token is not None and self._clock() < self._renew_at:
-                return self._token
-        return await asyncio.to_thread(self.token_now)
+            token = self._cached()
+        return token if token is not None else await asyncio.to_thread(self.token_now)
 
     def token_now(self) -> str:
         """:meth:`token`, blocking: the cached token, or a new one from the endpoint."""
         with self._lock:
-            if self._token is None or self._clock() >= self._renew_at:
-                self._token, lifetime = self._request()
+            token = self._cached()
+            if token is None:
+                token, lifetime = self._request()
+                self._token = token
                 self._renew_at = self._clock() + max(0.0, lifetime - TOKEN_REFRESH_MARGIN_S)
-            return self._token
+            return token
+
+    def _cached(self) -> str | None:
+        """The token while it is not due for renewal (call with the lock held)."""
+        return self._token if self._token is not None and self._clock() < self._renew_at else None
 
     def extensions(self) -> dict[str, str]:
         """SASL extensions sent with the token (``kafka.security.oauth_extensions``)."""

@@ -196,9 +196,22 @@ class StreamProcessor:
             await self._detector(partition)  # restores the ids with the partition's detector state
             return
         # a new consumer generation without a revoke: the hot detector state stays, the ids restart from the store
-        items = partition_items(self.streams.state.data.items(), partition, self.partitions)
-        self.recent_ids.restore(partition, generation,  # type: ignore[union-attr]
-                                [blob for key, blob in items if chunk_partition(key) is not None])
+        self._restore_ids_from(partition, generation, partition_items(self.streams.state.data.items(), partition,
+                                                                      self.partitions))
+
+    def _restore_ids_from(self, partition: int, generation: int,
+                          items: Iterable[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        """Restore the raw partition's ids from the dedup chunks among a partition's table ``items``; returns
+        the other items (detector states and metadata)."""
+        states, chunks = [], []
+        for key, blob in items:
+            if chunk_partition(key) is None:
+                states.append((key, blob))
+            else:
+                chunks.append(blob)
+        if self.recent_ids is not None and self.recent_ids.durable:
+            self.recent_ids.restore(partition, generation, chunks)
+        return states
 
     def set_ids_durable(self, durable: bool) -> None:
         """Whether retry-dedup ids are committed with the raw offsets: only when ``raw`` has ``streams.partitions``
@@ -224,12 +237,7 @@ class StreamProcessor:
             if not any(is_meta_key(key) for key, _ in items):
                 items = await self._read_changelog(partition) or items
             detector = PartitionDetector(self.engine, partition, self.settings.streams.allowed_lateness_s)
-            states, id_chunks = [], []
-            for key, blob in items:
-                (states if chunk_partition(key) is None else id_chunks).append((key, blob))
-            if self.recent_ids is not None and self.recent_ids.durable:
-                self.recent_ids.restore(partition, self.app.consumer_generation_id, [blob for _, blob in id_chunks])
-            detector.restore(states)
+            detector.restore(self._restore_ids_from(partition, self.app.consumer_generation_id, items))
             self.detectors[partition] = detector
             log.info("partition %d: %d detector states loaded", partition, len(detector.states))
         return detector
