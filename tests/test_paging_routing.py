@@ -237,3 +237,64 @@ async def test_old_resolved_episodes_are_forgotten_but_open_ones_kept():
     await PagerService("unused:9092", TopicsConfig(), PagingConfig())._forget_old_episodes(state, log)
     assert sorted(k for _, k in state.paged) == ["open", "recent"]
     assert log.commits[0][0] == [("p|i|old", None)]
+
+
+def test_trigger_and_resolve_in_one_window_is_paged_as_fired_and_cleared():
+    from spendwatch.sinks.paging.console import render_text
+    from spendwatch.sinks.paging.pagerduty import events_for
+    from spendwatch.sinks.paging.slack import blocks, fallback_text
+
+    cfg = config(route={"receiver": "r", "group_by": ["..."], "group_wait": "30s", "group_interval": "5m"})
+    d = dispatcher(cfg)
+    d.ingest(make_alert("k1", detector="session_burn"), 0, now=0.0)
+    d.ingest(make_alert("k1", detector="session_burn", action="repeat", minute=4), 1, now=1.0)
+    d.ingest(make_alert("k1", detector="session_burn", action="resolve", minute=9), 2, now=2.0)
+    result = d.flush_due(now=30.0)
+    (n,) = result.notifications
+    assert n.fired_and_cleared and n.announced == {"k1": Action.resolve} and n.new_keys == {"k1"}
+    assert [a.action for a in n.cleared] == [Action.trigger] and [a.action for a in n.resolved] == [Action.resolve]
+    assert sorted(result.done_refs) == [0, 1, 2]
+    assert [e["event_action"] for e in events_for(n, "R" * 32, cfg)] == ["trigger", "resolve"]
+    assert fallback_text(n).startswith("[error] Fired and cleared:") and "Fired and cleared" in blocks(n)[0]["text"]["text"]
+    assert render_text(n).split()[1] == "PAGE" and "fired and cleared" in render_text(n)
+
+    # consumed again after a restart: the delivery log says it was told, so nothing is sent twice
+    restarted = dispatcher(cfg)
+    restarted.restore([], result.paged)
+    for i, action in enumerate(["trigger", "resolve"]):
+        restarted.ingest(make_alert("k1", detector="session_burn", action=action, minute=9 * i), i, now=0.0)
+    assert restarted.flush_due(now=30.0).notifications == []
+
+
+def test_fired_and_cleared_without_send_resolved_is_a_trigger_only():
+    from spendwatch.sinks.paging.pagerduty import events_for
+
+    cfg = config(route={"receiver": "r", "group_by": ["..."], "group_wait": "0s"})
+    d = Dispatcher(cfg, {"r": [IntegrationSpec("r/x/0", "r", send_resolved=False)]})
+    d.ingest(make_alert("k1"), 0, now=0.0)
+    d.ingest(make_alert("k1", action="resolve", minute=5), 1, now=0.0)
+    (n,) = d.flush_due(now=0.0).notifications
+    assert n.announced == {"k1": Action.trigger} and n.resolved == []
+    assert [e["event_action"] for e in events_for(n, "R" * 32, cfg)] == ["trigger"]
+
+
+def test_a_silenced_episode_that_fired_and_cleared_stays_silent():
+    cfg = config(route={"receiver": "r", "group_by": ["..."], "group_wait": "0s"},
+                 silences=[{"matchers": ['team="batch"'], "starts_at": "2026-11-20T13:00:00Z", "ends_at": "2026-11-20T15:00:00Z",
+                            "comment": "backfill"}])
+    d = dispatcher(cfg)
+    d.ingest(make_alert("b1", team="batch"), 0, now=0.0)
+    d.ingest(make_alert("b1", team="batch", action="resolve", minute=5), 1, now=0.0)
+    result = d.flush_due(now=0.0)
+    assert result.notifications == [] and sorted(result.done_refs) == [0, 1]
+
+
+def test_inhibition_never_mutes_a_more_severe_page():
+    d = dispatcher(config(route={"receiver": "r", "group_by": ["..."], "group_wait": "0s", "group_interval": "0s"},
+                          severity={"budget_pace": "warning"}))
+    d.ingest(make_alert("team:search", scope="team", subject="search", team="search", detector="budget_pace", severity="error"), 0, now=0.0)
+    d.ingest(make_alert("key:s1", subject="s1", team="search", severity="error"), 1, now=0.0)      # error > mapped warning
+    d.ingest(make_alert("key:s2", subject="s2", team="search", severity="warning"), 2, now=0.0)    # same severity: muted
+    result = d.flush_due(now=0.0)
+    assert sorted(n.group_labels["dedup_key"] for n in result.notifications) == ["key:s1", "team:search"]
+    assert [m[0] for m in result.muted] == [make_alert("key:s2", subject="s2", team="search", severity="warning").notification_id]

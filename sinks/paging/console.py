@@ -15,7 +15,9 @@ from spendwatch.sinks.paging.notification import Notification, comparison, owner
 def render_text(n: Notification) -> str:
     """``[CRITICAL] PAGE  <summary>`` then indented who / how much / root cause / sparkline lines."""
     head = n.headline
-    if n.status == "resolved":
+    if n.fired_and_cleared:
+        tag = "PAGE"
+    elif n.status == "resolved":
         tag = "RESOLVED"
     elif n.is_repeat:
         tag = "REPEAT"
@@ -29,6 +31,10 @@ def render_text(n: Notification) -> str:
         lines.append(f"    24h spend    {spark[0]}")
         if spark[1]:
             lines.append(f"    24h baseline {spark[1]}")
+    for alert in n.cleared:
+        ended = next((r.fired_at for r in n.resolved if r.dedup_key == alert.dedup_key), None)
+        lines.append(f"    {'also: ' + owner(alert) + ' ' + alert.detector + ' ' if alert is not head else ''}fired and cleared"
+                     + (f" (resolved {ended:%Y-%m-%d %H:%M} UTC)" if ended else "") + " before it could be delivered")
     for alert in n.firing:
         if alert is not head:
             lines.append(f"    also: {owner(alert)} {alert.detector}: {comparison(alert)}")

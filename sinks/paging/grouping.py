@@ -12,6 +12,9 @@ Decisions, per integration and alert change (latest change per episode in the wi
   (a replay after a restart);
 - silenced at its event time, or inhibited by a firing alert at flush time: skip;
 - resolve: announced only if the episode was paged here and ``send_resolved``;
+- a trigger and its resolve in one window (a short episode, or a catch-up after an outage):
+  the owner still hears of it, as one "fired and cleared" notification (a PagerDuty trigger
+  then its resolve), unless silenced or inhibited;
 - repeat: announced if ``repeat_interval`` (event time) passed since the episode's last
   page here, as a trigger if the episode was never paged here (silence expired, say).
 """
@@ -55,6 +58,7 @@ class Group:
     labels: dict[str, str]
     members: dict[str, Alert] = field(default_factory=dict)
     changes: dict[str, Alert] = field(default_factory=dict)
+    opened: dict[str, Alert] = field(default_factory=dict)
     refs: list[Hashable] = field(default_factory=list)
     next_flush: float | None = None
     last_flush: float | None = None
@@ -124,6 +128,7 @@ class Dispatcher:
                 group.members.pop(alert.dedup_key, None)
             else:
                 group.members[alert.dedup_key] = alert
+                group.opened.setdefault(alert.dedup_key, alert)
             group.changes[alert.dedup_key] = alert
             group.refs.append(ref)
             if group.next_flush is None:
@@ -152,8 +157,15 @@ class Dispatcher:
         return result
 
     # -- decisions -----------------------------------------------------------------------
-    def _muted(self, alert: Alert, firing_labels: Mapping[str, Mapping[str, str]]) -> str | None:
+    def _labels(self, alert: Alert) -> dict[str, str]:
+        """The alert's labels, with its severity after the per-detector mapping (what inhibition compares)."""
         labels = alert_labels(alert)
+        if (severity := self.config.severity.get(alert.detector)) is not None:
+            labels["severity"] = severity.value
+        return labels
+
+    def _muted(self, alert: Alert, firing_labels: Mapping[str, Mapping[str, str]]) -> str | None:
+        labels = self._labels(alert)
         if silence := self.silencer.silenced_by(labels, alert.fired_at):
             return f"silenced: {silence.comment}"
         if alert.action != Action.resolve and (source := self.inhibitor.inhibited_by(labels, firing_labels)):
@@ -161,14 +173,26 @@ class Dispatcher:
         return None
 
     def _flush(self, group: Group, now: float, result: FlushResult) -> None:
-        firing_labels = {k: alert_labels(a) for k, a in self.firing.items()}
+        firing_labels = {k: self._labels(a) for k, a in self.firing.items()}
         display = [a for a in group.members.values() if self._muted(a, firing_labels) is None]
         severity = {a.dedup_key: self.config.severity.get(a.detector, a.severity) for a in [*group.members.values(), *group.changes.values()]}
         for spec in self.integrations.get(group.route.receiver, []):
             covers: list[str] = []
             announced: dict[str, Action] = {}
             resolved: list[Alert] = []
+            cleared: list[Alert] = []
             for alert in group.changes.values():
+                fired = group.opened.get(alert.dedup_key)
+                if fired is not None and alert.action == Action.resolve and self._unannounced(spec, fired, firing_labels, result):
+                    covers += [fired.notification_id, alert.notification_id]
+                    cleared.append(fired)
+                    action = Action.trigger
+                    if spec.send_resolved:
+                        action = Action.resolve
+                        resolved.append(alert)
+                    announced[alert.dedup_key] = action
+                    result.paged[(spec.id, alert.dedup_key)] = self.paged[(spec.id, alert.dedup_key)] = Paged(Action.resolve, alert.fired_at)
+                    continue
                 action = self._decide(spec, alert, group.route, firing_labels, result)
                 if action is None:
                     continue
@@ -182,7 +206,7 @@ class Dispatcher:
             result.notifications.append(Notification(
                 id=Notification.make_id(spec.id, group.key, covers),
                 integration=spec.id, receiver=spec.receiver, group_key=group.key, group_labels=group.labels,
-                incident_key=group.incident_key, firing=display, resolved=resolved, covers=covers,
+                incident_key=group.incident_key, firing=display, resolved=resolved, cleared=cleared, covers=covers,
                 announced=announced, severity=severity, links=self._links(display or resolved),
             ))
         for ref in group.refs:
@@ -191,11 +215,23 @@ class Dispatcher:
                 del self._ref_counts[ref]
                 result.done_refs.append(ref)
         group.changes.clear()
+        group.opened.clear()
         group.refs.clear()
         group.next_flush = None
         group.last_flush = now
         if not group.members:
             del self.groups[group.key]
+
+    def _unannounced(self, spec: IntegrationSpec, fired: Alert, firing_labels: Mapping[str, Mapping[str, str]],
+                     result: FlushResult) -> bool:
+        """Whether ``fired`` (a trigger already superseded by its resolve) still has to be told here."""
+        last = self.paged.get((spec.id, fired.dedup_key))
+        if last is not None and (last.action != Action.resolve or fired.fired_at <= last.fired_at):
+            return False
+        if reason := self._muted(fired, firing_labels):
+            result.muted.append((fired.notification_id, reason))
+            return False
+        return True
 
     def _decide(self, spec: IntegrationSpec, alert: Alert, route: Route,
                 firing_labels: Mapping[str, Mapping[str, str]], result: FlushResult) -> Action | None:

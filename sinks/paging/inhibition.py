@@ -2,6 +2,8 @@
 
 The default rule: a team-level page mutes the pages of that team's keys, users and
 sessions, so the owner gets one page about the team rather than one per key.
+A source never mutes a target of higher severity: a team's week-long budget warning
+must not hide an error-severity page about one of its keys.
 """
 
 from __future__ import annotations
@@ -11,6 +13,17 @@ from dataclasses import dataclass
 
 from spendwatch.sinks.paging.config import InhibitRuleConfig
 from spendwatch.sinks.paging.matchers import Matcher, matches_all
+
+_SEVERITY_RANK = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+
+
+def _outranks(target: Mapping[str, str], source: Mapping[str, str]) -> bool:
+    """True if ``target`` is more severe than ``source`` (unknown severities rank as info).
+
+    >>> _outranks({"severity": "error"}, {"severity": "warning"}), _outranks({"severity": "warning"}, {"severity": "warning"})
+    (True, False)
+    """
+    return _SEVERITY_RANK.get(target.get("severity", ""), 3) < _SEVERITY_RANK.get(source.get("severity", ""), 3)
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,6 @@ class Inhibitor:
         me = target.get("dedup_key")
         for rule in self.rules:
             for key, source in firing.items():
-                if key != me and rule.inhibits(source, target):
+                if key != me and not _outranks(target, source) and rule.inhibits(source, target):
                     return key
         return None

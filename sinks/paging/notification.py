@@ -41,6 +41,7 @@ class Notification(BaseModel):
     incident_key: str = Field(description="PagerDuty dedup_key of the group: the episode's dedup_key when grouping per episode.")
     firing: list[Alert] = Field(description="Every alert of the group still firing (not silenced, not inhibited), newest figures.")
     resolved: list[Alert] = Field(default_factory=list, description="Episodes whose recovery this notification announces.")
+    cleared: list[Alert] = Field(default_factory=list, description="Triggers of episodes that fired and cleared before they could be announced; told here together with their resolve.")
     covers: list[str] = Field(description="Alert notification ids announced for the first time here.")
     announced: dict[str, Action] = Field(description="dedup_key -> what is announced for it: trigger (new here), repeat or resolve.")
     severity: dict[str, Severity] = Field(default_factory=dict, description="dedup_key -> severity after the per-detector mapping.")
@@ -57,27 +58,32 @@ class Notification(BaseModel):
         return "firing" if self.firing else "resolved"
 
     @property
+    def fired_and_cleared(self) -> bool:
+        """Nothing fires any more, but this announces episodes that fired and cleared unseen."""
+        return not self.firing and bool(self.cleared)
+
+    @property
     def is_repeat(self) -> bool:
         """Only still-burning reminders, nothing new and nothing resolved."""
-        return all(a == Action.repeat for a in self.announced.values())
+        return not self.cleared and all(a == Action.repeat for a in self.announced.values())
 
     def severity_of(self, alert: Alert) -> Severity:
         return self.severity.get(alert.dedup_key, alert.severity)
 
     @property
     def top_severity(self) -> Severity:
-        alerts = self.firing or self.resolved
+        alerts = self.firing or self.cleared or self.resolved
         return min((self.severity_of(a) for a in alerts), key=SEVERITY_ORDER.__getitem__)
 
     @property
     def headline(self) -> Alert:
         """The alert a human should read first: worst severity, then largest overshoot."""
-        alerts = self.firing or self.resolved
+        alerts = self.firing or self.cleared or self.resolved
         return sorted(alerts, key=lambda a: (SEVERITY_ORDER[self.severity_of(a)], -overshoot(a)))[0]
 
     @property
     def new_keys(self) -> set[str]:
-        return {k for k, a in self.announced.items() if a == Action.trigger}
+        return {k for k, a in self.announced.items() if a == Action.trigger} | {a.dedup_key for a in self.cleared}
 
 
 def overshoot(alert: Alert) -> float:

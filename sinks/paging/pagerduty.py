@@ -106,12 +106,18 @@ def events_for(n: Notification, routing_key: str, config: PagingConfig,
     """The events a notification becomes: a trigger while anything fires, a resolve when all recovered.
 
     A notification that only resolves some alerts of a still-firing group sends nothing:
-    the PagerDuty alert stays open until the whole group has recovered.
+    the PagerDuty alert stays open until the whole group has recovered. Episodes that fired
+    and cleared before delivery become a trigger and then its resolve, so they are on record.
     """
     if n.firing:
-        if set(n.announced.values()) == {"resolve"}:
+        if set(n.announced.values()) == {"resolve"} and not n.cleared:
             return []
         return [trigger_event(n, routing_key, config, receiver)]
+    if n.cleared:
+        events = [trigger_event(n, routing_key, config, receiver)]
+        if "resolve" in n.announced.values():
+            events.append(resolve_event(n, routing_key))
+        return events
     return [resolve_event(n, routing_key)]
 
 

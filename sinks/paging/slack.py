@@ -109,6 +109,8 @@ def _links_block(n: Notification) -> dict[str, Any] | None:
 
 def fallback_text(n: Notification) -> str:
     head = n.headline
+    if n.fired_and_cleared:
+        return truncate(f"[{n.top_severity.value}] Fired and cleared: {head.summary}", FALLBACK_TEXT_MAX)
     if n.status == "resolved":
         return truncate(f"Resolved: {head.summary}", FALLBACK_TEXT_MAX)
     more = f" (+{len(n.firing) - 1} more)" if len(n.firing) > 1 else ""
@@ -119,9 +121,10 @@ def fallback_text(n: Notification) -> str:
 def blocks(n: Notification) -> list[dict[str, Any]]:
     """The message's blocks for the group's current state."""
     head = n.headline
-    resolved = n.status == "resolved"
+    resolved = n.status == "resolved" and not n.fired_and_cleared
     icon = ":white_check_mark:" if resolved else ICON[n.top_severity]
-    title = f"{icon} {'Resolved: ' if resolved else ''}{_title(head)} — {owner(head)}"
+    prefix = "Resolved: " if resolved else "Fired and cleared: " if n.fired_and_cleared else ""
+    title = f"{icon} {prefix}{_title(head)} — {owner(head)}"
     out: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": truncate(title, HEADER_MAX), "emoji": True}},
         _section(f"*{head.summary}*\n{comparison(head)}"),
@@ -150,8 +153,13 @@ def blocks(n: Notification) -> list[dict[str, Any]]:
 def reply_blocks(n: Notification) -> list[dict[str, Any]]:
     """The thread reply announcing what changed since the last notification."""
     lines = []
+    for alert in n.cleared:
+        lines.append(f"{ICON[n.severity_of(alert)]} *Fired and cleared* — {alert.summary}")
+    cleared = {a.dedup_key for a in n.cleared}
     for alert in [*n.firing, *n.resolved]:
         action = n.announced.get(alert.dedup_key)
+        if alert.dedup_key in cleared:
+            continue
         if action == Action.resolve:
             lines.append(f":white_check_mark: *Resolved* — {owner(alert)}: {comparison(alert)}")
         elif action == Action.repeat:
