@@ -71,6 +71,16 @@ class Settings(BaseModel):
                 update={"model_mix_drift": drift.model_copy(update={"tiers": pricing.tiers})})
         return self
 
+    @model_validator(mode="after")
+    def _event_age_follows_retention(self) -> Settings:
+        """An event older than the ClickHouse raw retention would be dropped by its TTL at once: unless
+        ``adapters.event_time.max_age_days`` is set, live ingestion accepts events up to that age."""
+        window = self.adapters.event_time
+        if window.max_age_days is None:
+            self.adapters = self.adapters.model_copy(update={"event_time": window.model_copy(
+                update={"max_age_days": float(self.clickhouse.raw_retention_days)})})
+        return self
+
 
 Path_ = tuple[str | int, ...]
 

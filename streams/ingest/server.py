@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ from spendwatch.schemas.adapters import dumps, parse_message
 from spendwatch.schemas.adapters.otel import events_from_otlp
 from spendwatch.schemas.errors import ParseError
 from spendwatch.schemas.event import GatewayEvent
+from spendwatch.schemas.event_window import split_by_window, within_window
 from spendwatch.schemas.outcome import OutcomeEvent
 from spendwatch.web import HealthChecks, add_observability_routes
 
@@ -219,6 +221,7 @@ class IngestService:
     def parse_records(self, records: list[Record], gateway: str, outcome: Outcome | None = None) -> Outcome:
         """Parse each record on its own: canonical records for the good, dead letters and errors for the bad."""
         outcome = outcome if outcome is not None else Outcome()
+        window, now, late = self.settings.adapters.event_time, time.time(), []
         for record in records:
             if record.error is not None:
                 self._reject(outcome, record, record.error)
@@ -228,6 +231,10 @@ class IngestService:
             except ParseError as exc:
                 self._reject(outcome, record, exc)
                 continue
+            parsed = within_window(parsed, window, now, late)
+            for error in late:
+                self._reject(outcome, record, error)
+            late.clear()
             outcome.records.extend(self.stamp(r, gateway) for r in parsed)
         return outcome
 
@@ -268,11 +275,15 @@ class IngestService:
             events = events_from_otlp(export, self.settings.adapters, errors)
         except ParseError as exc:
             return _otlp_error(reply_as, 400, str(exc))
+        events, late = split_by_window(events, self.settings.adapters.event_time, time.time())
         outcome.records.extend(self.stamp(e, gateway) for e in events)
         for exc in errors:
             span = otlp.span_at(export, exc.field)
             original = redact_record(span if span is not None else export, b"")
             outcome.dead_letters.append((exc, original))
+        for event, exc in late:  # the canonical event names the span and carries no text
+            outcome.dead_letters.append((exc, dumps(event)))
+            errors.append(exc)
         try:
             await self.write(outcome, gateway)
         except KafkaUnavailable as exc:
@@ -350,6 +361,16 @@ class RunningIngest:
         await self.producer.stop()
 
 
+async def serve(service: IngestService, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve ``service``'s application on ``host:port`` (0: a free port); the runner and the port."""
+    # Bodies are inflated by decode_content, which bounds the inflated size (aiohttp would not).
+    runner = web.AppRunner(service.make_app(), access_log=None, auto_decompress=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
 async def start_ingest(
     settings: Settings, bootstrap_servers: str, tokens: GatewayTokens | None, *, wait_ready: bool = True,
 ) -> RunningIngest:
@@ -362,12 +383,7 @@ async def start_ingest(
     producer = DurableProducer(bootstrap_servers, producer_config,
                                client_options=client_options(settings.kafka.security))
     service = IngestService(settings, producer, tokens)
-    # Bodies are inflated by decode_content, which bounds the inflated size (aiohttp would not).
-    runner = web.AppRunner(service.make_app(), access_log=None, auto_decompress=False)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.ingest.host, settings.ingest.port)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve(service, settings.ingest.host, settings.ingest.port)
     if producer_config.transactional:
         producer.transactional_id = producer_config.transactional_id or default_transactional_id(
             producer_config.transactional_id_prefix, port)
