@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 
 from spendwatch.schemas.errors import ParseError
+from spendwatch.schemas.redact import REDACTED, redact
 
 
 class BodyError(Exception):
@@ -142,7 +143,7 @@ def split_records(body: bytes, max_records: int | None = None) -> list[Record]:
         elif isinstance(document, list):
             records = [
                 Record(index=i, raw=b"", value=element) if isinstance(element, dict)
-                else Record(index=i, raw=orjson.dumps(element),
+                else Record(index=i, raw=_non_object_original(element),
                             error=ParseError("validation", f"array element is a {_json_type(element)}, not an object",
                                              field=f"[{i}]"))
                 for i, element in enumerate(document)
@@ -154,6 +155,22 @@ def split_records(body: bytes, max_records: int | None = None) -> list[Record]:
     if max_records is not None and len(records) > max_records:
         raise BodyError(413, "too_many_records", f"{len(records)} records exceed the limit of {max_records} per request")
     return records
+
+
+def _non_object_original(element: Any) -> bytes:
+    """What a dead letter keeps of an array element that is not an object.
+
+    Nested at most 64 deep (orjson cannot write past 255 levels; a body may nest 1,024), and
+    never a bare string, which could be prompt text sent as it is.
+
+    >>> _non_object_original([[[1, "x"]]]), _non_object_original("what is my password")
+    (b'[[[1,"x"]]]', b'"[redacted]"')
+    >>> b"[redacted]" in _non_object_original(orjson.loads(b"[" * 1000 + b"]" * 1000))
+    True
+    """
+    if isinstance(element, str):
+        return orjson.dumps(REDACTED)
+    return orjson.dumps(redact(element))
 
 
 def _ndjson_records(body: bytes) -> list[Record]:

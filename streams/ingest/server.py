@@ -330,6 +330,9 @@ async def _count_requests(request: web.Request, handler: Callable[[web.Request],
         if request.path in (EVENTS_PATH, TRACES_PATH):
             INGEST_REQUESTS.labels(request.path, str(exc.status)).inc()
         raise
+    except Exception:  # a bug: answered and counted like any request, the body never logged
+        log.exception("unexpected error handling %s %s (body not logged)", request.method, request.path)
+        response = _json_error(500, "internal_error", "unexpected error; the request was not processed, retry later")
     if request.path in (EVENTS_PATH, TRACES_PATH):
         INGEST_REQUESTS.labels(request.path, str(response.status)).inc()
     return response
