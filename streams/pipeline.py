@@ -37,6 +37,7 @@ from spendwatch.schemas.errors import ParseError
 from spendwatch.schemas.event import GatewayEvent
 from spendwatch.schemas.event_window import within_window
 from spendwatch.schemas.outcome import OutcomeEvent
+from spendwatch.schemas.redact import redact_bytes
 from spendwatch.streams.partitioner import key_partition
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ def parse_batch(messages: Iterable[SourceMessage], adapters: AdaptersConfig, *, 
             errors.append(err)
         except Exception as exc:  # noqa: BLE001 - an adapter bug must not crash the worker
             out.dead_letters.append(DeadLetter.for_bytes(
-                raw or b"", reason=f"{type(exc).__name__}: {exc}"[:1000], error_type="internal",
+                redact_bytes(raw or b"")[0], reason=f"{type(exc).__name__}: {exc}"[:1000], error_type="internal",
                 **_source(msg, stage)))
             continue
         if errors:
