@@ -23,15 +23,31 @@ from spendwatch.streams.ingest.server import IngestService, serve
 
 
 class RecordingProducer:
-    """Stands in for :class:`~spendwatch.streams.ingest.producer.DurableProducer`: every send succeeds."""
+    """Stands in for :class:`~spendwatch.streams.ingest.producer.DurableProducer`: every send succeeds.
 
-    def __init__(self) -> None:
+    ``hold``: when set, each send waits for it to be set (Kafka slow to acknowledge), and
+    ``waiting`` counts the sends waiting.
+    """
+
+    def __init__(self, hold: asyncio.Event | None = None) -> None:
         self.messages: list[Message] = []
         self.connected = asyncio.Event()
         self.connected.set()
+        self.hold = hold
+        self.waiting = 0
+        self.arrived = asyncio.Condition()
 
     async def send_all(self, messages: Iterable[Message]) -> None:
+        if self.hold is not None:
+            async with self.arrived:
+                self.waiting += 1
+                self.arrived.notify_all()
+            await self.hold.wait()
         self.messages.extend(messages)
+
+    async def wait_for_waiting(self, n: int) -> None:
+        async with self.arrived:
+            await self.arrived.wait_for(lambda: self.waiting >= n)
 
 
 @dataclass
@@ -40,6 +56,7 @@ class OfflineIngest:
     producer: RecordingProducer
     settings: Settings
     session: aiohttp.ClientSession = field(repr=False)
+    service: IngestService | None = field(default=None, repr=False)
 
     def written(self, topic: str) -> list[bytes]:
         return [m.value for m in self.producer.messages if m.topic == topic]
@@ -52,12 +69,17 @@ class OfflineIngest:
 
     async def post(self, body: bytes, headers: dict[str, str] | None = None,
                    path: str = "/v1/events") -> tuple[int, dict | bytes]:
+        status, answer, _ = await self.post_full(body, headers, path)
+        return status, answer
+
+    async def post_full(self, body: bytes, headers: dict[str, str] | None = None,
+                        path: str = "/v1/events") -> tuple[int, dict | bytes, dict[str, str]]:
         async with self.session.post(self.url + path, data=body, headers=headers or {}) as resp:
             raw = await resp.read()
             try:
-                return resp.status, orjson.loads(raw)
+                return resp.status, orjson.loads(raw), dict(resp.headers)
             except orjson.JSONDecodeError:
-                return resp.status, raw
+                return resp.status, raw, dict(resp.headers)
 
 
 def offline_settings(**ingest: object) -> Settings:
@@ -65,15 +87,15 @@ def offline_settings(**ingest: object) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def offline_ingest(settings: Settings | None = None,
-                         tokens: dict[str, str] | None = None) -> AsyncIterator[OfflineIngest]:
+async def offline_ingest(settings: Settings | None = None, tokens: dict[str, str] | None = None,
+                         producer: RecordingProducer | None = None) -> AsyncIterator[OfflineIngest]:
     """The ingest application on a free loopback port, writing to a :class:`RecordingProducer`."""
     settings = settings or offline_settings()
-    producer = RecordingProducer()
+    producer = producer or RecordingProducer()
     service = IngestService(settings, producer, GatewayTokens(tokens) if tokens else None)  # type: ignore[arg-type]
     runner, port = await serve(service, "127.0.0.1", 0)
     try:
         async with aiohttp.ClientSession() as session:
-            yield OfflineIngest(f"http://127.0.0.1:{port}", producer, settings, session)
+            yield OfflineIngest(f"http://127.0.0.1:{port}", producer, settings, session, service)
     finally:
         await runner.cleanup()

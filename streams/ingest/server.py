@@ -50,7 +50,10 @@ from spendwatch.web import HealthChecks, add_observability_routes
 
 from . import otlp
 from .auth import ANONYMOUS, GatewayTokens
-from .bodies import EVENT_CONTENT_TYPES, BodyError, Record, check_content_length, decode_content, media_type, split_records
+from .bodies import (
+    EVENT_CONTENT_TYPES, BodyError, InflightBytes, Lease, Record, check_content_length, decode_content, media_type,
+    parse_cost_estimate, split_records,
+)
 from .producer import DurableProducer, KafkaUnavailable, Message, default_transactional_id
 from .redact import redact_record, truncate
 
@@ -64,6 +67,8 @@ TRACES_PATH = "/v1/traces"
 #: Most per-record errors listed in one response; the rest are counted.
 MAX_ERRORS_LISTED = 100
 RETRY_AFTER_S = "5"
+#: Bytes a protobuf OTLP body may take once decoded to dicts, per byte (charged to the in-flight budget).
+PROTOBUF_PARSE_FACTOR = 24
 #: Records parsed between two turns of the event loop.
 PARSE_SLICE = 200
 
@@ -104,6 +109,7 @@ class IngestService:
         self.topics = settings.kafka.topics
         self.producer = producer
         self.tokens = tokens
+        self.inflight = InflightBytes(self.config.max_inflight_body_bytes)
 
     # --- application ------------------------------------------------------------------
 
@@ -128,14 +134,21 @@ class IngestService:
             raise Unauthorized()
         return gateway
 
-    async def read_body(self, request: web.Request) -> bytes:
+    async def read_body(self, request: web.Request, lease: Lease) -> bytes:
+        """The body, inflated; every byte held is charged to ``lease`` (503 once the in-flight budget is spent)."""
         check_content_length(request.content_length, self.config.max_body_bytes)
         body = bytearray()
         async for chunk in request.content.iter_chunked(65_536):
+            lease.charge(len(chunk))
             body += chunk
             if len(body) > self.config.max_body_bytes:
                 raise BodyError(413, "body_too_large", f"body exceeds the limit of {self.config.max_body_bytes} bytes")
-        return decode_content(bytes(body), request.headers.get("Content-Encoding"), self.config.max_decompressed_bytes)
+        raw = bytes(body)
+        del body
+        decoded = decode_content(raw, request.headers.get("Content-Encoding"), self.config.max_decompressed_bytes, lease)
+        if decoded is not raw:
+            lease.release(len(raw))  # inflated: the compressed bytes are dropped on return
+        return decoded
 
     def stamp(self, record: CanonicalRecord, gateway: str) -> CanonicalRecord:
         if self.config.stamp_gateway and gateway != ANONYMOUS and isinstance(record, GatewayEvent):
@@ -172,18 +185,25 @@ class IngestService:
     # --- POST /v1/events ----------------------------------------------------------------
 
     async def handle_events(self, request: web.Request) -> web.Response:
+        with self.inflight.lease() as lease:  # held until answered: the body, its records, their parse
+            return await self._handle_events(request, lease)
+
+    async def _handle_events(self, request: web.Request, lease: Lease) -> web.Response:
         try:
             gateway = self.authenticate(request)
             kind = media_type(request.headers.get("Content-Type"))
             if kind not in EVENT_CONTENT_TYPES:
                 raise BodyError(415, "unsupported_media_type",
                                 f"Content-Type {kind!r} is not supported; send JSON or NDJSON")
-            body = await self.read_body(request)
+            body = await self.read_body(request, lease)
+            lease.charge(parse_cost_estimate(body))
             records = split_records(body, self.config.max_records_per_request)
+            lease.release(len(body))  # the records are all that is kept of it
+            del body
         except Unauthorized:
             return _json_error(401, "unauthorized", "missing or unknown bearer token", auth_challenge=True)
         except BodyError as exc:
-            return _json_error(exc.status, exc.error, exc.detail)
+            return _json_error(exc.status, exc.error, exc.detail, headers=_retry_after(exc))
 
         outcome = await self.parse_records_cooperatively(records, gateway)
         try:
@@ -252,13 +272,18 @@ class IngestService:
     # --- POST /v1/traces ----------------------------------------------------------------
 
     async def handle_traces(self, request: web.Request) -> web.Response:
+        with self.inflight.lease() as lease:
+            return await self._handle_traces(request, lease)
+
+    async def _handle_traces(self, request: web.Request, lease: Lease) -> web.Response:
         kind = media_type(request.headers.get("Content-Type"))
         reply_as = kind if kind in otlp.TRACE_CONTENT_TYPES else otlp.JSON
         try:
             gateway = self.authenticate(request)
             if kind not in otlp.TRACE_CONTENT_TYPES:
                 otlp.decode_request(b"", kind)  # raises the 415
-            body = await self.read_body(request)
+            body = await self.read_body(request, lease)
+            lease.charge(parse_cost_estimate(body) if kind == otlp.JSON else PROTOBUF_PARSE_FACTOR * len(body))
             export = otlp.decode_request(body, kind)
             spans = otlp.count_spans(export)
             if spans > self.config.max_records_per_request:
@@ -267,7 +292,7 @@ class IngestService:
         except Unauthorized:
             return _otlp_error(reply_as, 401, "missing or unknown bearer token", auth_challenge=True)
         except BodyError as exc:
-            return _otlp_error(reply_as, exc.status, exc.detail)
+            return _otlp_error(reply_as, exc.status, exc.detail, headers=_retry_after(exc))
 
         errors: list[ParseError] = []
         outcome = Outcome()
@@ -299,6 +324,10 @@ class IngestService:
 def _key(record: CanonicalRecord) -> bytes | None:
     value = record.scope_value("key")
     return value.encode("utf-8") if value else None
+
+
+def _retry_after(exc: BodyError) -> dict[str, str] | None:
+    return {"Retry-After": RETRY_AFTER_S} if exc.status == 503 else None
 
 
 def _dumps(value: Any) -> str:
