@@ -111,6 +111,11 @@ class IngestConfig(BaseModel):
         "Retry-After (413 if it alone would), so memory stays bounded under any concurrency (eight gzip bombs at "
         "once). At least max_body_bytes + max_decompressed_bytes.",
     )
+    max_header_bytes: int = Field(
+        default=16_384, ge=1024, le=1_048_576,
+        description="Longest request line or header field, bytes (an Authorization header with a long JWT must fit); "
+        "longer gets 400 and, whatever the header, its value is never logged.",
+    )
     max_records_per_request: int = Field(
         default=10_000, ge=1,
         description="Most records (JSON objects, array elements, NDJSON lines, OTLP spans) one request may carry; "

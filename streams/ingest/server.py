@@ -46,7 +46,7 @@ from spendwatch.schemas.errors import ParseError
 from spendwatch.schemas.event import GatewayEvent
 from spendwatch.schemas.event_window import split_by_window, within_window
 from spendwatch.schemas.outcome import OutcomeEvent
-from spendwatch.web import HealthChecks, add_observability_routes
+from spendwatch.web import HealthChecks, add_observability_routes, redact_unparsed_request_logs
 
 from . import otlp
 from .auth import ANONYMOUS, GatewayTokens
@@ -395,8 +395,12 @@ class RunningIngest:
 
 async def serve(service: IngestService, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Serve ``service``'s application on ``host:port`` (0: a free port); the runner and the port."""
-    # Bodies are inflated by decode_content, which bounds the inflated size (aiohttp would not).
-    runner = web.AppRunner(service.make_app(), access_log=None, auto_decompress=False)
+    # Bodies are inflated by decode_content, which bounds the inflated size (aiohttp would not). A request
+    # aiohttp cannot parse (a header over max_header_bytes) is logged without its headers: a bearer token.
+    redact_unparsed_request_logs()
+    limit = service.config.max_header_bytes
+    runner = web.AppRunner(service.make_app(), access_log=None, auto_decompress=False,
+                           max_line_size=limit, max_field_size=limit)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
