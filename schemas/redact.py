@@ -35,79 +35,133 @@ def is_text_key(key: str) -> bool:
     return key in TEXT_KEYS or TEXT_ATTRIBUTE.match(key) is not None
 
 
-def redact(value: Any, depth: int = 0) -> Any:
-    """A copy of a decoded JSON value with text fields replaced by ``"[redacted]"``.
+#: Keys whose string values a dead letter keeps: identifiers, names, times, codes and the numeric fields a
+#: sender may have written as strings. Every other string is blanked: text under a key nobody listed
+#: (a gateway's own field, a key misspelt) never survives.
+KEPT_STRING_KEYS = frozenset({
+    "event_id", "id", "litellm_call_id", "call_id", "trace_id", "session_id", "outcome_id", "request_id",
+    "model", "model_group", "model_id", "model_map_key", "litellm_model_name", "provider", "custom_llm_provider",
+    "api_base", "gateway", "status", "call_type", "api_key_hash", "api_key_alias", "user_api_key_hash",
+    "user_api_key_alias", "user_api_key_user_id", "user_api_key_team_id", "user_api_key_org_id",
+    "user_api_key_project_id", "user_api_key_end_user_id", "team", "team_id", "user", "end_user", "org",
+    "project", "tags", "request_tags", "event_time", "startTime", "endTime", "completionStartTime",
+    "error_class", "error_code", "error_type", "cost_usd", "response_cost", "cost", "cost_source", "input_tokens",
+    "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "prompt_tokens",
+    "completion_tokens", "total_tokens", "latency_ms", "kind", "key", "name", "traceId", "spanId",
+    "parentSpanId", "startTimeUnixNano", "endTimeUnixNano", "intValue", "doubleValue", "specversion", "type",
+    "source", "time", "subject", "datacontenttype", "role", "finish_reason",
+})
+#: OTel attributes whose string values a dead letter keeps (who pays, which model); others are blanked.
+KEPT_ATTRIBUTE = re.compile(
+    r"^(gen_ai\.(request\.model|response\.model|system|provider\.name|operation\.name|conversation\.id|response\.id"
+    r"|usage\..*|cost\..*)|spendwatch\..*|metadata\.(user_api_key_\w+|tags|session_id)|llm\.(model_name|provider|system"
+    r"|usage\..*)|(user|enduser|team|org|project|session|service|api_key)\.(id|name|hash))$"
+)
+
+
+def redact(value: Any, depth: int = 0, keep_strings: bool = False) -> Any:
+    """A copy of a decoded JSON value with text replaced by ``"[redacted]"``.
+
+    Text keys lose their whole value; any other string is kept only under a key of
+    :data:`KEPT_STRING_KEYS` (or as an OTel attribute :data:`KEPT_ATTRIBUTE` names).
 
     >>> redact({"model": "m", "messages": [{"content": "secret"}], "attributes": [
-    ...     {"key": "gen_ai.prompt", "value": {"stringValue": "secret"}}], "gen_ai.completion": "secret"})
-    {'model': 'm', 'messages': '[redacted]', 'attributes': [{'key': 'gen_ai.prompt', 'value': {'stringValue': '[redacted]'}}], 'gen_ai.completion': '[redacted]'}
+    ...     {"key": "gen_ai.prompt", "value": {"stringValue": "secret"}},
+    ...     {"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}}], "gen_ai.completion": "secret",
+    ...     "my_note": "secret", "usage": {"prompt_tokens": "12"}})  # doctest: +NORMALIZE_WHITESPACE
+    {'model': 'm', 'messages': '[redacted]', 'attributes': [{'key': 'gen_ai.prompt', 'value': {'stringValue': '[redacted]'}},
+     {'key': 'gen_ai.request.model', 'value': {'stringValue': 'gpt-4o'}}], 'gen_ai.completion': '[redacted]',
+     'my_note': '[redacted]', 'usage': {'prompt_tokens': '12'}}
     """
     if depth > 64:
         return REDACTED
     if isinstance(value, dict):
         key = value.get("key")
-        if isinstance(key, str) and "value" in value and TEXT_ATTRIBUTE.match(key):
-            return {**value, "value": {"stringValue": REDACTED}}
-        return {k: (REDACTED if isinstance(k, str) and is_text_key(k) else redact(v, depth + 1))
+        if isinstance(key, str) and "value" in value:  # an OTel attribute
+            if TEXT_ATTRIBUTE.match(key):
+                return {**value, "value": {"stringValue": REDACTED}}
+            if KEPT_ATTRIBUTE.match(key):
+                return {k: redact(v, depth + 1, keep_strings=True) for k, v in value.items()}
+        return {k: (REDACTED if isinstance(k, str) and is_text_key(k)
+                    else redact(v, depth + 1, keep_strings=keep_strings or (isinstance(k, str) and k in KEPT_STRING_KEYS)))
                 for k, v in value.items()}
     if isinstance(value, list):
-        return [redact(v, depth + 1) for v in value]
+        return [redact(v, depth + 1, keep_strings) for v in value]
+    if isinstance(value, str) and not keep_strings:
+        return REDACTED
     return value
 
 
 _STRING_REST = re.compile(rb'(?:[^"\\]|\\.)*"', re.DOTALL)  # a JSON string's body and its closing quote
 _COLON = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*")
 _STRUCTURE = re.compile(rb'["\[\]{}]')
+_WORD = re.compile(rb"[A-Za-z_\x80-\xff]+")
+_LITERALS = frozenset({b"true", b"false", b"null", b"NaN", b"Infinity"})
 _REDACTED_JSON = b'"' + REDACTED.encode() + b'"'
+
+#: Keys whose string values are kept in bytes that do not parse (the same as in parsed ones).
+KEPT_IN_UNPARSED = KEPT_STRING_KEYS
 
 
 def scrub_bytes(raw: bytes) -> bytes:
-    r"""Text fields blanked in bytes that may not parse: cut off, NaN, stray commas, not UTF-8.
+    r"""Text blanked in bytes that do not parse: cut off, NaN, stray commas, a byte gone, not UTF-8.
 
-    Every ``"<text key>": <value>`` (and the ``value`` of an OTel ``{"key": "gen_ai.prompt...",
-    "value": ...}`` attribute) has its value -- a string, array or object, even one cut off by
-    the end of the bytes -- replaced by ``"[redacted]"``. Strings are followed from their
-    opening quote, so a key-like text inside a string value is never mistaken for a key.
+    Keys are kept, and the string values of :data:`KEPT_IN_UNPARSED` keys (ids, model, times...);
+    the value of a text key (a string, array or object, even one cut off by the end of the bytes)
+    becomes ``"[redacted]"``, and so does every other string. Words outside strings other than
+    JSON's literals become ``*``: when a quote is missing the scan is out of step, and the text
+    it then sees between strings is blanked too.
 
     >>> scrub_bytes(b'{"model": "m", "response_cost": NaN, "prompt": ["a secret", {"x": 1}], "n": 3}')
     b'{"model": "m", "response_cost": NaN, "prompt": "[redacted]", "n": 3}'
     >>> scrub_bytes(b'{"model":"m","messages":[{"role":"user","content":"my secret that was cu')
     b'{"model":"m","messages":"[redacted]"'
     >>> scrub_bytes(b'{"error_information": {"error_code": "400", "error_message": "bad: my secret"}, oops')
-    b'{"error_information": {"error_code": "400", "error_message": "[redacted]"}, oops'
+    b'{"error_information": {"error_code": "400", "error_message": "[redacted]"}, *'
     >>> scrub_bytes(b'{"tag": "say \\"content\\": no", "key": "gen_ai.prompt", "value": {"stringValue": "secret')
-    b'{"tag": "say \\"content\\": no", "key": "gen_ai.prompt", "value": "[redacted]"'
+    b'{"tag": "[redacted]", "key": "gen_ai.prompt", "value": {"stringValue": "[redacted]"'
+    >>> scrub_bytes(b'{\x00event_id":"e0","messages":"my secret"}')  # a quote gone: out of step
+    b'{\x00*"[redacted]"*0"[redacted]"*"[redacted]"* *"[redacted]"'
     """
     out: list[bytes] = []
     kept_to = pos = 0
-    attribute_value_next = False  # after "key": "<text attribute>": its "value" is text
     find, size = raw.find, len(raw)
     while (quote := find(b'"', pos)) >= 0:
+        out += (raw[kept_to:pos], _blank_words(raw[pos:quote]))
+        kept_to = pos = quote
         string = _STRING_REST.match(raw, quote + 1)
-        if string is None:  # a string cut by the end of the bytes, not under a text key
-            break
+        if string is None:  # a string cut by the end of the bytes
+            out.append(_REDACTED_JSON)
+            return b"".join(out)
         pos = string.end()
         colon = _COLON.match(raw, pos)
-        if colon is None:
-            continue  # a string value, not a key
+        if colon is None:  # a string value no kept key announced
+            out.append(_REDACTED_JSON)
+            kept_to = pos
+            continue
         key = _key_text(raw[quote + 1:pos - 1])
         value_at = colon.end()
-        if is_text_key(key) or (attribute_value_next and key == "value"):
-            attribute_value_next = False
+        out.append(raw[kept_to:value_at])
+        kept_to = pos = value_at
+        if is_text_key(key):
             end = _value_end(raw, value_at, size)
-            if end is None:  # a number, true, NaN...: not text
-                pos = value_at
-                continue
-            out += (raw[kept_to:value_at], _REDACTED_JSON)
-            kept_to = pos = end
-        else:
-            if key == "key":
-                value = _STRING_REST.match(raw, value_at + 1) if raw[value_at:value_at + 1] == b'"' else None
-                attribute_value_next = value is not None and bool(TEXT_ATTRIBUTE.match(
-                    _key_text(raw[value_at + 1:value.end() - 1])))
-            pos = value_at
-    out.append(raw[kept_to:])
+            if end is not None:
+                out.append(_REDACTED_JSON)
+                kept_to = pos = end
+        elif key in KEPT_IN_UNPARSED and raw[value_at:value_at + 1] == b'"':
+            value = _STRING_REST.match(raw, value_at + 1)
+            if value is not None:
+                out.append(raw[value_at:value.end()])
+                kept_to = pos = value.end()
+    out.append(_blank_words(raw[kept_to:]))
     return b"".join(out)
+
+
+def _blank_words(segment: bytes) -> bytes:
+    """Outside strings only JSON's literals are words; any other is text seen out of step."""
+    if not _WORD.search(segment):
+        return segment
+    return _WORD.sub(lambda m: m.group() if m.group() in _LITERALS else b"*", segment)
 
 
 def _key_text(key: bytes) -> str:

@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 from spendwatch.schemas.errors import ParseError
-from spendwatch.schemas.redact import REDACTED, redact
+from spendwatch.schemas.redact import redact
 
 
 class BodyError(Exception):
@@ -273,12 +273,10 @@ def _non_object_original(element: Any) -> bytes:
     never a bare string, which could be prompt text sent as it is.
 
     >>> _non_object_original([[[1, "x"]]]), _non_object_original("what is my password")
-    (b'[[[1,"x"]]]', b'"[redacted]"')
+    (b'[[[1,"[redacted]"]]]', b'"[redacted]"')
     >>> b"[redacted]" in _non_object_original(orjson.loads(b"[" * 1000 + b"]" * 1000))
     True
     """
-    if isinstance(element, str):
-        return orjson.dumps(REDACTED)
     return orjson.dumps(redact(element))
 
 

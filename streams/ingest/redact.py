@@ -5,13 +5,14 @@ the *original* of a rejected record. Parsed records are redacted field by field 
 :func:`spendwatch.schemas.redact.redact` (the one list of text-bearing keys and span
 attributes). A record that is not JSON (cut off, a NaN, a stray comma) cannot be walked, so
 :func:`spendwatch.schemas.redact.scrub_bytes` blanks the value after every text-bearing key in
-its bytes, cut-off strings and arrays included. Redaction always happens *before* truncation:
+its bytes (cut-off strings and arrays included) and every string it cannot tell is an id, a name or a
+time. Redaction always happens *before* truncation:
 a cut-off JSON document no longer parses.
 
 >>> redact_record({"model": "gpt-4o", "messages": [{"content": "hi"}]}, b"")
 b'{"model":"gpt-4o","messages":"[redacted]"}'
 >>> redact_record(None, b'{"content": "my secret", "prompt_tokens": 3, oops')
-b'{"content": "[redacted]", "prompt_tokens": 3, oops'
+b'{"content": "[redacted]", "prompt_tokens": 3, *'
 >>> redact_record(None, b'{"model": "m", "messages": [{"role": "user", "content": "my secr')
 b'{"model": "m", "messages": "[redacted]"'
 >>> truncate(b"x" * 100, 40)
