@@ -122,6 +122,29 @@ class PartitionDetector:
         self._seen_through = meta["seen_through"]
         self._replay_pending = {int(o): set(idx) for o, idx in meta["pending"].items()}
 
+    def rewind_clock_past(self, latest: float) -> bool:
+        """Forget a clock, and the states, restored beyond ``latest`` (POSIX seconds).
+
+        A far-future record accepted before event times were checked left them there: every later
+        record would count as late, no tick would run again, and those states would ignore what
+        comes (their windows are past it). The next record places the clock anew and starts a
+        fresh state. Returns whether anything was forgotten.
+        """
+        stale = [key for key, state in self.states.items() if state.last_ts > latest]
+        clock = max(self._max_seen, self._processed, self._clock.next_tick or -math.inf)
+        if clock <= latest + self._clock.tick and not stale:
+            return False
+        log.warning("partition %d: clock and %d states restored past %s (a far-future record accepted before "
+                    "event times were checked): restarting them from the next record",
+                    self.partition, len(stale), datetime.fromtimestamp(latest, UTC).isoformat())
+        if clock > latest + self._clock.tick:
+            self._max_seen = self._processed = -math.inf
+            self._clock.next_tick = None
+        for key in stale:
+            del self.states[key]
+            self._hot.pop(key, None)
+        return True
+
     # -- input ---------------------------------------------------------------------------
     def accept(self, offset: int, entries: list[tuple[list[str], Observation]]) -> list[Alert]:
         """Take one envelope (:func:`~spendwatch.streams.pipeline.decode_envelope`); alerts wait for :meth:`flush`."""

@@ -112,3 +112,23 @@ def test_a_year_long_gap_skips_its_middle_but_the_alerts_still_equal_the_backtes
     backtest = {(a.dedup_key, a.action.value, a.fired_at) for a in run_backtest(events, Settings())}
     assert stream == backtest
     assert {action for _, action, _ in stream} >= {"trigger", "resolve"}
+
+
+def test_a_clock_left_in_year_9999_is_rewound_on_restore() -> None:
+    """State written before event times were checked: the partition's clock stayed in 9999 for good."""
+    engine = Engine(Settings().detectors)
+    stuck = _detector_after(NOW, datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), hot=False)
+    flush = stuck.flush()
+    restored = PartitionDetector(engine, 0, 0.0)
+    restored.restore([*flush.states, flush.meta])
+    assert not restored.rewind_clock_past(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
+    assert restored.states and restored.rewind_clock_past(NOW.timestamp() + 3600)
+    assert not restored.states  # its one key's state was last seen in 9999
+    msgs = [RawMessage(orjson.dumps(event(200 + i, "k", NOW + timedelta(minutes=i), "0.01")), "raw", 0, i)
+            for i in range(3)]
+    outputs = envelope_outputs(route_records(parse_batch(msgs, Settings().adapters), engine.routes, 1), "routed")
+    for offset, output in enumerate(outputs, start=100):
+        restored.accept(offset, decode_envelope(output.value))
+    restored.release(everything=True)
+    assert (restored.stats.records, restored.stats.late) == (3, 0)
+    assert restored.states["key:k"].last_ts == (NOW + timedelta(minutes=2)).timestamp()
