@@ -1,9 +1,12 @@
 -- An unpriced request (cost_source = 'unknown') keeps cost_usd NULL, as its event says, and why in
 -- cost_unknown_reason: never a silent zero. The rollups and session totals add it as 0 (and count it in
--- unpriced_requests), so every sum stays exact. The views are changed first, so no insert ever pushes a
--- NULL into their non-nullable totals; rows written before this migration get their NULL back.
+-- unpriced_requests), so every sum stays exact. The views are replaced first (dropped and created again:
+-- ALTER ... MODIFY QUERY breaks their insert deduplication), so no insert ever pushes a NULL into their
+-- non-nullable totals; `spendwatch db migrate` runs before the sink consumes, so no insert falls between.
+-- Rows written before this migration get their NULL back.
 
-ALTER TABLE spend_hourly_mv MODIFY QUERY
+DROP VIEW IF EXISTS spend_hourly_mv;
+CREATE MATERIALIZED VIEW IF NOT EXISTS spend_hourly_mv TO spend_hourly AS
 SELECT
     d.1 AS dimension,
     d.2 AS subject,
@@ -25,7 +28,8 @@ ARRAY JOIN arrayConcat(
     arrayMap(t -> ('tag', toString(t)), tags)) AS d
 GROUP BY dimension, subject, hour;
 
-ALTER TABLE spend_daily_mv MODIFY QUERY
+DROP VIEW IF EXISTS spend_daily_mv;
+CREATE MATERIALIZED VIEW IF NOT EXISTS spend_daily_mv TO spend_daily AS
 SELECT
     d.1 AS dimension,
     d.2 AS subject,
@@ -47,7 +51,8 @@ ARRAY JOIN arrayConcat(
     arrayMap(t -> ('tag', toString(t)), tags)) AS d
 GROUP BY dimension, subject, day;
 
-ALTER TABLE session_totals_mv MODIFY QUERY
+DROP VIEW IF EXISTS session_totals_mv;
+CREATE MATERIALIZED VIEW IF NOT EXISTS session_totals_mv TO session_totals AS
 SELECT
     session_id,
     any(key_scope) AS key_scope,
