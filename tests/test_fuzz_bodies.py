@@ -7,7 +7,7 @@ sometimes cut at a random byte, corrupted, NaN-injected or gzipped. Every prompt
 and error text carries a marker. For every body:
 
 * ingest never answers 5xx;
-* every rejected record is dead-lettered, and no dead letter (original or reason) and no
+* every rejected record (and a body unusable as a whole) is dead-lettered, and no dead letter (original or reason) and no
   event written carries a marker;
 * every accepted event has a time inside the accepted window and a sane cost: null exactly
   when unpriced, else 0 to $100,000 with at most 12 decimals.
@@ -273,6 +273,8 @@ def test_fuzzed_bodies_over_http_never_5xx_leak_text_or_accept_insane_events(ser
             assert len(letters) >= len(rejected) == result["rejected"]
         else:
             assert not events
+        if status == 400:
+            assert letters, "malformed input is dead-lettered, as a whole when no record could be read"
 
     run()
     print(f"\nfuzzed {sum(statuses.values())} bodies over HTTP: statuses {dict(sorted(statuses.items()))}")

@@ -52,3 +52,16 @@ async def test_an_unexpected_error_is_answered_and_counted(monkeypatch) -> None:
         status, body = await ingest.post(b"{}", JSON)
         assert (status, body["error"]) == (500, "internal_error")
         assert requests_counted(500) == before + 1
+
+
+@pytest.mark.parametrize(("body", "headers", "error"), [
+    (b"   ", JSON, "empty_body"),
+    (b'"what is my password"', JSON, "invalid_body"),
+    (b"\x1f\x8b\x08\x00broken", {**JSON, "Content-Encoding": "gzip"}, "invalid_gzip"),
+])
+async def test_a_malformed_body_as_a_whole_is_a_400_and_a_dead_letter(body: bytes, headers: dict, error: str) -> None:
+    async with offline_ingest() as ingest:
+        status, answer = await ingest.post(body, headers)
+        assert (status, answer["error"]) == (400, error)
+        [letter] = ingest.dead_letters()
+        assert letter.error_type == error and b"password" not in letter.original

@@ -46,6 +46,7 @@ from spendwatch.schemas.errors import ParseError
 from spendwatch.schemas.event import GatewayEvent
 from spendwatch.schemas.event_window import split_by_window, within_window
 from spendwatch.schemas.outcome import OutcomeEvent
+from spendwatch.schemas.redact import redact_bytes
 from spendwatch.web import HealthChecks, add_observability_routes, redact_unparsed_request_logs
 
 from . import otlp
@@ -189,6 +190,7 @@ class IngestService:
             return await self._handle_events(request, lease)
 
     async def _handle_events(self, request: web.Request, lease: Lease) -> web.Response:
+        gateway, body = ANONYMOUS, None
         try:
             gateway = self.authenticate(request)
             kind = media_type(request.headers.get("Content-Type"))
@@ -203,6 +205,8 @@ class IngestService:
         except Unauthorized:
             return _json_error(401, "unauthorized", "missing or unknown bearer token", auth_challenge=True)
         except BodyError as exc:
+            if exc.status == 400:
+                await self.dead_letter_body(exc, body, gateway)
             return _json_error(exc.status, exc.error, exc.detail, headers=_retry_after(exc))
 
         outcome = await self.parse_records_cooperatively(records, gateway)
@@ -227,6 +231,16 @@ class IngestService:
             result["error"] = "every record was rejected (each is in the dead-letter topic with its reason)"
             return web.json_response(result, status=400, dumps=_dumps)
         return web.json_response(result, status=200, dumps=_dumps)
+
+    async def dead_letter_body(self, error: BodyError, body: bytes | None, gateway: str) -> None:
+        """A malformed body as a whole (empty, a JSON scalar, bad gzip) is dead-lettered too, best effort:
+        its inflated bytes redacted (never the gzip bytes, which would hide text from the scrubber)."""
+        original = truncate(redact_bytes(body)[0], self.config.dead_letter_max_original_bytes) if body else b""
+        outcome = Outcome(dead_letters=[(ParseError(error.error, error.detail), original)])
+        try:
+            await self.write(outcome, gateway)
+        except KafkaUnavailable as exc:
+            log.warning("gateway %s: a malformed body was not dead-lettered: %s", gateway, exc)
 
     async def parse_records_cooperatively(self, records: list[Record], gateway: str) -> Outcome:
         """:meth:`parse_records`, giving the event loop a turn every :data:`PARSE_SLICE` records so a
@@ -278,6 +292,7 @@ class IngestService:
     async def _handle_traces(self, request: web.Request, lease: Lease) -> web.Response:
         kind = media_type(request.headers.get("Content-Type"))
         reply_as = kind if kind in otlp.TRACE_CONTENT_TYPES else otlp.JSON
+        gateway, body = ANONYMOUS, None
         try:
             gateway = self.authenticate(request)
             if kind not in otlp.TRACE_CONTENT_TYPES:
@@ -292,6 +307,8 @@ class IngestService:
         except Unauthorized:
             return _otlp_error(reply_as, 401, "missing or unknown bearer token", auth_challenge=True)
         except BodyError as exc:
+            if exc.status == 400:
+                await self.dead_letter_body(exc, body, gateway)
             return _otlp_error(reply_as, exc.status, exc.detail, headers=_retry_after(exc))
 
         errors: list[ParseError] = []
