@@ -18,7 +18,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidatorFunctionWrapHandler, field_validator, model_validator
 
 #: Largest token count one request may claim; anything above is a corrupt message.
 MAX_TOKENS = 100_000_000
@@ -88,14 +88,18 @@ class GatewayEvent(BaseModel):
         default=None, ge=0, le=86_400_000, allow_inf_nan=False, description="Request duration, milliseconds."
     )
 
-    @field_validator("cost_usd")
+    @field_validator("cost_usd", mode="wrap")
     @classmethod
-    def _round_cost(cls, value: Decimal | None) -> Decimal | None:
+    def _round_cost(cls, value: object, handler: ValidatorFunctionWrapHandler) -> Decimal | None:
         """More than :data:`COST_DECIMALS` decimals (a computed price) rounds half-even to that many: what ClickHouse's
         ``Decimal(38, 12)`` stores, so the stored sum equals the events' sum to the last digit."""
-        if value is not None and value.is_finite() and value.as_tuple().exponent < -COST_DECIMALS:
-            return value.quantize(COST_QUANTUM, rounding=ROUND_HALF_EVEN)
-        return value
+        if type(value) is str and "e" not in value and "E" not in value and (
+                (dot := value.find(".")) < 0 or len(value.rstrip()) - dot <= COST_DECIMALS + 1):
+            return handler(value)  # the usual JSON string with few decimals: nothing to round, no Decimal inspected
+        cost = handler(value)
+        if cost is not None and cost.is_finite() and cost.as_tuple().exponent < -COST_DECIMALS:
+            return cost.quantize(COST_QUANTUM, rounding=ROUND_HALF_EVEN)
+        return cost
 
     @field_validator("event_time")
     @classmethod
