@@ -52,8 +52,8 @@ from spendwatch.web import HealthChecks, add_observability_routes, redact_unpars
 from . import otlp
 from .auth import ANONYMOUS, GatewayTokens
 from .bodies import (
-    EVENT_CONTENT_TYPES, BodyError, InflightBytes, Lease, Record, check_content_length, decode_content, media_type,
-    parse_cost_estimate, split_records,
+    EVENT_CONTENT_TYPES, MAX_INVALID_LINE_BYTES, BodyError, InflightBytes, Lease, Record, check_content_length,
+    decode_content, media_type, parse_cost_estimate, split_records,
 )
 from .producer import DurableProducer, KafkaUnavailable, Message, default_transactional_id
 from .redact import redact_record, truncate
@@ -235,6 +235,8 @@ class IngestService:
     async def dead_letter_body(self, error: BodyError, body: bytes | None, gateway: str) -> None:
         """A malformed body as a whole (empty, a JSON scalar, bad gzip) is dead-lettered too, best effort:
         its inflated bytes redacted (never the gzip bytes, which would hide text from the scrubber)."""
+        if body and len(body) > MAX_INVALID_LINE_BYTES:  # bounds the scrubbing; a cut string is blanked to its end
+            body = body[:MAX_INVALID_LINE_BYTES]
         original = truncate(redact_bytes(body)[0], self.config.dead_letter_max_original_bytes) if body else b""
         outcome = Outcome(dead_letters=[(ParseError(error.error, error.detail), original)])
         try:
