@@ -14,16 +14,19 @@ Money is an exact :class:`~decimal.Decimal` in US dollars, never a float.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidatorFunctionWrapHandler, field_validator, model_validator
 
 #: Largest token count one request may claim; anything above is a corrupt message.
 MAX_TOKENS = 100_000_000
 #: Largest cost one request may claim (USD); anything above is a corrupt message.
 MAX_COST_USD = Decimal("100000")
+#: Decimals of a per-event cost (ClickHouse ``Decimal(38, 12)``); more are rounded half-even, never truncated.
+COST_DECIMALS = 12
+COST_QUANTUM = Decimal(1).scaleb(-COST_DECIMALS)
 #: Longest identifier (key hash, user, session id, model name...).
 MAX_ID_LEN = 512
 
@@ -84,6 +87,19 @@ class GatewayEvent(BaseModel):
     latency_ms: float | None = Field(
         default=None, ge=0, le=86_400_000, allow_inf_nan=False, description="Request duration, milliseconds."
     )
+
+    @field_validator("cost_usd", mode="wrap")
+    @classmethod
+    def _round_cost(cls, value: object, handler: ValidatorFunctionWrapHandler) -> Decimal | None:
+        """More than :data:`COST_DECIMALS` decimals (a computed price) rounds half-even to that many: what ClickHouse's
+        ``Decimal(38, 12)`` stores, so the stored sum equals the events' sum to the last digit."""
+        if type(value) is str and "e" not in value and "E" not in value and (
+                (dot := value.find(".")) < 0 or len(value.rstrip()) - dot <= COST_DECIMALS + 1):
+            return handler(value)  # the usual JSON string with few decimals: nothing to round, no Decimal inspected
+        cost = handler(value)
+        if cost is not None and cost.is_finite() and cost.as_tuple().exponent < -COST_DECIMALS:
+            return cost.quantize(COST_QUANTUM, rounding=ROUND_HALF_EVEN)
+        return cost
 
     @field_validator("event_time")
     @classmethod

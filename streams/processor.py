@@ -238,6 +238,9 @@ class StreamProcessor:
                 items = await self._read_changelog(partition) or items
             detector = PartitionDetector(self.engine, partition, self.settings.streams.allowed_lateness_s)
             detector.restore(self._restore_ids_from(partition, self.app.consumer_generation_id, items))
+            window = self.settings.adapters.event_time
+            if window.enforce:
+                detector.rewind_clock_past(window.bounds(time.time())[1])
             self.detectors[partition] = detector
             log.info("partition %d: %d detector states loaded", partition, len(detector.states))
         return detector

@@ -102,7 +102,8 @@ def test_bad_messages_go_to_the_dead_letter_topic_with_reason_and_source(stream_
     import base64
 
     originals = {base64.b64decode(d["original_b64"]) for d in dead}
-    assert originals == set(BAD_MESSAGES)
+    # kept as sent, but for the words of the message that is not JSON (they could be prompt text)
+    assert originals == set(BAD_MESSAGES) - {b"{this is not json"} | {b"{* * * *"}
     assert {d["error_type"] for d in dead} >= {"invalid_json", "validation", "missing_attribution"}
     # the good events around them were all processed (the worker kept going)
     assert len(stream_run["events"]) == len(stream_run["good"])
