@@ -15,7 +15,9 @@ import spendwatch.detectors
 import spendwatch.streams
 
 MODULES = sorted(m.name for package in (spendwatch.detectors, spendwatch.streams)
-                 for m in pkgutil.iter_modules(package.__path__, f"{package.__name__}.")) + ["spendwatch.broker_quirks", "spendwatch.kafka_security", "spendwatch.gc_tuning", "spendwatch.schemas.model_names"]
+                 for m in pkgutil.iter_modules(package.__path__, f"{package.__name__}.")) + [
+    "spendwatch.broker_quirks", "spendwatch.kafka_security", "spendwatch.gc_tuning", "spendwatch.schemas.model_names",
+    "spendwatch.sinks.paging.notification"]
 
 
 @pytest.mark.parametrize("name", MODULES)
