@@ -65,7 +65,9 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float, log_path: 
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             said = _log_tail(log_path) if log_path else ""
-            raise BrokerError(f"embedded broker exited with code {proc.returncode}" + (f":\n{said}" if said else ""))
+            errors = [line.removeprefix("error:").strip() for line in said.splitlines() if line.startswith("error:")]
+            raise BrokerError(errors[-1] if errors else f"noida-db exited with code {proc.returncode}"
+                              + (f":\n{said}" if said else ""))
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return
         time.sleep(0.05)
@@ -169,6 +171,23 @@ def embedded_broker(data_dir: str | Path, topics: Mapping[str, int] | None = Non
         yield broker
     finally:
         broker.stop()
+
+
+#: How to run the roles as separate processes against one broker (docs/operations.md).
+ONE_BROKER_HINT = ("run one `spendwatch broker --port 9092` and set `kafka: {bootstrap_servers: 127.0.0.1:9092, "
+                   "broker: noida-db}` in the config every role reads")
+
+
+def start_for_role(data_dir: str | Path, role: str) -> EmbeddedBroker:
+    """The embedded broker a role starts for itself when ``kafka.bootstrap_servers`` is unset; when it cannot
+    (another role already runs one in that directory, a port taken), a one-line error saying what to do."""
+    path = Path(data_dir)
+    try:
+        return EmbeddedBroker(path).start()
+    except (BrokerError, TimeoutError) as exc:
+        raise click.ClickException(
+            f"{role}: kafka.bootstrap_servers is unset, so it starts its own embedded broker in {path}, and that "
+            f"failed: {exc}. To run several roles, {ONE_BROKER_HINT}.") from None
 
 
 def banner(bootstrap_servers: str, data_dir: str) -> str:

@@ -64,3 +64,37 @@ def test_broker_banner_sigterm_and_a_used_port(tmp_path):
             first.wait()
         for pid in noida_processes(first_dir) + noida_processes(second_dir):  # never leak a broker
             os.kill(pid, signal.SIGTERM)
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([SPENDWATCH, *args], capture_output=True, text=True, timeout=90, cwd=cwd,
+                          env={**os.environ, "SPENDWATCH_INGEST_TOKENS": "gw=token-0123456789"})
+
+
+def _one_clean_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    return error
+
+
+def test_roles_say_in_one_line_what_to_do_when_a_broker_already_holds_their_data_dir(tmp_path):
+    """Default config, no bootstrap_servers: each role starts its own broker in data_dir/kafka; a second role
+    found noida-db already running there and crashed with a traceback."""
+    from spendwatch.broker import EmbeddedBroker
+
+    (tmp_path / "spendwatch.yaml").write_text(f"data_dir: {tmp_path / 'data'}\n")
+    with EmbeddedBroker(tmp_path / "data" / "kafka"):  # what the first role (a worker, say) started
+        for role in ("pager", "ingest"):
+            error = _one_clean_error(_run(role, "--config", "spendwatch.yaml", cwd=tmp_path))
+            assert f"{role}: kafka.bootstrap_servers is unset" in error and "already running" in error, error
+            assert "bootstrap_servers: 127.0.0.1:9092, broker: noida-db" in error
+    error = _one_clean_error(_run("sink", "--config", "spendwatch.yaml", cwd=tmp_path))
+    assert "needs kafka.bootstrap_servers" in error and "spendwatch broker" in error
+
+
+def test_roles_say_in_one_line_that_no_broker_answers(tmp_path):
+    (tmp_path / "down.yaml").write_text(f"data_dir: {tmp_path}\nkafka: {{bootstrap_servers: '127.0.0.1:{free_port()}'}}\n")
+    for role in ("pager", "sink"):
+        error = _one_clean_error(_run(role, "--config", "down.yaml", cwd=tmp_path))
+        assert f"{role}: no Kafka broker answers at 127.0.0.1:" in error and "is it running?" in error, error

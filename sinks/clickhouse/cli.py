@@ -231,4 +231,12 @@ def sink(bootstrap_servers: str | None, config_path: str | None, metrics_port: i
                 server.checks.add_readiness_check("kafka", lambda: (bool(service._tasks), "not consuming yet"))
             await service.run()
 
-    asyncio.run(main())
+    from aiokafka.errors import KafkaConnectionError
+
+    from spendwatch.sinks.paging.service import unreachable_kafka
+
+    try:
+        asyncio.run(main())
+    except KafkaConnectionError as exc:
+        servers = bootstrap_servers or settings.kafka.bootstrap_servers or ""
+        raise click.ClickException(unreachable_kafka("sink", servers, exc)) from None

@@ -426,7 +426,7 @@ async def _serve(settings: Settings, bootstrap_servers: str, tokens: GatewayToke
 @click.option("--port", default=None, type=int, help="Listen port (overrides ingest.port).")
 def ingest(config_path: str | None, host: str | None, port: int | None) -> None:
     """Run the HTTP ingest service: POST /v1/events (JSON, arrays, NDJSON) and /v1/traces (OTLP/HTTP)."""
-    from spendwatch.broker import EmbeddedBroker, create_topics
+    from spendwatch.broker import create_topics, start_for_role
     from spendwatch.config import ConfigError, load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -442,7 +442,7 @@ def ingest(config_path: str | None, host: str | None, port: int | None) -> None:
     broker = None
     bootstrap = settings.kafka.bootstrap_servers
     if bootstrap is None:
-        broker = EmbeddedBroker(Path(settings.data_dir) / "kafka").start()
+        broker = start_for_role(Path(settings.data_dir) / "kafka", "ingest")
         bootstrap = broker.bootstrap_servers
         click.echo(f"kafka.bootstrap_servers is unset: started the embedded broker on {bootstrap}")
     try:
