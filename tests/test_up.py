@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -49,6 +50,23 @@ def test_up_runs_every_role_as_a_process_and_stops_them_all(tmp_path):
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as answer:
             assert json.loads(answer.read())["accepted"] == 1
+
+        # ClickHouse is queried while the sink runs (it holds the embedded chDB and answers for it)
+        def query(sql: str) -> subprocess.CompletedProcess:
+            return subprocess.run([SPENDWATCH, "query", "--config", str(config), "--format", "csv", sql],
+                                  capture_output=True, text=True, timeout=60)
+
+        deadline = time.monotonic() + 90
+        while (count := query("SELECT count() FROM events")).stdout.strip().splitlines()[-1:] != ["1"]:
+            assert count.returncode == 0 and "Cannot lock" not in count.stderr, count.stderr
+            assert time.monotonic() < deadline, "the event never reached ClickHouse"
+            time.sleep(0.5)  # the worker and the sink are other processes: poll the table
+        report = subprocess.run([SPENDWATCH, "report", "total_spend", "--config", str(config), "--since", "7d"],
+                                capture_output=True, text=True, timeout=60)
+        assert report.returncode == 0 and "0.001200" in report.stdout, report.stdout + report.stderr
+        refused = query("DROP TABLE events")
+        assert refused.returncode == 1 and "readonly" in refused.stderr.lower(), refused.stderr
+        assert query("SELECT count() FROM events").stdout.strip().splitlines()[-1] == "1"
 
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=120)

@@ -40,6 +40,13 @@ def _client(config_path: str | None) -> Iterator[Any]:
     from .client import get_client
 
     settings = _settings(config_path)
+    if settings.clickhouse.url is None:
+        from .live import LiveQueryClient
+
+        live = LiveQueryClient.find(settings.data_dir)
+        if live is not None:  # a running sink holds the embedded chDB: it answers for it
+            yield live
+            return
     try:
         client = get_client(settings.clickhouse, settings.data_dir)
     except Exception as exc:
@@ -64,8 +71,13 @@ def db_migrate(config_path: str | None) -> None:
     """Apply pending schema migrations and the configured retention (idempotent)."""
     from .migrate import migrate
 
+    from .live import LiveQueryError
+
     with _client(config_path) as client:
-        applied = migrate(client, _settings(config_path).clickhouse)
+        try:
+            applied = migrate(client, _settings(config_path).clickhouse)
+        except LiveQueryError as exc:
+            raise click.ClickException(str(exc)) from None
     for m in applied:
         click.echo(f"applied {m.version:03d}_{m.name}")
     click.echo("schema up to date" if not applied else f"{len(applied)} migration(s) applied")
@@ -226,9 +238,14 @@ def sink(bootstrap_servers: str | None, config_path: str | None, metrics_port: i
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, service.request_stop)
-        async with observability_server(metrics_port) as server:  # /metrics, /healthz, /readyz
+        async with contextlib.AsyncExitStack() as stack:
+            server = await stack.enter_async_context(observability_server(metrics_port))  # /metrics, /healthz, /readyz
             if server is not None:
                 server.checks.add_readiness_check("kafka", lambda: (bool(service._tasks), "not consuming yet"))
+            if settings.clickhouse.url is None:  # embedded chDB: `report` / `query` from other shells come through here
+                from .live import serve_queries
+
+                await stack.enter_async_context(serve_queries(service.writer.read_only, settings.data_dir))
             await service.run()
 
     from aiokafka.errors import KafkaConnectionError
