@@ -17,7 +17,8 @@ import spendwatch.streams
 MODULES = sorted(m.name for package in (spendwatch.detectors, spendwatch.streams)
                  for m in pkgutil.iter_modules(package.__path__, f"{package.__name__}.")) + [
     "spendwatch.broker_quirks", "spendwatch.kafka_security", "spendwatch.gc_tuning", "spendwatch.schemas.model_names",
-    "spendwatch.sinks.paging.notification", "spendwatch.sinks.clickhouse.live", "spendwatch.up"]
+    "spendwatch.sinks.paging.notification", "spendwatch.sinks.clickhouse.live", "spendwatch.up",
+    "spendwatch.streams.ingest.github"]
 
 
 @pytest.mark.parametrize("name", MODULES)

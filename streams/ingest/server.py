@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from spendwatch.schemas.event import GatewayEvent
 from spendwatch.schemas.outcome import OutcomeEvent
 from spendwatch.web import HealthChecks, add_observability_routes
 
-from . import otlp
+from . import github, otlp
 from .auth import ANONYMOUS, GatewayTokens
 from .bodies import EVENT_CONTENT_TYPES, BodyError, Record, check_content_length, decode_content, media_type, split_records
 from .producer import DurableProducer, KafkaUnavailable, Message, default_transactional_id
@@ -58,6 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover - the CLI imports the full configuration o
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/v1/events"
+GITHUB_PATH = "/v1/github"
 TRACES_PATH = "/v1/traces"
 #: Most per-record errors listed in one response; the rest are counted.
 MAX_ERRORS_LISTED = 100
@@ -110,6 +112,7 @@ class IngestService:
         app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[_count_requests])
         app.router.add_post(EVENTS_PATH, self.handle_events)
         app.router.add_post(TRACES_PATH, self.handle_traces)
+        app.router.add_post(GITHUB_PATH, self.handle_github)
         checks = add_observability_routes(app, checks)
         checks.add_readiness_check(
             "kafka", lambda: (True, "ok") if self.producer.connected.is_set() else (False, "not connected to Kafka yet")
@@ -242,6 +245,38 @@ class IngestService:
             entry["format"] = error.gateway
         outcome.errors.append(entry)
 
+    # --- POST /v1/github ----------------------------------------------------------------
+
+    async def handle_github(self, request: web.Request) -> web.Response:
+        """A GitHub webhook delivery (streams/ingest/github.py): signed by the shared secret, not a bearer token."""
+        config = self.config.github
+        secret = os.environ.get(config.secret_env, "")
+        if not secret:
+            return _json_error(404, "github_receiver_off", f"set {config.secret_env} to the webhook's secret")
+        try:
+            body = await self.read_body(request)
+        except BodyError as exc:
+            return _json_error(exc.status, exc.error, exc.detail)
+        if not github.signature_ok(secret, body, request.headers.get(github.SIGNATURE_HEADER)):
+            return _json_error(401, "bad_signature", f"{github.SIGNATURE_HEADER} does not match the body")
+        event = request.headers.get(github.EVENT_HEADER, "")
+        if event != "pull_request":
+            return web.json_response({"ignored": f"event {event or '(none)'}", "outcomes": 0}, dumps=_dumps)
+        try:
+            outcome = github.merged_pr_outcome(orjson.loads(body), config)
+        except orjson.JSONDecodeError as exc:
+            return _json_error(400, "invalid_json", f"not valid JSON: {exc}")
+        except ParseError as exc:
+            return _json_error(400, exc.error_type, exc.reason)
+        if outcome is None:
+            return web.json_response({"ignored": "not a merged pull request", "outcomes": 0}, dumps=_dumps)
+        try:
+            await self.write(Outcome(records=[outcome]), "github")
+        except KafkaUnavailable as exc:
+            return _json_error(503, "kafka_unavailable", f"{exc}; GitHub redelivers on request",
+                               headers={"Retry-After": RETRY_AFTER_S})
+        return web.json_response({"outcomes": 1, "outcome_id": outcome.outcome_id}, dumps=_dumps)
+
     # --- POST /v1/traces ----------------------------------------------------------------
 
     async def handle_traces(self, request: web.Request) -> web.Response:
@@ -316,10 +351,10 @@ async def _count_requests(request: web.Request, handler: Callable[[web.Request],
     try:
         response = await handler(request)
     except web.HTTPException as exc:  # aiohttp's own 404/405/413...
-        if request.path in (EVENTS_PATH, TRACES_PATH):
+        if request.path in (EVENTS_PATH, TRACES_PATH, GITHUB_PATH):
             INGEST_REQUESTS.labels(request.path, str(exc.status)).inc()
         raise
-    if request.path in (EVENTS_PATH, TRACES_PATH):
+    if request.path in (EVENTS_PATH, TRACES_PATH, GITHUB_PATH):
         INGEST_REQUESTS.labels(request.path, str(response.status)).inc()
     return response
 
