@@ -84,10 +84,12 @@ async def test_a_merged_pull_request_becomes_one_attributed_outcome(kafka_bootst
         assert (await post({"zen": "Keep it logically awesome.", "hook_id": 1}, event="ping"))[1]["outcomes"] == 0
         assert (await post(pull_request_event(number=14), secret="wrong secret"))[0] == 401
 
-    written = values(await read_topic(kafka_bootstrap, settings.kafka.topics.raw))
-    assert [w["outcome_id"] for w in written] == ["github:octo-org/Hello-World#1347:merged"] * 2 + [
-        "github:octo-org/Hello-World#12:merged"]
-    agent, _, human = [o for w in written for o in parse_message(orjson.dumps(w))]  # what the worker reads
+    written = values(await read_topic(kafka_bootstrap, settings.kafka.topics.raw))  # keyed: partitions interleave
+    assert sorted(w["outcome_id"] for w in written) == ["github:octo-org/Hello-World#12:merged"] + [
+        "github:octo-org/Hello-World#1347:merged"] * 2
+    outcomes = {o.outcome_id: o for w in written for o in parse_message(orjson.dumps(w))}  # what the worker reads
+    agent = outcomes["github:octo-org/Hello-World#1347:merged"]
+    human = outcomes["github:octo-org/Hello-World#12:merged"]
     assert isinstance(agent, OutcomeEvent) and agent.kind == "pr_merged" and agent.source == "github"
     assert (agent.api_key_hash, agent.team, agent.session_id) == ("hash-search-agent", "search", "agent/search-fix-1347")
     assert agent.event_time.isoformat() == "2026-11-05T16:20:01+00:00"
