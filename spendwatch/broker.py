@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -38,11 +39,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
+class BrokerError(RuntimeError):
+    """The embedded broker could not start; the message says why (and what noida-db said)."""
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something already listens on (or holds) 127.0.0.1:``port``."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float, log_path: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"embedded broker exited with code {proc.returncode}")
+            said = _log_tail(log_path) if log_path else ""
+            errors = [line.removeprefix("error:").strip() for line in said.splitlines() if line.startswith("error:")]
+            raise BrokerError(errors[-1] if errors else f"noida-db exited with code {proc.returncode}"
+                              + (f":\n{said}" if said else ""))
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return
         time.sleep(0.05)
@@ -68,6 +93,10 @@ class EmbeddedBroker:
     def start(self, timeout: float = 30.0) -> EmbeddedBroker:
         from spendwatch import broker_quirks
 
+        if port_in_use(self.port):
+            # else the connection check below would find the other process listening and claim success
+            raise BrokerError(f"port {self.port} on 127.0.0.1 is already in use (another broker?); "
+                              "choose another with --port, or point this role at the running one")
         broker_quirks.apply("noida-db")  # this process talks to noida-db from now on
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
@@ -77,8 +106,15 @@ class EmbeddedBroker:
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
         log.close()
-        _wait_for_port(self.port, self._proc, timeout)
+        try:
+            _wait_for_port(self.port, self._proc, timeout, self.log_path)
+        except BaseException:
+            self.stop()
+            raise
         return self
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -137,20 +173,53 @@ def embedded_broker(data_dir: str | Path, topics: Mapping[str, int] | None = Non
         broker.stop()
 
 
+#: How to run the roles as separate processes against one broker (docs/operations.md).
+ONE_BROKER_HINT = ("run one `spendwatch broker --port 9092` and set `kafka: {bootstrap_servers: 127.0.0.1:9092, "
+                   "broker: noida-db}` in the config every role reads")
+
+
+def start_for_role(data_dir: str | Path, role: str) -> EmbeddedBroker:
+    """The embedded broker a role starts for itself when ``kafka.bootstrap_servers`` is unset; when it cannot
+    (another role already runs one in that directory, a port taken), a one-line error saying what to do."""
+    path = Path(data_dir)
+    try:
+        return EmbeddedBroker(path).start()
+    except (BrokerError, TimeoutError) as exc:
+        raise click.ClickException(
+            f"{role}: kafka.bootstrap_servers is unset, so it starts its own embedded broker in {path}, and that "
+            f"failed: {exc}. To run several roles, {ONE_BROKER_HINT}.") from None
+
+
+def banner(bootstrap_servers: str, data_dir: str) -> str:
+    """What ``spendwatch broker`` says once it listens: where, and how to point the other roles at it."""
+    return (f"embedded broker listening on {bootstrap_servers} (data in {data_dir}); Ctrl-C or SIGTERM stops it.\n"
+            "Point the other roles (ingest, worker, sink, pager) at it in their config file:\n"
+            "  kafka:\n"
+            f"    bootstrap_servers: {bootstrap_servers}\n"
+            "    broker: noida-db")
+
+
 @click.command("broker")
 @click.option("--data-dir", default=".spendwatch/kafka", show_default=True, type=click.Path(file_okay=False))
 @click.option("--port", default=9092, show_default=True, type=int)
 def broker(data_dir: str, port: int) -> None:
-    """Run the embedded Kafka-protocol broker in the foreground (Ctrl-C stops it)."""
-    b = EmbeddedBroker(data_dir, port=port).start()
-    click.echo(f"embedded broker listening on {b.bootstrap_servers} (data in {data_dir}); Ctrl-C to stop")
+    """Run the embedded Kafka-protocol broker in the foreground (Ctrl-C or SIGTERM stops it and noida-db)."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    b = EmbeddedBroker(data_dir, port=port)
     try:
-        while b._proc is not None and b._proc.poll() is None:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
+        b.start()
+    except (BrokerError, TimeoutError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(banner(b.bootstrap_servers, data_dir))
+    try:
+        while not stop.is_set() and b.running():
+            stop.wait(1.0)  # a signal sets it; the timeout notices noida-db dying on its own
     finally:
         b.stop()
+    if not stop.is_set():
+        raise click.ClickException(f"noida-db exited on its own; its log: {b.log_path}")
 
 
-__all__ = ["EmbeddedBroker", "create_topics", "embedded_broker", "free_port", "noida_binary"]
+__all__ = ["BrokerError", "EmbeddedBroker", "create_topics", "embedded_broker", "free_port", "noida_binary"]

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "query": ("spendwatch.sinks.clickhouse.cli:query", "Run any SQL against spendwatch's ClickHouse."),
     "config": ("spendwatch.config_cli:config", "Validate or show the configuration."),
     "broker": ("spendwatch.broker:broker", "Start the embedded Kafka broker (local development)."),
+    "up": ("spendwatch.up:up", "Run broker, worker, ingest, sink and pager as separate processes from one config."),
 }
 
 
@@ -71,3 +72,7 @@ def cli() -> None:
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -104,9 +104,10 @@ def run_worker(settings: Settings, *, web_port: int | None = None, loglevel: str
     with ExitStack() as stack:
         bootstrap = settings.kafka.bootstrap_servers
         if not bootstrap:
-            from spendwatch.broker import EmbeddedBroker
+            from spendwatch.broker import start_for_role
 
-            broker = stack.enter_context(EmbeddedBroker(Path(settings.data_dir) / "kafka"))
+            broker = start_for_role(Path(settings.data_dir) / "kafka", "worker")
+            stack.callback(broker.stop)
             bootstrap = broker.bootstrap_servers
             log.warning("kafka.bootstrap_servers is unset: started the embedded broker on %s", bootstrap)
         broker_quirks.apply(settings.kafka.broker)

@@ -36,6 +36,7 @@ from aiokafka.structs import OffsetAndMetadata
 from clickhouse_connect.driver.client import Client
 from pydantic import ValidationError
 
+from spendwatch.broker import ONE_BROKER_HINT
 from spendwatch.kafka_security import client_options
 from spendwatch.metrics import CLICKHOUSE_BACKLOG, CONSUMER_LAG, DEAD_LETTERS
 from spendwatch.schemas.dead_letter import DeadLetter
@@ -105,7 +106,8 @@ class ClickHouseSink:
         self.bootstrap_servers = bootstrap_servers or settings.kafka.bootstrap_servers
         self.client_options = client_options(settings.kafka.security)
         if not self.bootstrap_servers:
-            raise ValueError("the ClickHouse sink needs kafka.bootstrap_servers (or bootstrap_servers=...)")
+            raise ValueError("the ClickHouse sink needs kafka.bootstrap_servers (or bootstrap_servers=...): it does not "
+                             "start a broker of its own; for a local setup, " + ONE_BROKER_HINT)
         topics = settings.kafka.topics
         self.routes: dict[str, _Route] = {
             topics.events: _Route(R.EVENTS, R.parse_event, R.event_row),

@@ -101,6 +101,17 @@ class ClickHouseWriter:
     async def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return await self.call(lambda c: c.query(sql, parameters=parameters).result_rows)
 
+    async def read_only(self, sql: str, parameters: dict[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """``(columns, rows)`` of a query someone else sent (``spendwatch report`` / ``query`` through
+        :mod:`~spendwatch.sinks.clickhouse.live`): run read-only, one call at a time with the inserts; a bad
+        query is the caller's error and keeps the client."""
+        def run() -> tuple[list[str], list[tuple[Any, ...]]]:
+            result = self._connected().query(sql, parameters=parameters, settings={"readonly": 2})
+            return list(result.column_names), result.result_rows
+
+        async with self._lock:
+            return await asyncio.to_thread(run)
+
     async def insert(self, table: TableSpec, rows: list[tuple[Any, ...]], ranges: Sequence[OffsetRange]) -> None:
         """Insert ``rows`` as one batch, retrying with exponential backoff until it lands.
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from aiokafka.errors import KafkaConnectionError
 
 from spendwatch.metrics import DEAD_LETTERS
 from spendwatch.schemas.alert import Alert
@@ -273,12 +274,20 @@ def describe_routes(config: PagingConfig, labels_text: str) -> str:
     return "\n".join(lines)
 
 
+def unreachable_kafka(role: str, servers: str, exc: Exception) -> str:
+    """The one line a role says when no broker answers at ``kafka.bootstrap_servers``."""
+    from spendwatch.broker import ONE_BROKER_HINT
+
+    return (f"{role}: no Kafka broker answers at {servers} ({exc.__class__.__name__}); is it running? "
+            f"For a local setup, {ONE_BROKER_HINT}.")
+
+
 def _resolve_bootstrap(settings: Any) -> tuple[str, Any]:
     if settings.kafka.bootstrap_servers:
         return settings.kafka.bootstrap_servers, None
-    from spendwatch.broker import EmbeddedBroker
+    from spendwatch.broker import start_for_role
 
-    broker = EmbeddedBroker(Path(settings.data_dir) / "kafka").start()
+    broker = start_for_role(Path(settings.data_dir) / "kafka", "pager")
     return broker.bootstrap_servers, broker
 
 
@@ -317,6 +326,8 @@ def pager(config_path: str | None, bootstrap_servers: str | None, log_level: str
         asyncio.run(_run_until_signal(service, metrics_port))
     except PagingSetupError as exc:
         raise click.ClickException(str(exc)) from exc
+    except KafkaConnectionError as exc:
+        raise click.ClickException(unreachable_kafka("pager", servers, exc)) from None
     except KeyboardInterrupt:
         pass
     finally:

@@ -21,6 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .github import GithubConfig
+
 #: What an environment variable name looks like; anything else in ``token_env_vars`` is refused
 #: because it is most likely a token pasted into the YAML file by mistake.
 ENV_VAR_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
@@ -126,6 +128,8 @@ class IngestConfig(BaseModel):
         description="Longest original kept in a dead letter (after prompt and response text is removed), bytes.",
     )
     producer: IngestProducerConfig = Field(default_factory=IngestProducerConfig)
+    github: GithubConfig = Field(default_factory=GithubConfig, description="The GitHub webhook receiver "
+                                 "(POST /v1/github): merged pull requests become pr_merged outcomes.")
 
     @field_validator("tokens_env")
     @classmethod

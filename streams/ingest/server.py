@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -49,7 +50,7 @@ from spendwatch.schemas.outcome import OutcomeEvent
 from spendwatch.schemas.redact import redact_bytes
 from spendwatch.web import HealthChecks, add_observability_routes, redact_unparsed_request_logs
 
-from . import otlp
+from . import github, otlp
 from .auth import ANONYMOUS, GatewayTokens
 from .bodies import (
     EVENT_CONTENT_TYPES, MAX_INVALID_LINE_BYTES, BodyError, InflightBytes, Lease, Record, check_content_length,
@@ -64,6 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover - the CLI imports the full configuration o
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/v1/events"
+GITHUB_PATH = "/v1/github"
 TRACES_PATH = "/v1/traces"
 #: Most per-record errors listed in one response; the rest are counted.
 MAX_ERRORS_LISTED = 100
@@ -119,6 +121,7 @@ class IngestService:
         app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[_count_requests])
         app.router.add_post(EVENTS_PATH, self.handle_events)
         app.router.add_post(TRACES_PATH, self.handle_traces)
+        app.router.add_post(GITHUB_PATH, self.handle_github)
         checks = add_observability_routes(app, checks)
         checks.add_readiness_check(
             "kafka", lambda: (True, "ok") if self.producer.connected.is_set() else (False, "not connected to Kafka yet")
@@ -285,6 +288,42 @@ class IngestService:
             entry["format"] = error.gateway
         outcome.errors.append(entry)
 
+    # --- POST /v1/github ----------------------------------------------------------------
+
+    async def handle_github(self, request: web.Request) -> web.Response:
+        """A GitHub webhook delivery (streams/ingest/github.py): signed by the shared secret, not a bearer token."""
+        config = self.config.github
+        secret = os.environ.get(config.secret_env, "")
+        if not secret:
+            return _json_error(404, "github_receiver_off", f"set {config.secret_env} to the webhook's secret")
+        with self.inflight.lease() as lease:
+            try:
+                body = await self.read_body(request, lease)
+            except BodyError as exc:
+                return _json_error(exc.status, exc.error, exc.detail, headers=_retry_after(exc))
+            return await self._github_delivery(request, body, config, secret)
+
+    async def _github_delivery(self, request: web.Request, body: bytes, config: Any, secret: str) -> web.Response:
+        if not github.signature_ok(secret, body, request.headers.get(github.SIGNATURE_HEADER)):
+            return _json_error(401, "bad_signature", f"{github.SIGNATURE_HEADER} does not match the body")
+        event = request.headers.get(github.EVENT_HEADER, "")
+        if event != "pull_request":
+            return web.json_response({"ignored": f"event {event or '(none)'}", "outcomes": 0}, dumps=_dumps)
+        try:
+            outcome = github.merged_pr_outcome(orjson.loads(body), config)
+        except orjson.JSONDecodeError as exc:
+            return _json_error(400, "invalid_json", f"not valid JSON: {exc}")
+        except ParseError as exc:
+            return _json_error(400, exc.error_type, exc.reason)
+        if outcome is None:
+            return web.json_response({"ignored": "not a merged pull request", "outcomes": 0}, dumps=_dumps)
+        try:
+            await self.write(Outcome(records=[outcome]), "github")
+        except KafkaUnavailable as exc:
+            return _json_error(503, "kafka_unavailable", f"{exc}; GitHub redelivers on request",
+                               headers={"Retry-After": RETRY_AFTER_S})
+        return web.json_response({"outcomes": 1, "outcome_id": outcome.outcome_id}, dumps=_dumps)
+
     # --- POST /v1/traces ----------------------------------------------------------------
 
     async def handle_traces(self, request: web.Request) -> web.Response:
@@ -375,13 +414,13 @@ async def _count_requests(request: web.Request, handler: Callable[[web.Request],
     try:
         response = await handler(request)
     except web.HTTPException as exc:  # aiohttp's own 404/405/413...
-        if request.path in (EVENTS_PATH, TRACES_PATH):
+        if request.path in (EVENTS_PATH, TRACES_PATH, GITHUB_PATH):
             INGEST_REQUESTS.labels(request.path, str(exc.status)).inc()
         raise
     except Exception:  # a bug: answered and counted like any request, the body never logged
         log.exception("unexpected error handling %s %s (body not logged)", request.method, request.path)
         response = _json_error(500, "internal_error", "unexpected error; the request was not processed, retry later")
-    if request.path in (EVENTS_PATH, TRACES_PATH):
+    if request.path in (EVENTS_PATH, TRACES_PATH, GITHUB_PATH):
         INGEST_REQUESTS.labels(request.path, str(response.status)).inc()
     return response
 
@@ -463,10 +502,22 @@ def load_tokens(settings: Settings) -> GatewayTokens | None:
     return tokens
 
 
+def unauthenticated_warning(settings: Settings, url: str) -> str:
+    """What ``spendwatch ingest`` says, loudly, when it serves without a token."""
+    return (f"WARNING: NO AUTHENTICATION. spendwatch ingest accepts any request on {url}: "
+            f"{settings.ingest.tokens_env} holds no token and ingest.allow_unauthenticated is true, so anyone who "
+            f"can reach this port can write spend events. Set {settings.ingest.tokens_env}='gateway-name=<token>' "
+            "before exposing it beyond this host.")
+
+
 async def _serve(settings: Settings, bootstrap_servers: str, tokens: GatewayTokens | None) -> None:
     running = await start_ingest(settings, bootstrap_servers, tokens, wait_ready=False)
     auth = f"{len(tokens)} gateway token(s)" if tokens else "NO authentication"
     click.echo(f"spendwatch ingest on {running.url} ({EVENTS_PATH}, {TRACES_PATH}; {auth}) -> Kafka {bootstrap_servers}")
+    if tokens is None:
+        warning = unauthenticated_warning(settings, running.url)
+        click.secho(warning, fg="yellow", bold=True, err=True)
+        log.warning(warning)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -485,7 +536,7 @@ async def _serve(settings: Settings, bootstrap_servers: str, tokens: GatewayToke
 @click.option("--port", default=None, type=int, help="Listen port (overrides ingest.port).")
 def ingest(config_path: str | None, host: str | None, port: int | None) -> None:
     """Run the HTTP ingest service: POST /v1/events (JSON, arrays, NDJSON) and /v1/traces (OTLP/HTTP)."""
-    from spendwatch.broker import EmbeddedBroker, create_topics
+    from spendwatch.broker import create_topics, start_for_role
     from spendwatch.config import ConfigError, load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -501,7 +552,7 @@ def ingest(config_path: str | None, host: str | None, port: int | None) -> None:
     broker = None
     bootstrap = settings.kafka.bootstrap_servers
     if bootstrap is None:
-        broker = EmbeddedBroker(Path(settings.data_dir) / "kafka").start()
+        broker = start_for_role(Path(settings.data_dir) / "kafka", "ingest")
         bootstrap = broker.bootstrap_servers
         click.echo(f"kafka.bootstrap_servers is unset: started the embedded broker on {bootstrap}")
     try:
