@@ -96,6 +96,21 @@ async def _partition_counts(bootstrap_servers: str, topics: list[str], options: 
         await consumer.stop()
 
 
+def take_over_from_previous_incarnation(streams: StreamsApp, bootstrap_servers: str) -> None:
+    """Remove this node's dead predecessor from the consumer group (:mod:`spendwatch.streams.membership`)."""
+    from spendwatch.kafka_security import client_options
+    from spendwatch.streams.membership import evict_previous_incarnations
+
+    if streams.settings.streams.static_membership or streams.member_client_id is None:
+        return
+    try:
+        asyncio.run(evict_previous_incarnations(bootstrap_servers, streams.app.conf.id, streams.member_client_id,
+                                                client_options(streams.settings.kafka.security)))
+    except Exception as exc:  # noqa: BLE001 - best effort: the session timeout removes it anyway
+        log.warning("could not check the group for a previous incarnation of this worker (%r): a crashed "
+                    "predecessor keeps its partitions until its session times out", exc)
+
+
 def run_worker(settings: Settings, *, web_port: int | None = None, loglevel: str = "info",
                node_name: str | None = None) -> None:
     """Run a worker in the foreground until SIGTERM/SIGINT (blocking)."""
@@ -112,6 +127,7 @@ def run_worker(settings: Settings, *, web_port: int | None = None, loglevel: str
         broker_quirks.apply(settings.kafka.broker)
         streams = build_worker_app(settings, bootstrap_servers=bootstrap, web_port=web_port, node_name=node_name)
         ensure_topics(streams, bootstrap)
+        take_over_from_previous_incarnation(streams, bootstrap)
         worker = faust.Worker(streams.app, loglevel=loglevel)
         # Faust's terminal spinner sets the root logger to DEBUG so that every log call spins it: each of
         # aiokafka's per-request log.debug() calls would then build a LogRecord (~6% of a busy worker).
