@@ -123,6 +123,9 @@ def create_app(settings: Settings, *, bootstrap_servers: str, web_port: int | No
         producer_compression_type=None if streams.compression_type == "none" else streams.compression_type,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
+        # Faust compares the store with a cached offset that is unknown before the first fetch (-1) and stops
+        # the worker; the worker checks the store against the changelog itself at start-up (streams/local_state.py)
+        recovery_consistency_check=False,
         broker_session_timeout=streams.session_timeout_s,
         consumer_group_instance_id=node if streams.static_membership else None,
         broker_heartbeat_interval=streams.heartbeat_interval_s,

@@ -96,6 +96,18 @@ async def _partition_counts(bootstrap_servers: str, topics: list[str], options: 
         await consumer.stop()
 
 
+def check_local_state(streams: StreamsApp, bootstrap_servers: str) -> None:
+    """Discard local state partitions the changelog does not back (:mod:`spendwatch.streams.local_state`)."""
+    from spendwatch.kafka_security import client_options
+    from spendwatch.streams.local_state import changelog_ends, discard_state_ahead_of_changelog
+
+    if not hasattr(streams.state.data, "partition_path"):
+        return
+    ends = asyncio.run(changelog_ends(bootstrap_servers, streams.changelog_topic, streams.partitions,
+                                      client_options(streams.settings.kafka.security)))
+    discard_state_ahead_of_changelog(streams, ends)
+
+
 def take_over_from_previous_incarnation(streams: StreamsApp, bootstrap_servers: str) -> None:
     """Remove this node's dead predecessor from the consumer group (:mod:`spendwatch.streams.membership`)."""
     from spendwatch.kafka_security import client_options
@@ -127,6 +139,7 @@ def run_worker(settings: Settings, *, web_port: int | None = None, loglevel: str
         broker_quirks.apply(settings.kafka.broker)
         streams = build_worker_app(settings, bootstrap_servers=bootstrap, web_port=web_port, node_name=node_name)
         ensure_topics(streams, bootstrap)
+        check_local_state(streams, bootstrap)
         take_over_from_previous_incarnation(streams, bootstrap)
         worker = faust.Worker(streams.app, loglevel=loglevel)
         # Faust's terminal spinner sets the root logger to DEBUG so that every log call spins it: each of
