@@ -48,12 +48,21 @@ def _mount_observability(streams: StreamsApp) -> None:
         from spendwatch.web import add_faust_observability_routes
     except ImportError:  # pragma: no cover - the web module is written in parallel
         return
+    from spendwatch.streams.assignment_watch import AssignmentWatch
+
     checks = add_faust_observability_routes(streams.app)
     checks.set_ready("kafka", False, "no partitions assigned yet")
+    watch = AssignmentWatch(streams.settings.streams.unassigned_unhealthy_s)
+    checks.add_liveness_check("partitions", watch.check)
 
     @streams.app.on_partitions_assigned.connect
     async def _ready(app, assigned, **kwargs) -> None:  # noqa: ANN001 - a Faust signal
+        watch.assigned()
         checks.set_ready("kafka", True)
+
+    @streams.app.on_partitions_revoked.connect
+    async def _rebalancing(app, revoked, **kwargs) -> None:  # noqa: ANN001 - a Faust signal
+        watch.rebalancing()
 
 
 def ensure_topics(streams: StreamsApp, bootstrap_servers: str) -> None:
