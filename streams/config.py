@@ -167,8 +167,9 @@ class StreamsConfig(BaseModel):
     static_membership: bool = Field(
         default=False,
         description="Join the consumer group with a static member id (the worker's node name: host and web "
-        "port), so a worker restarted under the same name takes its partitions back at once instead of "
-        "waiting for the session timeout (Kafka static membership, KIP-345).",
+        "port; Kafka static membership, KIP-345), so a worker restarted under the same name gets its partitions "
+        "back without a rebalance. Without it a worker restarted under the same name still takes them back at "
+        "once: it removes its dead previous incarnation from the group before joining.",
     )
     unassigned_unhealthy_s: float = Field(
         default=300.0, ge=0,
