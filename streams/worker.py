@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,7 @@ from spendwatch.gc_tuning import tune_for_long_lived_state
 
 if TYPE_CHECKING:
     from spendwatch.config import Settings
+    from spendwatch.web import HealthChecks
     from spendwatch.streams.app import StreamsApp
 
 log = logging.getLogger(__name__)
@@ -39,20 +42,25 @@ def build_worker_app(settings: Settings, *, bootstrap_servers: str, web_port: in
     streams = create_app(settings, bootstrap_servers=bootstrap_servers, web_port=web_port, node_name=node_name)
     processor = StreamProcessor(streams, Engine(settings.detectors))
     register_agents(streams, processor)
-    _mount_observability(streams)
+    mount_observability(streams)
     return streams
 
 
-def _mount_observability(streams: StreamsApp) -> None:
+def mount_observability(streams: StreamsApp, clock: Callable[[], float] = time.monotonic) -> HealthChecks | None:
+    """Serve /metrics, /healthz and /readyz on the worker's web server; returns their checks.
+
+    Ready once the worker has its partitions; not alive once it has waited longer than
+    ``streams.unassigned_unhealthy_s`` for them (:mod:`spendwatch.streams.assignment_watch`).
+    """
     try:
         from spendwatch.web import add_faust_observability_routes
     except ImportError:  # pragma: no cover - the web module is written in parallel
-        return
+        return None
     from spendwatch.streams.assignment_watch import AssignmentWatch
 
     checks = add_faust_observability_routes(streams.app)
     checks.set_ready("kafka", False, "no partitions assigned yet")
-    watch = AssignmentWatch(streams.settings.streams.unassigned_unhealthy_s)
+    watch = AssignmentWatch(streams.settings.streams.unassigned_unhealthy_s, clock)
     checks.add_liveness_check("partitions", watch.check)
 
     @streams.app.on_partitions_assigned.connect
@@ -63,6 +71,8 @@ def _mount_observability(streams: StreamsApp) -> None:
     @streams.app.on_partitions_revoked.connect
     async def _rebalancing(app, revoked, **kwargs) -> None:  # noqa: ANN001 - a Faust signal
         watch.rebalancing()
+
+    return checks
 
 
 def ensure_topics(streams: StreamsApp, bootstrap_servers: str) -> None:
