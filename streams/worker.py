@@ -25,8 +25,8 @@ from spendwatch.gc_tuning import tune_for_long_lived_state
 
 if TYPE_CHECKING:
     from spendwatch.config import Settings
-    from spendwatch.web import HealthChecks
     from spendwatch.streams.app import StreamsApp
+    from spendwatch.web import HealthChecks
 
 log = logging.getLogger(__name__)
 
