@@ -104,8 +104,47 @@ def install_empty_fetch_backoff() -> None:
     Fetcher._spendwatch_empty_fetch_backoff = True  # type: ignore[attr-defined]
 
 
+def install_dead_leader_eviction() -> None:
+    """Patch aiokafka's group coordinator (process-wide, once) to evict a group leader that never syncs.
+
+    A follower whose SyncGroup waited most of a session timeout and then failed with
+    REBALANCE_IN_PROGRESS, in a generation whose leader is another member, sends LeaveGroup
+    on that leader's behalf: the leader was silent the whole time (a killed process), and
+    noida-db would otherwise name it leader of every later generation too.
+    """
+    import time
+
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+    from aiokafka.errors import RebalanceInProgressError, for_code
+    from aiokafka.protocol.group import JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest
+
+    if getattr(GroupCoordinator, "_spendwatch_dead_leader_eviction", False):
+        return
+    original = GroupCoordinator._send_req
+
+    async def _send_req(self: Any, request: Any) -> Any:
+        started = time.monotonic()
+        response = await original(self, request)
+        if isinstance(request, JoinGroupRequest) and response.error_code == 0:
+            self._spendwatch_leader = response.leader_id
+        elif (isinstance(request, SyncGroupRequest) and not request._group_assignment
+              and for_code(response.error_code) is RebalanceInProgressError):
+            leader = getattr(self, "_spendwatch_leader", None)
+            waited = time.monotonic() - started
+            if leader and leader != self.member_id and waited >= self._session_timeout_ms / 2000:
+                log.warning("group %s: leader %s sent no assignment for %.0f s (a dead member noida-db keeps "
+                            "electing): evicting it", self.group_id, leader, waited)
+                await original(self, LeaveGroupRequest(self.group_id, leader))
+                self._spendwatch_leader = None
+        return response
+
+    GroupCoordinator._send_req = _send_req  # type: ignore[method-assign]
+    GroupCoordinator._spendwatch_dead_leader_eviction = True  # type: ignore[attr-defined]
+
+
 def apply(broker: str) -> None:
     """Install the workarounds the configured broker needs (none for Apache Kafka)."""
     if broker == "noida-db":
         install_stale_abort_filter()
         install_empty_fetch_backoff()
+        install_dead_leader_eviction()

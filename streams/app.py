@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 
 from spendwatch.kafka_security import faust_credentials
+from spendwatch.streams.membership import member_client_id
 from spendwatch.streams.partitioner import CachedDefaultPartitioner
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ class StreamsApp:
     routed: faust.TopicT
     state: faust.types.TableT
     settings: Settings
+    #: the worker's Kafka client id when its node name is stable (see :mod:`spendwatch.streams.membership`)
+    member_client_id: str | None = None
 
     @property
     def partitions(self) -> int:
@@ -94,6 +97,8 @@ def create_app(settings: Settings, *, bootstrap_servers: str, web_port: int | No
     topics = settings.kafka.topics
     port = streams.web_port if web_port is None else web_port
     node = node_name or f"{socket.gethostname()}-{port}"
+    # with web port 0 the node name is not one process's: no client id that names a unique worker
+    client_id = member_client_id(node) if node_name or port else None
     datadir = Path(settings.data_dir) / "streams" / node
     datadir.mkdir(parents=True, exist_ok=True)
     app = SpendwatchApp(
@@ -118,10 +123,14 @@ def create_app(settings: Settings, *, bootstrap_servers: str, web_port: int | No
         producer_compression_type=None if streams.compression_type == "none" else streams.compression_type,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
+        # Faust compares the store with a cached offset that is unknown before the first fetch (-1) and stops
+        # the worker; the worker checks the store against the changelog itself at start-up (streams/local_state.py)
+        recovery_consistency_check=False,
         broker_session_timeout=streams.session_timeout_s,
         consumer_group_instance_id=node if streams.static_membership else None,
         broker_heartbeat_interval=streams.heartbeat_interval_s,
         broker_rebalance_timeout=streams.rebalance_timeout_s,
+        **({"broker_client_id": client_id} if client_id else {}),
         web_enabled=True,
         web_bind=streams.web_host,
         web_host=streams.web_host,
@@ -136,4 +145,4 @@ def create_app(settings: Settings, *, bootstrap_servers: str, web_port: int | No
         STATE_TABLE, default=None, partitions=streams.partitions, key_type=bytes, value_type=bytes,
         help="Detector state per state key (engine snapshots) and per-partition stream metadata.",
     )
-    return StreamsApp(app=app, raw=raw, routed=routed, state=state, settings=settings)
+    return StreamsApp(app=app, raw=raw, routed=routed, state=state, settings=settings, member_client_id=client_id)

@@ -167,8 +167,16 @@ class StreamsConfig(BaseModel):
     static_membership: bool = Field(
         default=False,
         description="Join the consumer group with a static member id (the worker's node name: host and web "
-        "port), so a worker restarted under the same name takes its partitions back at once instead of "
-        "waiting for the session timeout (Kafka static membership, KIP-345).",
+        "port; Kafka static membership, KIP-345), so a worker restarted under the same name gets its partitions "
+        "back without a rebalance. Without it a worker restarted under the same name still takes them back at "
+        "once: it removes its dead previous incarnation from the group before joining.",
+    )
+    unassigned_unhealthy_s: float = Field(
+        default=300.0, ge=0,
+        description="How long a worker may wait for a partition assignment (joining the consumer group, or a "
+        "rebalance that does not complete) before /healthz fails with 503, so that the orchestrator restarts it. "
+        "Keep it above session_timeout_s + rebalance_timeout_s. An empty assignment (more workers than partitions) "
+        "counts as assigned. 0: never fail.",
     )
     heartbeat_interval_s: float = Field(default=3.0, gt=0, description="Consumer group heartbeat interval.")
     rebalance_timeout_s: float = Field(

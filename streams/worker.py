@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,7 @@ from spendwatch.gc_tuning import tune_for_long_lived_state
 if TYPE_CHECKING:
     from spendwatch.config import Settings
     from spendwatch.streams.app import StreamsApp
+    from spendwatch.web import HealthChecks
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +42,37 @@ def build_worker_app(settings: Settings, *, bootstrap_servers: str, web_port: in
     streams = create_app(settings, bootstrap_servers=bootstrap_servers, web_port=web_port, node_name=node_name)
     processor = StreamProcessor(streams, Engine(settings.detectors))
     register_agents(streams, processor)
-    _mount_observability(streams)
+    mount_observability(streams)
     return streams
 
 
-def _mount_observability(streams: StreamsApp) -> None:
+def mount_observability(streams: StreamsApp, clock: Callable[[], float] = time.monotonic) -> HealthChecks | None:
+    """Serve /metrics, /healthz and /readyz on the worker's web server; returns their checks.
+
+    Ready once the worker has its partitions; not alive once it has waited longer than
+    ``streams.unassigned_unhealthy_s`` for them (:mod:`spendwatch.streams.assignment_watch`).
+    """
     try:
         from spendwatch.web import add_faust_observability_routes
     except ImportError:  # pragma: no cover - the web module is written in parallel
-        return
+        return None
+    from spendwatch.streams.assignment_watch import AssignmentWatch
+
     checks = add_faust_observability_routes(streams.app)
     checks.set_ready("kafka", False, "no partitions assigned yet")
+    watch = AssignmentWatch(streams.settings.streams.unassigned_unhealthy_s, clock)
+    checks.add_liveness_check("partitions", watch.check)
 
     @streams.app.on_partitions_assigned.connect
     async def _ready(app, assigned, **kwargs) -> None:  # noqa: ANN001 - a Faust signal
+        watch.assigned()
         checks.set_ready("kafka", True)
+
+    @streams.app.on_partitions_revoked.connect
+    async def _rebalancing(app, revoked, **kwargs) -> None:  # noqa: ANN001 - a Faust signal
+        watch.rebalancing()
+
+    return checks
 
 
 def ensure_topics(streams: StreamsApp, bootstrap_servers: str) -> None:
@@ -96,6 +115,33 @@ async def _partition_counts(bootstrap_servers: str, topics: list[str], options: 
         await consumer.stop()
 
 
+def check_local_state(streams: StreamsApp, bootstrap_servers: str) -> None:
+    """Discard local state partitions the changelog does not back (:mod:`spendwatch.streams.local_state`)."""
+    from spendwatch.kafka_security import client_options
+    from spendwatch.streams.local_state import changelog_ends, discard_state_ahead_of_changelog
+
+    if not hasattr(streams.state.data, "partition_path"):
+        return
+    ends = asyncio.run(changelog_ends(bootstrap_servers, streams.changelog_topic, streams.partitions,
+                                      client_options(streams.settings.kafka.security)))
+    discard_state_ahead_of_changelog(streams, ends)
+
+
+def take_over_from_previous_incarnation(streams: StreamsApp, bootstrap_servers: str) -> None:
+    """Remove this node's dead predecessor from the consumer group (:mod:`spendwatch.streams.membership`)."""
+    from spendwatch.kafka_security import client_options
+    from spendwatch.streams.membership import evict_previous_incarnations
+
+    if streams.settings.streams.static_membership or streams.member_client_id is None:
+        return
+    try:
+        asyncio.run(evict_previous_incarnations(bootstrap_servers, streams.app.conf.id, streams.member_client_id,
+                                                client_options(streams.settings.kafka.security)))
+    except Exception as exc:  # noqa: BLE001 - best effort: the session timeout removes it anyway
+        log.warning("could not check the group for a previous incarnation of this worker (%r): a crashed "
+                    "predecessor keeps its partitions until its session times out", exc)
+
+
 def run_worker(settings: Settings, *, web_port: int | None = None, loglevel: str = "info",
                node_name: str | None = None) -> None:
     """Run a worker in the foreground until SIGTERM/SIGINT (blocking)."""
@@ -113,6 +159,8 @@ def run_worker(settings: Settings, *, web_port: int | None = None, loglevel: str
         broker_quirks.apply(settings.kafka.broker)
         streams = build_worker_app(settings, bootstrap_servers=bootstrap, web_port=web_port, node_name=node_name)
         ensure_topics(streams, bootstrap)
+        check_local_state(streams, bootstrap)
+        take_over_from_previous_incarnation(streams, bootstrap)
         worker = faust.Worker(streams.app, loglevel=loglevel)
         # Faust's terminal spinner sets the root logger to DEBUG so that every log call spins it: each of
         # aiokafka's per-request log.debug() calls would then build a LogRecord (~6% of a busy worker).
