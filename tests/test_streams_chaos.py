@@ -133,7 +133,7 @@ async def test_default_worker_survives_repeated_kill_9_exactly_once(kafka_bootst
             alerts = await read_all(bootstrap, topics["alerts"])
             triggers = {a["dedup_key"] for a in alerts if a["action"] == "trigger"}
             still_open = triggers - {a["dedup_key"] for a in alerts if a["action"] == "resolve"}
-            await pd.wait_for(lambda: still_open <= {e["dedup_key"] for e in pd.events}, timeout=60)
+            await pd.wait_for(lambda: triggers <= {e["dedup_key"] for e in pd.events}, timeout=60)
             await sink.wait_for(lambda s: s.rows_written >= len(events), timeout=120)
             [(rows, distinct, dollars)] = await sink.query(
                 "SELECT count(), uniqExact(event_id), sum(cost_usd) FROM events")
@@ -156,11 +156,11 @@ async def test_default_worker_survives_repeated_kill_9_exactly_once(kafka_bootst
     assert_no_duplicate_pages(alerts)
     spikes = {a["subject"] for a in alerts if a["action"] == "trigger" and a["detector"] == "spend_spike"}
     assert spikes == {f"runaway-{n}" for n in runaways}
-    # no page twice; every episode still open paged once on each receiver. An episode that triggered and resolved
-    # within one delivery window is not paged at all yet (issue 16 item 3): once it is, assert ``triggers`` here.
+    # no page twice; every trigger episode paged once on each receiver, the ones that triggered and resolved
+    # within one delivery window (a catch-up after a kill) as "fired and cleared"
     pd_triggers = Counter(e["dedup_key"] for e in pd.events if e["event_action"] == "trigger")
     assert set(pd_triggers.values()) == {1}, pd_triggers
-    assert still_open <= set(pd_triggers) <= triggers
+    assert set(pd_triggers) == triggers
     assert len(slack.roots()) == len(pd_triggers)
     assert len(set(slack.notification_ids())) == len(slack.notification_ids())
     print(f"chaos: {kills} kill -9 survived, {len(events)} events, ${exact} exact in ClickHouse, "
