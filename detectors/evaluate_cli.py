@@ -75,7 +75,7 @@ def run_seed(seed: int, days: float, warmup_days: float, keys: int, teams: int, 
         alerts = [orjson.loads(line) for line in run_backtest_parallel(records, settings, workers=workers, drain=drain)]
     else:
         alerts = [a.model_dump(mode="json") for a in run_backtest(records, settings, drain=drain)]
-    report = evaluate(read_labels(labels_path), [a for a in alerts if a["action"] == "trigger"],
+    report = evaluate(read_labels(labels_path), [a for a in alerts if a["action"] != "resolve"],
                       Directory.from_records(records, warmup_days), warmup_days=warmup_days,
                       detectors=settings.detectors.detector_settings())
     report["seed"] = seed

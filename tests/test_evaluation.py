@@ -229,3 +229,12 @@ def test_evaluate_command_pools_seeds(tmp_path):
     assert [run["seed"] for run in out["runs"]] == [1, 2]
     assert out["pooled"]["false_pages"]["key_days"] == sum(r["false_pages"]["key_days"] for r in out["runs"])
     assert (tmp_path / "labels-2.csv").exists() and not (tmp_path / "events-2.jsonl").exists()
+
+
+def test_a_repeat_during_the_incident_finds_it_but_is_never_a_false_page(directory):
+    labels = [IncidentLabel("budget_overrun", at(10), at(14), team="search")]
+    alerts = [page("budget_pace", "team", "search", at(8)), page("budget_pace", "team", "search", at(10, 4), "repeat"),
+              page("burn_rate", "key", "h-job", at(12), "repeat")]
+    report = evaluate(labels, alerts, directory)
+    assert report["incidents"][0]["found"] and report["incidents"][0]["ttd_minutes"] == 240.0
+    assert report["false_pages"]["count"] == 1  # the trigger on day 8, not the repeats

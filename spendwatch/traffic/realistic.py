@@ -568,9 +568,9 @@ class RealisticTraffic:
         count = min(rng.randint(*per_family), max(1, len(self.teams) // 3))
         teams = rng.sample([t[0] for t in self.teams], k=count)
         for name, _, _ in self.teams:
-            self.budget_factors[name] = rng.uniform(2.0, 3.0)
+            self.budget_factors[name] = rng.uniform(2.5, 3.5)
         for team in teams:
-            tight = rng.uniform(1.3, 1.7)
+            tight = rng.uniform(1.5, 2.0)
             self.budget_factors[team] = tight
             start = rng.uniform(self.warmup_end, self.end_ts - 3 * DAY)
             multiplier = tight * rng.uniform(1.6, 3.0)
@@ -760,7 +760,7 @@ class RealisticTraffic:
 
         Each team's budget is its ordinary pace (mean daily spend over the run without the
         incidents, as its lead would know it) x the days left in the quarter x a headroom factor
-        (2-3x; 1.3-1.7x for the teams whose traffic then ramps past it).
+        (2.5-3.5x; 1.5-2x for the teams whose traffic then ramps past it).
         """
         budgets = [{"scope": "team", "subject": team, "quarterly_usd": int(amount), "owner": f"{team}-lead@example.com"}
                    for team, amount in self._budget_amounts().items()]
