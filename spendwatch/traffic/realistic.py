@@ -41,7 +41,7 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -336,12 +336,22 @@ class RealisticTraffic:
             self.planned = planned
         return {team: int(week.get(team, 0) / self.days) for team, _, _ in self.teams}
 
-    def team_forecasts(self) -> dict[str, list[float]]:
-        """Per team, per hour of the run: spend to date + (last 7 days' mean daily spend) x days left (USD)."""
+    def _spend(self) -> tuple[dict[str, list[int]], dict[tuple[str, int], int], dict[str, int]]:
+        """Simulated spend (pico-dollars): per team per hour, per key alias per day, per session."""
         hours = math.ceil((self.end_ts - self.start_ts) / HOUR)
-        spend: dict[str, list[int]] = {team: [0] * hours for team, _, _ in self.teams}
-        for ts, key, *rest in self.calls():
-            spend[key.team][int((ts - self.start_ts) // HOUR)] += rest[-2]
+        team_hours: dict[str, list[int]] = {team: [0] * hours for team, _, _ in self.teams}
+        key_days: dict[tuple[str, int], int] = defaultdict(int)
+        sessions: dict[str, int] = defaultdict(int)
+        for ts, key, session, *rest in self.calls():
+            cost = rest[-2]
+            team_hours[key.team][int((ts - self.start_ts) // HOUR)] += cost
+            key_days[(key.alias, int((ts - self.start_ts) // DAY))] += cost
+            sessions[session] += cost
+        return team_hours, key_days, sessions
+
+    def team_forecasts(self, team_hours: dict[str, list[int]] | None = None) -> dict[str, list[float]]:
+        """Per team, per hour of the run: spend to date + (last 7 days' mean daily spend) x days left (USD)."""
+        spend = team_hours if team_hours is not None else self._spend()[0]
         quarter_end = quarter_bounds(self.start_ts)[2]
         out = {}
         for team, series in spend.items():
@@ -357,18 +367,37 @@ class RealisticTraffic:
 
     def _label_incidental_overruns(self) -> None:
         """A team whose pace passes its budget after the warm-up anyway (incidents on its keys, or heavy-tailed
-        ordinary spend against a tight budget) is a real budget overrun: label it too."""
+        ordinary spend against a tight budget) is a real budget overrun: label it too. Also puts the simulated
+        dollars in every label's detail (what a miss was worth)."""
+        team_hours, key_days, sessions = self._spend()
         budgets = self._budget_amounts()
         labelled = {label.team for label in self.labels if label.family == "budget_overrun"}
         first_hour = math.ceil((self.warmup_end - self.start_ts) / HOUR)
-        for team, forecasts in self.team_forecasts().items():
+        for team, forecasts in self.team_forecasts(team_hours).items():
             if team in labelled:
                 continue
             over = next((h for h in range(first_hour, len(forecasts)) if forecasts[h] > float(budgets[team])), None)
             if over is not None:
                 start = self.start_ts + (over + 1) * HOUR
-                self._label("budget_overrun", start, self.end_ts, "ordinary variation or incidents on its keys push the pace past a budget "
-                            f"{self.budget_factors[team]:.2f}x its ordinary pace", team=team)
+                self._label("budget_overrun", start, self.end_ts, "ordinary variation or incidents on its keys push "
+                            f"the pace past a budget {self.budget_factors[team]:.2f}x its ordinary pace", team=team)
+        warm_days = int(self.warmup_days)
+        for n, label in enumerate(self.labels):
+            extra = ""
+            if label.session:
+                extra = f"; session ${sessions.get(label.session, 0) / PICO:,.2f}"
+            elif label.key:
+                usual = sum(key_days.get((label.key, d), 0) for d in range(warm_days)) / warm_days / PICO
+                extra = f"; key ~${usual:,.2f}/day in the warm-up"
+                if label.family == "spend_spike":
+                    first = int((label.start.timestamp() - self.start_ts) // DAY)
+                    last = int((label.end.timestamp() - self.start_ts) // DAY)
+                    day = max(range(first, last + 1), key=lambda d: key_days.get((label.key, d), 0))
+                    avg = sum(key_days.get((label.key, day - i), 0) for i in range(1, 8)) / 7 / PICO
+                    spent = key_days.get((label.key, day), 0) / PICO
+                    extra += f"; spike day ${spent:,.2f} = {spent / avg if avg else math.inf:.1f}x 7-day avg ${avg:,.2f}"
+            if extra:
+                self.labels[n] = replace(label, detail=label.detail + extra)
 
     def _settle(self, rounds: int = 3) -> None:
         """Make every spend_spike and budget_overrun true of the simulated traffic, not only of its expectation.
@@ -486,7 +515,7 @@ class RealisticTraffic:
         multiplier = min(multiplier, 400.0)
         key.effects.append(Effect("rate", start, end, multiplier))
         self._spikes.append((key, key.effects[-1], factor))
-        self._label("spend_spike", start, end, f"traffic x{multiplier:.1f} for {hours:.1f}h (day ~{factor:.1f}x "
+        self._label("spend_spike", start, end, f"traffic multiplied for {hours:.1f}h (target day {factor:.1f}x "
                     f"7-day avg); key ~{key.daily_requests:.0f} req/day", key)
         return True
 
@@ -661,7 +690,7 @@ class RealisticTraffic:
                     continue
                 return ts
             cached = min(ctx, int(ctx * ratio * (0.3 if first else rng.uniform(0.85, 1.1))))
-            write = min(ctx - cached, max(200, ctx // 10)) if price.provider == "anthropic" else 0
+            write = min(ctx - cached, max(200, ctx // 20)) if price.provider == "anthropic" else 0  # the new turn
             cost = price.cost_pico(ctx, cached, write, out)
             latency = 250 + out * rng.uniform(8, 16) + ctx / 100
             push((ts, key, session, price.model, True, None, ctx, cached, write, out, cost, latency))
@@ -678,15 +707,16 @@ class RealisticTraffic:
                 models = tuple(mw for mw in models if self.prices[mw[0]].tier != "frontier") or models
             model = rng.choices([m for m, _ in models], [w for _, w in models])[0]
         price = self.prices[model]
-        calls = max(1, min(600, int(rng.lognormvariate(math.log(key.session_median), 1.0) + 0.5)))
+        calls = max(1, min(300, int(rng.lognormvariate(math.log(key.session_median), 1.0) + 0.5)))
         ctx = key.context_tokens * rng.uniform(0.6, 1.4)
+        ctx_cap = min(200_000.0, 3 * ctx)  # agents compact their context well before the window is full
         out_mean = key.output_tokens
         for i in range(calls):
             bloat = self._effect(key, "context", t) or 1.0
             cache = self._effect(key, "cache", t)
             failure = self._effect(key, "failure", t)
             out = max(20, int(out_mean * rng.lognormvariate(-0.12, 0.5)))
-            t = self._call(key, rng, t, session, price, int(min(ctx, 200_000) * bloat), out,
+            t = self._call(key, rng, t, session, price, int(min(ctx, ctx_cap) * bloat), out,
                            key.cache_ratio if cache is None else cache, i == 0,
                            key.failure_rate if failure is None else failure, push)
             t += key.gap_seconds * rng.expovariate(1.0)
