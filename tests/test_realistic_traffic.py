@@ -28,7 +28,8 @@ def _day(ts: float) -> int:
 
 def test_same_seed_same_traffic_other_seed_other_traffic():
     def digest(seed: int) -> str:
-        lines = RealisticTraffic(days=2, seed=seed, keys=12, teams=3, warmup_days=1).litellm_lines()
+        lines = RealisticTraffic(days=2, seed=seed, keys=12, teams=3, warmup_days=1,
+                                 incidents_per_family=(1, 1)).litellm_lines()
         return hashlib.sha256(b"\n".join(lines)).hexdigest()
 
     assert digest(5) == digest(5) != digest(6)

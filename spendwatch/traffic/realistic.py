@@ -306,6 +306,9 @@ class RealisticTraffic:
         }
         self._busy = busy
         self._spikes: list[tuple[RealKey, Effect, float]] = []
+        self._drawn: dict[int, float] = {}
+        #: incidents injected but not true of the simulated traffic (a spike under 3x, a ramp under budget): unlabelled
+        self.dropped: list[Label] = []
         self._ramps: dict[str, list[Effect]] = defaultdict(list)
         for family, inject in injectors.items():
             wanted = rng.randint(*per_family)
@@ -317,7 +320,7 @@ class RealisticTraffic:
         self._budget_overruns(rng, per_family)
         self._ordinary_daily = self._ordinary_team_pace()
         self._settle()
-        self._label_incidental_overruns()
+        self._finalize_labels()
         self.labels.sort(key=lambda label: (label.start, label.family))
 
     def _ordinary_team_pace(self) -> dict[str, int]:
@@ -365,25 +368,38 @@ class RealisticTraffic:
             out[team] = forecasts
         return out
 
-    def _label_incidental_overruns(self) -> None:
-        """A team whose pace passes its budget after the warm-up anyway (incidents on its keys, or heavy-tailed
-        ordinary spend against a tight budget) is a real budget overrun: label it too. Also puts the simulated
-        dollars in every label's detail (what a miss was worth)."""
+    def _finalize_labels(self) -> None:
+        """Labels true of the simulated traffic, with what each was worth.
+
+        A team whose pace passes its budget after the warm-up anyway (incidents on its keys, or
+        heavy-tailed ordinary spend against a tight budget) is a real budget overrun: labelled too.
+        An injected spike whose day stays under 3x its 7-day average, or a ramp that never passes
+        the budget (short runs), is not what its label says: moved to :attr:`dropped`. Every label's
+        detail gets the simulated dollars (session cost, the key's usual day, the spike day).
+        """
         team_hours, key_days, sessions = self._spend()
         budgets = self._budget_amounts()
         labelled = {label.team for label in self.labels if label.family == "budget_overrun"}
         first_hour = math.ceil((self.warmup_end - self.start_ts) / HOUR)
-        for team, forecasts in self.team_forecasts(team_hours).items():
+        for team, team_forecast in self.team_forecasts(team_hours).items():
             if team in labelled:
                 continue
-            over = next((h for h in range(first_hour, len(forecasts)) if forecasts[h] > float(budgets[team])), None)
+            over = next((h for h in range(first_hour, len(team_forecast)) if team_forecast[h] > float(budgets[team])),
+                        None)
             if over is not None:
                 start = self.start_ts + (over + 1) * HOUR
                 self._label("budget_overrun", start, self.end_ts, "ordinary variation or incidents on its keys push "
                             f"the pace past a budget {self.budget_factors[team]:.2f}x its ordinary pace", team=team)
-        warm_days = int(self.warmup_days)
-        for n, label in enumerate(self.labels):
+        warm_days = max(1, int(self.warmup_days))
+        forecasts = self.team_forecasts(team_hours)
+        kept = []
+        for label in self.labels:
             extra = ""
+            if label.family == "budget_overrun":
+                after = int((label.start.timestamp() - self.start_ts) // HOUR)
+                if max(forecasts[label.team][after:], default=0.0) <= float(budgets[label.team]):
+                    self.dropped.append(label)
+                    continue
             if label.session:
                 extra = f"; session ${sessions.get(label.session, 0) / PICO:,.2f}"
             elif label.key:
@@ -395,9 +411,13 @@ class RealisticTraffic:
                     day = max(range(first, last + 1), key=lambda d: key_days.get((label.key, d), 0))
                     avg = sum(key_days.get((label.key, day - i), 0) for i in range(1, 8)) / 7 / PICO
                     spent = key_days.get((label.key, day), 0) / PICO
-                    extra += f"; spike day ${spent:,.2f} = {spent / avg if avg else math.inf:.1f}x 7-day avg ${avg:,.2f}"
-            if extra:
-                self.labels[n] = replace(label, detail=label.detail + extra)
+                    ratio = spent / avg if avg else (math.inf if spent else 0.0)
+                    if ratio <= 3:
+                        self.dropped.append(label)
+                        continue
+                    extra += f"; spike day ${spent:,.2f} = {ratio:.1f}x 7-day avg ${avg:,.2f}"
+            kept.append(replace(label, detail=label.detail + extra) if extra else label)
+        self.labels = kept
 
     def _settle(self, rounds: int = 3) -> None:
         """Make every spend_spike and budget_overrun true of the simulated traffic, not only of its expectation.
@@ -429,12 +449,15 @@ class RealisticTraffic:
                     effect.value = min(2000.0, effect.value * min(4.0, factor / max(best, 0.5)))
             budgets = self._budget_amounts()
             days_left = (quarter_bounds(self.start_ts)[2] - self.end_ts) / DAY
+            week_days = min(7.0, self.days)
             for team, effects in self._ramps.items():
-                forecast = (team_total[team] + team_week[team] / 7 * days_left) / PICO
+                forecast = (team_total[team] + team_week[team] / week_days * days_left) / PICO
                 if forecast < float(budgets[team]) * 1.1:
-                    short = True
                     for effect in effects:
-                        effect.value *= min(3.0, float(budgets[team]) * 1.25 / max(forecast, 1e-9))
+                        drawn = self._drawn.setdefault(id(effect), effect.value)
+                        grown = min(3 * drawn, effect.value * float(budgets[team]) * 1.25 / max(forecast, 1e-9))
+                        short = short or grown > effect.value
+                        effect.value = grown
             if not short:
                 return
 
