@@ -524,7 +524,7 @@ class RealisticTraffic:
         hours = rng.uniform(2, 12)
         start = rng.uniform(first, last - hours * HOUR)
         end = start + hours * HOUR
-        key = self._pick_key(rng, start, end, lambda k: k.batch is None or True)
+        key = self._pick_key(rng, start, end)
         if key is None:
             return False
         # the key's day (UTC) must end > factor x its 7-day average day: size the multiplier from its shape
