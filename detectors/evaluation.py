@@ -168,7 +168,9 @@ class Directory:
     @classmethod
     def from_records(cls, records: Iterable[Any], warmup_days: float = 7) -> Directory:
         """Build from gateway events (outcome events are skipped)."""
-        events = [r for r in records if hasattr(r, "api_key_hash")]
+        from spendwatch.schemas.event import GatewayEvent
+
+        events = [r for r in records if isinstance(r, GatewayEvent)]
         if not events:
             now = datetime.now(UTC)
             return cls(start=now, end=now)

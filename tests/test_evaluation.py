@@ -250,3 +250,14 @@ def test_evaluate_command_pools_seeds_the_same_in_parallel(tmp_path):
     assert serial.exit_code == 0, serial.output
     assert f"false pages: {pooled['count']} over {pooled['key_days']:,} key-days" in serial.stdout
     assert all(len(line) <= 80 for line in serial.stdout.splitlines())
+
+
+def test_directory_skips_outcome_events():
+    from spendwatch.schemas.outcome import OutcomeEvent
+
+    outcome = OutcomeEvent(outcome_id="o1", event_time=at(8), kind="task_accepted", value=1.0, api_key_hash="k9",
+                           source="agent-harness")
+    events = [GatewayEvent(event_id=f"e{day}", event_time=at(day), gateway="litellm", api_key_hash="k1",
+                           model="gpt-5", cost_usd=Decimal("0.01")) for day in (0, 8)]
+    directory = Directory.from_records([outcome, *events], warmup_days=7)
+    assert directory.key_days == 1 and "k9" not in directory.key_requests
