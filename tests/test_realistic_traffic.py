@@ -162,3 +162,12 @@ def test_generate_realistic_writes_events_labels_and_budgets(tmp_path):
     assert parse_message(gzip.open(events).readline())[0].gateway == "litellm"
     refused = CliRunner().invoke(cli, ["generate", "--labels-out", str(labels), "--output", str(tmp_path / "x")])
     assert refused.exit_code != 0 and "--realistic" in refused.output
+
+
+def test_module_examples_run():
+    import doctest
+
+    import spendwatch.traffic.realistic as module
+
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted and not result.failed
