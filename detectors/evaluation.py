@@ -162,6 +162,7 @@ class Directory:
     key_org: dict[str, str] = field(default_factory=dict)
     session_key: dict[str, str] = field(default_factory=dict)
     key_requests: Counter[str] = field(default_factory=Counter)  # requests per key over the whole run
+    key_micros: Counter[str] = field(default_factory=Counter)  # spend per key over the whole run, micro-dollars
     key_days: int = 0  # (key, UTC day) pairs after the warm-up with at least one request
     days: float = 0.0
 
@@ -185,6 +186,8 @@ class Directory:
             if key is None:
                 continue
             directory.key_requests[key] += 1
+            if event.cost_usd:
+                directory.key_micros[key] += int(event.cost_usd * 1_000_000)
             if event.api_key_alias:
                 directory.aliases.setdefault(event.api_key_alias, key)
             if event.team:
@@ -318,6 +321,8 @@ def evaluate(labels: list[IncidentLabel], alerts: Iterable[Any], directory: Dire
                          "subject": directory.alias_of(subject) if scope == "key" else subject,
                          "key_requests_per_day": round(directory.key_requests.get(subject, 0) / max(directory.days, 1),
                                                        1) if scope == "key" else None,
+                         "key_usd_per_day": round(directory.key_micros.get(subject, 0) / 1e6 / max(directory.days, 1),
+                                                  2) if scope == "key" else None,
                          "summary": _get(alert, "summary") if _has(alert, "summary") else ""})
     return {
         "warmup_days": warmup_days,

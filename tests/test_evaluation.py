@@ -174,6 +174,7 @@ def test_directory_counts_key_days_after_the_warmup_and_maps_aliases():
     directory = Directory.from_records(events, warmup_days=7)
     assert directory.key_days == 3  # k1 on days 7 and 9, k2 on day 8
     assert directory.key_hash("alias-k2") == "k2" and directory.session_key["s3"] == "k2"
+    assert directory.key_micros["k1"] == 40_000  # four requests of $0.01, in integer micro-dollars
 
 
 # -- the commands -----------------------------------------------------------------------------------
