@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from spendwatch.detectors.series_model import SeriesScorer, infer_seasons, seasons_for
+from spendwatch.detectors.series_model import SeriesScorer, cadence_of, infer_seasons, seasons_for
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
@@ -145,7 +145,7 @@ def read_series(path: Path) -> list[tuple[int, datetime, float | None]]:
 @click.option("--grace", default=48, show_default=True, type=click.IntRange(1),
               help="Raw scores learned (after a seasonal period of warm-up) before scores start.")
 @click.option("--alpha", default=0.1, show_default=True, type=click.FloatRange(0, 1, min_open=True),
-              help="Weight of the newest row in the level (and in its seasonal slot).")
+              help="Weight of the newest period in each seasonal slot.")
 @click.option("--direction", default="both", show_default=True, type=click.Choice(["both", "up", "down"]),
               help="Which deviations count: both, only above expected (spend), only below.")
 def score_series(series: Path, output: Path, period: str, threshold: float, flagged_weight: float,
@@ -157,14 +157,11 @@ def score_series(series: Path, output: Path, period: str, threshold: float, flag
         raise click.BadParameter(str(exc), param_hint="--period") from None
     rows = read_series(series)
     timestamps = [t.timestamp() for _, t, v in rows if v is not None]
-    if periods is None:
-        seasons = infer_seasons(timestamps)
-    else:
-        steps = sorted(b - a for a, b in zip(timestamps, timestamps[1:], strict=False) if b > a)
-        seasons = seasons_for(periods, steps[len(steps) // 2] if steps else 1.0)
+    cadence = cadence_of(timestamps)
+    seasons = infer_seasons(timestamps) if periods is None else seasons_for(periods, cadence or 1.0)
     scorer = SeriesScorer(seasons, threshold=threshold, flagged_weight=flagged_weight, short_window=short_window,
-                          long_window=long_window, grace_period=grace, direction=direction, level_alpha=alpha,
-                          season_alpha=alpha)
+                          long_window=long_window, grace_period=grace, direction=direction, season_alpha=alpha,
+                          cadence=cadence)
     flagged = count = 0
     with output.open("w", newline="") as handle:
         writer = csv.writer(handle)

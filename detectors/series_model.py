@@ -32,7 +32,9 @@ from statistics import median
 #: value cannot dominate the long-window statistics for ever.
 RAW_CLIP = 25.0
 #: Seasonal offset tables have at most this many slots (a slot may span several rows).
-MAX_SLOTS = 2016  # a week of 5-minute slots
+MAX_SLOTS = 288  # a day of 5-minute slots
+#: The weekly season is hour-of-week at most: it holds what the daily one cannot (weekdays vs weekends).
+WEEK_SLOTS = 168
 DAY = 86_400.0
 WEEK = 7 * DAY
 _BIG = sys.float_info.max / 4  # internal values are clamped here: sums of finite values stay finite
@@ -57,8 +59,10 @@ class SeasonalLevel:
     level_alpha
         Weight of the newest residual in the level.
     season_alpha
-        Weight of the newest residual in its seasonal slot (a plain mean over the first
-        ``1 / season_alpha`` visits of a slot).
+        Weight of the newest visit of a slot in its offset (a plain mean over the first
+        ``1 / season_alpha`` rows of a slot); a slot spanning several rows gives each row its share.
+    cadence
+        Seconds between rows (``None``: one row per slot).
     scale_alpha
         Weight of the newest absolute residual in the scale.
 
@@ -83,11 +87,13 @@ class SeasonalLevel:
     """
 
     __slots__ = ("seasons", "level_alpha", "season_alpha", "scale_alpha", "level", "offsets", "visits", "scale",
-                 "center", "spread", "learned")
+                 "center", "spread", "learned", "gains", "first_ts")
 
     def __init__(self, seasons: Sequence[tuple[float, int]] = (), level_alpha: float = 0.1,
-                 season_alpha: float = 0.1, scale_alpha: float = 0.02) -> None:
+                 season_alpha: float = 0.1, scale_alpha: float = 0.02, cadence: float | None = None) -> None:
         self.seasons = [(float(period), max(1, int(slots))) for period, slots in seasons]
+        self.gains = [season_alpha / max(1.0, period / slots / cadence) if cadence else season_alpha
+                      for period, slots in self.seasons]
         self.level_alpha = level_alpha
         self.season_alpha = season_alpha
         self.scale_alpha = scale_alpha
@@ -100,6 +106,7 @@ class SeasonalLevel:
         self.center = 0.0
         self.spread = 0.0
         self.learned = 0
+        self.first_ts = 0.0
 
     def _slots(self, ts: float) -> list[int]:
         return [min(slots - 1, int((ts % period) / period * slots)) for period, slots in self.seasons]
@@ -132,17 +139,24 @@ class SeasonalLevel:
         if not self.learned:
             self.level = _clamp(value)
             self.center = _clamp(value)
+            self.first_ts = ts
             self.learned = 1
             return
         r = self.residual(ts, value)
         self.level = _clamp(self.level + weight * self.level_alpha * r)
         # the residual left by the level goes to the seasons in turn, each taking its share of what is left
         # (the gains multiply, so the total stays below 1: a slot seen for the first time does not overshoot)
+        # a longer season learns only once the shorter one before it has seen two whole periods, and no slot
+        # takes more than half a residual (else the weekly offsets would keep the first days' misfit for weeks)
         rest = (1 - self.level_alpha) * r
-        for table, visits, slot in zip(self.offsets, self.visits, self._slots(ts), strict=True):
+        age = ts - self.first_ts
+        for k, (table, visits, slot, least) in enumerate(
+                zip(self.offsets, self.visits, self._slots(ts), self.gains, strict=True)):
+            if k and age < 2 * self.seasons[k - 1][0]:
+                break
             n = visits[slot] + 1
             visits[slot] = min(n, 1 << 30)
-            gain = max(self.season_alpha, 1 / n)
+            gain = max(least, 1 / n) if k == 0 else min(0.5, max(least, 1 / n))
             table[slot] = _clamp(table[slot] + weight * gain * rest)
             rest *= 1 - gain
         self.scale += weight * self.scale_alpha * (min(_BIG, abs(r)) - self.scale)
@@ -213,6 +227,16 @@ class AnomalyLikelihood:
         self.var = (1 - alpha) * (self.var + alpha * delta * delta)
 
 
+def cadence_of(timestamps: Sequence[float]) -> float | None:
+    """The median step between increasing timestamps (None with fewer than two distinct ones).
+
+    >>> cadence_of([0.0, 60.0, 120.0, 300.0, 360.0]), cadence_of([5.0])
+    (60.0, None)
+    """
+    steps = [b - a for a, b in zip(timestamps, timestamps[1:], strict=False) if b > a]
+    return median(steps) if steps else None
+
+
 def infer_seasons(timestamps: Sequence[float]) -> list[tuple[float, int]]:
     """Seasonal periods from the timestamps alone: their cadence and span.
 
@@ -223,23 +247,21 @@ def infer_seasons(timestamps: Sequence[float]) -> list[tuple[float, int]]:
     >>> hourly = [h * 3600.0 for h in range(24 * 15)]
     >>> infer_seasons(hourly)
     [(86400.0, 24), (604800.0, 168)]
+    >>> infer_seasons([i * 60.0 for i in range(9 * 1440)])
+    [(86400.0, 288), (604800.0, 168)]
     >>> infer_seasons(hourly[:30]), infer_seasons(hourly[:24 * 7]), infer_seasons([d * 86400.0 for d in range(30)])
     ([], [(86400.0, 24)], [(604800.0, 7)])
-    >>> infer_seasons([i * 60.0 for i in range(3 * 1440)])
-    [(86400.0, 1440)]
+
     """
-    if len(timestamps) < 3:
+    cadence = cadence_of(timestamps)
+    if cadence is None or len(timestamps) < 3:
         return []
-    steps = [b - a for a, b in zip(timestamps, timestamps[1:], strict=False) if b > a]
-    if not steps:
-        return []
-    cadence = median(steps)
     span = timestamps[-1] - timestamps[0]
     seasons: list[tuple[float, int]] = []
     if cadence < DAY and span >= 2 * DAY:
         seasons.append((DAY, min(MAX_SLOTS, max(1, round(DAY / cadence)))))
     if (cadence < DAY and span >= WEEK + DAY) or (cadence >= DAY and cadence < WEEK and span >= 3 * WEEK):
-        seasons.append((WEEK, min(MAX_SLOTS, max(1, round(WEEK / cadence)))))
+        seasons.append((WEEK, min(WEEK_SLOTS, max(1, round(WEEK / cadence)))))
     return seasons
 
 
@@ -247,7 +269,7 @@ def seasons_for(periods: Sequence[float], cadence: float) -> list[tuple[float, i
     """Explicit periods (seconds) as seasons, one slot per row up to :data:`MAX_SLOTS`.
 
     >>> seasons_for([86400.0], 300.0), seasons_for([3600.0], 1.0)
-    ([(86400.0, 288)], [(3600.0, 2016)])
+    ([(86400.0, 288)], [(3600.0, 288)])
     """
     return [(p, min(MAX_SLOTS, max(1, round(p / cadence)))) for p in periods if p > 0]
 
@@ -257,14 +279,20 @@ class SeriesScorer:
 
     Parameters
     ----------
-    seasons
+    seasons, cadence
         As for :class:`SeasonalLevel` (see :func:`infer_seasons`).
     threshold
         Rows scoring at least this are *flagged*: learned at ``flagged_weight`` only.
     flagged_weight
-        Fraction of the usual learning weight a flagged row gets. With the defaults a
+        Fraction of the usual learning weight a flagged row gets.
+    relearn_rows
+        After this many consecutive flagged rows deviating mostly on one side, the level
+        jumps by their median residual: the shift is the new normal. With the defaults a
         step to any new level is flagged within ``short_window`` rows and scores below
-        0.5 again within :attr:`RELEARN_ROWS` rows (the property tests check both).
+        ``threshold`` again within :attr:`RELEARN_ROWS` rows (the property tests check both).
+    level_alpha
+        Weight of the newest residual in the level; ``None``: 0.1, or 3 rows per
+        shortest seasonal period if that is less (a faster level chases the season itself).
     warmup
         Rows the level model learns before its raw scores feed the likelihood;
         ``None``: the longest seasonal period's rows, at least ``3 / level_alpha`` (the level's settling time).
@@ -280,16 +308,23 @@ class SeriesScorer:
     (True, True, True)
     """
 
-    #: Rows after a persistent level shift by which scores are below 0.5 again (see the property tests).
-    RELEARN_ROWS = 150
+    #: Rows after a persistent level shift by which scores are below the threshold again, with the
+    #: default ``relearn_rows`` and ``short_window`` (see the property tests).
+    RELEARN_ROWS = 40
 
-    __slots__ = ("model", "likelihood", "threshold", "flagged_weight", "direction", "warmup", "first_ts")
+    __slots__ = ("model", "likelihood", "threshold", "flagged_weight", "direction", "warmup", "first_ts",
+                 "relearn_rows", "held")
 
     def __init__(self, seasons: Sequence[tuple[float, int]] = (), *, threshold: float = 0.99,
-                 flagged_weight: float = 0.25, short_window: int = 5, long_window: int = 500,
-                 grace_period: int = 48, direction: str = "both", warmup: int | None = None,
-                 level_alpha: float = 0.1, season_alpha: float = 0.1) -> None:
-        self.model = SeasonalLevel(seasons, level_alpha=level_alpha, season_alpha=season_alpha)
+                 flagged_weight: float = 0.25, relearn_rows: int = 12, short_window: int = 5,
+                 long_window: int = 500, grace_period: int = 48, direction: str = "both", warmup: int | None = None,
+                 level_alpha: float | None = None, season_alpha: float = 0.1, cadence: float | None = None) -> None:
+        if level_alpha is None:
+            shortest = min(((period / cadence if cadence else slots) for period, slots in seasons), default=0)
+            level_alpha = min(0.1, 3 / shortest) if shortest else 0.1
+        self.relearn_rows = relearn_rows
+        self.held: list[tuple[float, float]] = []  # the current run of consecutive flagged rows
+        self.model = SeasonalLevel(seasons, level_alpha=level_alpha, season_alpha=season_alpha, cadence=cadence)
         self.likelihood = AnomalyLikelihood(short_window, long_window, grace_period)
         self.threshold = threshold
         self.flagged_weight = flagged_weight
@@ -316,6 +351,17 @@ class SeriesScorer:
         if self._warm(ts):
             self.likelihood.learn_one(self.model.raw_score(ts, value, self.direction))
         self.model.learn_one(ts, value, self.flagged_weight if flagged else 1.0)
+        if not flagged:
+            self.held.clear()
+            return
+        self.held.append((ts, value))
+        if len(self.held) >= self.relearn_rows:
+            residuals = sorted(self.model.residual(t, v) for t, v in self.held)
+            above = sum(r > 0 for r in residuals)
+            if max(above, len(residuals) - above) >= 0.75 * len(residuals):  # a shift, not a burst of noise
+                self.model.level = _clamp(self.model.level + residuals[len(residuals) // 2])
+                self.likelihood.recent.clear()
+            self.held.clear()
 
     def process_one(self, ts: float, value: float) -> float:
         """Score ``value``, then learn it (at reduced weight if the score flags it); returns the score."""
