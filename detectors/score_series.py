@@ -138,6 +138,9 @@ def read_series(path: Path) -> list[tuple[int, datetime, float | None]]:
               help="Rows scoring at least this are flagged: learned at --flagged-weight only.")
 @click.option("--flagged-weight", default=0.25, show_default=True, type=click.FloatRange(0, 1),
               help="Learning weight of a flagged row (0: never learned, which locks the model out after a shift).")
+@click.option("--relearn-rows", default=12, show_default=True, type=click.IntRange(0),
+              help="After this many consecutive flagged rows on one side the level moves to them: the shift is "
+              "the new normal (0: never).")
 @click.option("--short-window", default=5, show_default=True, type=click.IntRange(1),
               help="Rows of recent behaviour the likelihood judges.")
 @click.option("--long-window", default=500, show_default=True, type=click.IntRange(2),
@@ -148,7 +151,7 @@ def read_series(path: Path) -> list[tuple[int, datetime, float | None]]:
               help="Weight of the newest period in each seasonal slot.")
 @click.option("--direction", default="both", show_default=True, type=click.Choice(["both", "up", "down"]),
               help="Which deviations count: both, only above expected (spend), only below.")
-def score_series(series: Path, output: Path, period: str, threshold: float, flagged_weight: float,
+def score_series(series: Path, output: Path, period: str, threshold: float, flagged_weight: float, relearn_rows: int,
                  short_window: int, long_window: int, grace: int, alpha: float, direction: str) -> None:
     """Score SERIES.csv (timestamp,value): an anomaly likelihood in [0, 1] per row, from earlier rows only."""
     try:
@@ -159,7 +162,8 @@ def score_series(series: Path, output: Path, period: str, threshold: float, flag
     timestamps = [t.timestamp() for _, t, v in rows if v is not None]
     cadence = cadence_of(timestamps)
     seasons = infer_seasons(timestamps) if periods is None else seasons_for(periods, cadence or 1.0)
-    scorer = SeriesScorer(seasons, threshold=threshold, flagged_weight=flagged_weight, short_window=short_window,
+    scorer = SeriesScorer(seasons, threshold=threshold, flagged_weight=flagged_weight,
+                          relearn_rows=relearn_rows, short_window=short_window,
                           long_window=long_window, grace_period=grace, direction=direction, season_alpha=alpha,
                           cadence=cadence)
     flagged = count = 0

@@ -287,7 +287,7 @@ class SeriesScorer:
         Fraction of the usual learning weight a flagged row gets.
     relearn_rows
         After this many consecutive flagged rows deviating mostly on one side, the level
-        jumps by their median residual: the shift is the new normal. With the defaults a
+        jumps by their median residual: the shift is the new normal (0: never). With the defaults a
         step to any new level is flagged within ``short_window`` rows and scores below
         ``threshold`` again within :attr:`RELEARN_ROWS` rows (the property tests check both).
     level_alpha
@@ -355,7 +355,7 @@ class SeriesScorer:
             self.held.clear()
             return
         self.held.append((ts, value))
-        if len(self.held) >= self.relearn_rows:
+        if 0 < self.relearn_rows <= len(self.held):
             residuals = sorted(self.model.residual(t, v) for t, v in self.held)
             above = sum(r > 0 for r in residuals)
             if max(above, len(residuals) - above) >= 0.75 * len(residuals):  # a shift, not a burst of noise
