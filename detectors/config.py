@@ -59,7 +59,7 @@ class BaselineConfig(_Strict):
 
 
 class SpendSpikeConfig(DetectorSettings):
-    """Spend over the last 24 hours against the 7-day rolling daily mean."""
+    """The day's spend, projected from the current rate, or the last 24 hours' against the 7-day daily mean."""
 
     implementation: ClassVar[str] = "spendwatch.detectors.spend_spike:SpendSpike"
 
@@ -71,6 +71,16 @@ class SpendSpikeConfig(DetectorSettings):
         default=Decimal("2000"), ge=0,
         description="Absolute guard for subjects without enough history: page when their 24h spend exceeds "
         "this (null: off).",
+    )
+    confidence_z: float = Field(
+        default=2.0, gt=0,
+        description="The day is projected from the last 30-120 min at the lower confidence bound (this many "
+        "standard deviations) of the rise in new sessions: more sessions are needed on a sparse key.",
+    )
+    prior_sessions: float = Field(
+        default=2.0, ge=0,
+        description="...shrunk towards the usual rate as if this many sessions had been seen at it (a few "
+        "sessions in a burst on a key that starts one a day are not a rate).",
     )
     resolve_after_minutes: float = Field(default=120, ge=0, description="Normal this long before resolving.")
 

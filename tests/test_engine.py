@@ -85,9 +85,23 @@ def test_snapshots_of_version_1_resume_as_if_the_worker_never_stopped():
             pages_resumed += engine.process(resumed.get(key) or resumed.setdefault(key, engine.new_state(key)),
                                             record)
     assert pages_live
-    assert [a.model_dump() for a in pages_resumed] == [a.model_dump() for a in pages_live]
+    # spend_spike now counts new sessions per hour, which a version 1 snapshot does not hold: a resumed
+    # spend_spike starts that count afresh, so its pages and state differ for a week; everything else is exact
+    def others(pages):
+        return [a.model_dump() for a in pages if a.detector != "spend_spike"]
+
+    def without_spend_spike(state):
+        plain = _plain(state)
+        plain[1]["detectors"].pop("spend_spike", None)
+        active = plain[1]["episodes"][1]["active"]
+        for key in [k for k in active if "spend_spike" in k]:
+            del active[key]
+        return plain
+
+    assert others(pages_resumed) == others(pages_live)
     # the same state too, compared as plain values (equal strings shared or not pickle to different bytes)
-    assert {key: _plain(state) for key, state in resumed.items()} == {key: _plain(state) for key, state in live.items()}
+    assert ({key: without_spend_spike(state) for key, state in resumed.items()}
+            == {key: without_spend_spike(state) for key, state in live.items()})
 
 
 def _plain(value):
