@@ -104,10 +104,17 @@ class BurnRateConfig(DetectorSettings):
         default=Decimal("150"), ge=0, description="Absolute guard in $/h before the model is warm (null: off)."
     )
     grace_hours: int = Field(
-        default=24, ge=1, description="Hours the model learns (one point per hour) before it scores."
+        default=24, ge=1,
+        description="Hours the model learns (one point per hour, from its second week) before it scores.",
     )
-    projection_factor: float = Field(
-        default=3.0, gt=1, description="Page when the projected day-end spend exceeds this x the daily mean."
+    relearn_hours: int = Field(
+        default=12, ge=1,
+        description="Flagged hours are held, not learned; a run of this many becomes the new normal (no lock-out).",
+    )
+    projection_factor: float | None = Field(
+        default=None, gt=1,
+        description="Page when the projected day-end spend exceeds this x the daily mean (null: off; spend_spike "
+        "projects the day with evidence counted in sessions).",
     )
     projection_window_minutes: int = Field(
         default=180, ge=10, le=1440, description="The projection extrapolates the burn over this window."
