@@ -67,7 +67,7 @@ class SeasonalBurnScorer:
     alpha
         Weight of the newest point in its hour-of-week slot (and in the global level).
     grace_period
-        Residuals learned (points whose hour of the week was seen before) before
+        Residuals learned (points whose hour of the day was seen before) before
         :meth:`score_one` returns anything but 0.
     floor
         Added to observed and expected before taking their log ratio, so tiny absolute
@@ -84,8 +84,8 @@ class SeasonalBurnScorer:
     >>> scorer = SeasonalBurnScorer(grace_period=48, floor=1.0)
     >>> for h in range(24 * 9):
     ...     scorer.learn_one(h * 3600.0, 12.0 if h % 7 == 0 else 10.0)
-    >>> round(scorer.expected(24 * 7 * 3600.0 + 3600), 1), round(scorer.expected(24 * 7 * 3600.0), 1)
-    (10.0, 12.0)
+    >>> round(scorer.expected(24 * 7 * 3600.0 + 3600)), round(scorer.expected(24 * 7 * 3600.0))
+    (10, 12)
     >>> round(scorer.score_one(24 * 7 * 3600.0, 10.0), 3), round(scorer.score_one(24 * 7 * 3600.0, 60.0), 3)
     (0.0, 1.0)
 
@@ -210,7 +210,7 @@ class SeasonalBurnScorer:
 
     def _learn(self, ts: float, value: float, weight: float) -> None:
         hour = int(ts) // HOUR
-        if self.seen[hour_of_week(hour)]:  # residuals against the week's shape only (not its first-week fallbacks)
+        if self.seen[hour_of_week(hour)] or self.daily_seen[hour % 24]:  # not against the bare global level
             r = self.residual(ts, value)
             self.residuals.update(r)
             if self.residuals.mean.n <= 1 / self.LEVEL_ALPHA:  # a plain mean and variance to start with
@@ -261,7 +261,7 @@ class BurnRate(Detector):
     ...     if finding.abnormal:
     ...         break
     >>> print(f"paged after {second // 60} minutes:", finding.summary)
-    paged after 4 minutes: key k1: at this burn rate the day ends at $167.48, 3.0x its 7-day daily mean of $55.20 ($23.00 spent so far today)
+    paged after 4 minutes: key k1: at this burn rate the day ends at $167.49, 3.0x its 7-day daily mean of $55.20 ($23.00 spent so far today)
 
     Without the projection, the rate model alone:
 

@@ -105,7 +105,7 @@ class BurnRateConfig(DetectorSettings):
     )
     grace_hours: int = Field(
         default=24, ge=1,
-        description="Hours the model learns (one point per hour, from its second week) before it scores.",
+        description="Hours the model learns (one point per hour, from its second day) before it scores.",
     )
     relearn_hours: int = Field(
         default=12, ge=1,
