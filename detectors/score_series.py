@@ -141,7 +141,7 @@ def read_series(path: Path) -> list[tuple[int, datetime, float | None]]:
 @click.option("--relearn-rows", default=12, show_default=True, type=click.IntRange(0),
               help="After this many consecutive flagged rows on one side the level moves to them: the shift is "
               "the new normal (0: never).")
-@click.option("--short-window", default=5, show_default=True, type=click.IntRange(1),
+@click.option("--short-window", default=3, show_default=True, type=click.IntRange(1),
               help="Rows of recent behaviour the likelihood judges.")
 @click.option("--long-window", default=500, show_default=True, type=click.IntRange(2),
               help="Rows the distribution of raw scores is weighted over.")

@@ -128,7 +128,7 @@ class SeasonalLevel:
         r = self.residual(ts, value)
         if (direction == "up" and r <= 0) or (direction == "down" and r >= 0) or r == 0:
             return 0.0
-        floor = 1e-9 * abs(self.center) + 0.01 * self.spread + 1e-300
+        floor = 1e-9 * abs(self.center) + 0.05 * self.spread + 1e-300
         if abs(r) <= floor:
             return 0.0
         scale = max(self.scale, floor)
@@ -187,16 +187,16 @@ class AnomalyLikelihood:
     >>> constant = AnomalyLikelihood(grace_period=5)
     >>> for _ in range(20):
     ...     constant.learn_one(0.0)
-    >>> constant.score_one(0.0), constant.score_one(3.0)
+    >>> constant.score_one(0.0), round(constant.score_one(12.0), 4)
     (0.0, 1.0)
     """
 
     __slots__ = ("short_window", "long_window", "grace_period", "recent", "mean", "var", "n")
 
     #: A standard deviation of raw scores below this is treated as this (raw scores are in residual units).
-    MIN_STD = 0.05
+    MIN_STD = 0.5
 
-    def __init__(self, short_window: int = 5, long_window: int = 500, grace_period: int = 48) -> None:
+    def __init__(self, short_window: int = 3, long_window: int = 500, grace_period: int = 48) -> None:
         self.short_window = short_window
         self.long_window = long_window
         self.grace_period = grace_period
@@ -291,8 +291,9 @@ class SeriesScorer:
         step to any new level is flagged within ``short_window`` rows and scores below
         ``threshold`` again within :attr:`RELEARN_ROWS` rows (the property tests check both).
     level_alpha
-        Weight of the newest residual in the level; ``None``: 0.1, or 3 rows per
-        shortest seasonal period if that is less (a faster level chases the season itself).
+        Weight of the newest residual in the level; ``None``: 0.1, or one over the rows of
+        the shortest seasonal period if that is less (a faster level chases the season itself
+        and leaves a periodic residual; a lasting shift is taken up by ``relearn_rows`` instead).
     warmup
         Rows the level model learns before its raw scores feed the likelihood;
         ``None``: the longest seasonal period's rows, at least ``3 / level_alpha`` (the level's settling time).
@@ -316,12 +317,12 @@ class SeriesScorer:
                  "relearn_rows", "held")
 
     def __init__(self, seasons: Sequence[tuple[float, int]] = (), *, threshold: float = 0.99,
-                 flagged_weight: float = 0.25, relearn_rows: int = 12, short_window: int = 5,
+                 flagged_weight: float = 0.25, relearn_rows: int = 12, short_window: int = 3,
                  long_window: int = 500, grace_period: int = 48, direction: str = "both", warmup: int | None = None,
                  level_alpha: float | None = None, season_alpha: float = 0.1, cadence: float | None = None) -> None:
         if level_alpha is None:
             shortest = min(((period / cadence if cadence else slots) for period, slots in seasons), default=0)
-            level_alpha = min(0.1, 3 / shortest) if shortest else 0.1
+            level_alpha = min(0.1, 1 / shortest) if shortest else 0.1
         self.relearn_rows = relearn_rows
         self.held: list[tuple[float, float]] = []  # the current run of consecutive flagged rows
         self.model = SeasonalLevel(seasons, level_alpha=level_alpha, season_alpha=season_alpha, cadence=cadence)

@@ -53,8 +53,10 @@ def test_scores_flag_the_spike_and_not_the_seasonality(tmp_path):
     scores = [float(r["anomaly_score"]) for r in scored]
     assert all(0.0 <= s <= 1.0 for s in scores)
     assert scores[spike_at] > 0.999
-    after_warmup = scores[24 * 8:]
-    assert sum(s > 0.999 for s in after_warmup) == 1  # Monday mornings after quiet weekends included
+    # one flagged run, the spike's: it stays in the short window (the likelihood judges recent behaviour) for
+    # its rows, and no other row after the warm-up is flagged, Monday mornings after quiet weekends included
+    flagged = [i for i, s in enumerate(scores) if i >= 24 * 8 and s > 0.999]
+    assert flagged == list(range(spike_at, spike_at + len(flagged))) and len(flagged) <= 3
 
 
 def test_each_score_uses_only_earlier_rows(tmp_path):
