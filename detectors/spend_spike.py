@@ -58,15 +58,19 @@ MAX_SESSIONS = 4096
 _BUCKETS = max(WINDOWS) // RUNNING_BUCKET  # 10-minute buckets of session starts kept for the windows
 
 
-def _clear(ring: array, last: int, now: int) -> None:
-    """Zero the slots of a ring indexed by absolute slot numbers, from after ``last`` to ``now``."""
+def _clear(ring: array, last: int, now: int) -> int:
+    """Zero the slots of a ring indexed by absolute slot numbers, from after ``last`` to ``now``; their sum."""
     size = len(ring)
+    removed = 0
     if last < 0 or now - last >= size:
+        removed = sum(ring)
         for i in range(size):
             ring[i] = 0
     else:
         for i in range(last + 1, now + 1):
+            removed += ring[i % size]
             ring[i % size] = 0
+    return removed
 
 
 def poisson_lower(n: float, z: float) -> float:
@@ -127,6 +131,7 @@ class SpendSpike(Detector):
         self.recent_starts = array("i", bytes(4 * _BUCKETS))  # new sessions per 10-minute bucket, the last 2 hours
         #: micro-dollars spent by sessions beyond the big-session cap, per 10-minute bucket of the last 24 hours
         self.trimmed = array("q", bytes(8 * RUNNING_BUCKETS))
+        self.trimmed_24h = 0  # their sum
         self.trimmed_today = 0
         self.hour = -1  # hour index of the newest hourly slot
         self.bucket = -1  # index of the newest 10-minute bucket
@@ -142,7 +147,7 @@ class SpendSpike(Detector):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "trimmed" not in state:  # a snapshot from before the session counts: start them now
-            state = {**state, "hour": -1, "bucket": -1, "sessions": {}, "trimmed_today": 0,
+            state = {**state, "hour": -1, "bucket": -1, "sessions": {}, "trimmed_today": 0, "trimmed_24h": 0,
                      **{name: bytes(array(code).itemsize * n) for name, code, n in self._ARRAYS}}
         super().__setstate__(state)
         for name, code, _ in self._ARRAYS:
@@ -152,7 +157,7 @@ class SpendSpike(Detector):
         cfg = self.config
         self._cfg_min_excess = int(cfg.min_excess_usd * MICROS)
         self._cfg_absolute = None if cfg.absolute_usd is None else int(cfg.absolute_usd * MICROS)
-        self._cfg_key: tuple[int, int, int | None] | None = None  # (hour, day, first day) the cache is for
+        self._cfg_key: tuple[int, int | None] | None = None  # (day, first day) the cache is for
         self._cfg_history = False
         self._cfg_mean = self._cfg_line = 0.0
         self._cfg_expected: float | None = None
@@ -161,6 +166,7 @@ class SpendSpike(Detector):
         self._cfg_rest = [0.0] * 25  # usual spend from the start of hour h to the end of the day
         self._cfg_dispersion = 1.0  # variance / mean of the hourly session starts
         self._cfg_big_session = float("inf")  # a session spending more than this is not ordinary traffic
+        self._cfg_bound: tuple[int, float] | None = None  # (bucket, upper bound of the rate ratio): see _may_cross
 
     # -- learning ------------------------------------------------------------------------
     def _advance(self, ts: float) -> None:
@@ -176,7 +182,7 @@ class SpendSpike(Detector):
         bucket = int(ts) // RUNNING_BUCKET
         if bucket > self.bucket:
             _clear(self.recent_starts, self.bucket, bucket)
-            _clear(self.trimmed, self.bucket, bucket)
+            self.trimmed_24h -= _clear(self.trimmed, self.bucket, bucket)
             self.bucket = bucket
 
     def learn_one(self, obs: Observation, ctx: Context) -> None:
@@ -193,10 +199,12 @@ class SpendSpike(Detector):
             if before + obs.cost > cap and int(ts) // RUNNING_BUCKET > self.bucket - RUNNING_BUCKETS:
                 excess = int(min(obs.cost, before + obs.cost - cap))
                 self.trimmed[(int(ts) // RUNNING_BUCKET) % RUNNING_BUCKETS] += excess
+                self.trimmed_24h += excess
                 if int(ts) // DAY == self.hour * HOUR // DAY:
                     self.trimmed_today += excess
             return
         self.sessions[session] = [ts, obs.cost]
+        self._cfg_bound = None  # a new session: the ratio may rise
         if len(self.sessions) > MAX_SESSIONS:
             del self.sessions[next(iter(self.sessions))]
         if int(ts) // HOUR > self.hour - RING_HOURS:
@@ -210,9 +218,9 @@ class SpendSpike(Detector):
 
     # -- the usual day ---------------------------------------------------------------------
     def _refresh(self, baseline: SpendBaseline, now: float) -> None:
-        """Recompute the cached line and hour-of-day expectations (once per hour)."""
-        hour = int(now) // HOUR
-        self._cfg_key = (hour, baseline.day, baseline.first_day)
+        """Recompute the cached line and hour-of-day expectations (once a day: they read complete days only)."""
+        self._cfg_key = (baseline.day, baseline.first_day)
+        self._cfg_bound = None
         self._cfg_history = baseline.has_history
         if not self._cfg_history:
             self._cfg_mean = self._cfg_line = 0.0
@@ -222,27 +230,17 @@ class SpendSpike(Detector):
         self._cfg_line = self.config.factor * self._cfg_mean
         self._cfg_expected = self._cfg_mean / MICROS
         # the same hour of the same kind of day (weekday / weekend) over the last 7 complete days
-        weekend = is_weekend(hour)
-        days = min(7, baseline.history_days)
-        today_first = (int(now) // DAY) * 24
+        today_first = baseline.day * 24
+        weekend = is_weekend(today_first)
+        oldest = max(baseline.hour_index - RING_HOURS, self.hour - RING_HOURS)
+        days = [today_first - 24 * d for d in range(1, min(7, baseline.history_days) + 1)]
+        days = [first for first in days if first > oldest]
+        same = [first for first in days if is_weekend(first) == weekend] or days  # else every day of the week
+        hours, starts_ring = baseline.hours, self.hourly_starts
+        n = len(same)
         for h in range(24):
-            spend = starts = 0.0
-            n = 0
-            for d in range(1, days + 1):
-                at = today_first + h - 24 * d
-                if is_weekend(at) != weekend or at <= baseline.hour_index - RING_HOURS:
-                    continue
-                n += 1
-                spend += baseline.hours[at % RING_HOURS]
-                starts += self.hourly_starts[at % RING_HOURS] if at > self.hour - RING_HOURS else 0
-            if not n:  # no day of this kind in the last week: every day of it
-                for d in range(1, days + 1):
-                    at = today_first + h - 24 * d
-                    n += 1
-                    spend += baseline.hours[at % RING_HOURS]
-                    starts += self.hourly_starts[at % RING_HOURS] if at > self.hour - RING_HOURS else 0
-            self._cfg_spend[h] = spend / n if n else 0.0
-            self._cfg_starts[h] = starts / n if n else 0.0
+            self._cfg_spend[h] = sum(hours[(first + h) % RING_HOURS] for first in same) / n if n else 0.0
+            self._cfg_starts[h] = sum(starts_ring[(first + h) % RING_HOURS] for first in same) / n if n else 0.0
         rest = 0.0
         for h in range(23, -1, -1):
             rest += self._cfg_spend[h]
@@ -250,12 +248,11 @@ class SpendSpike(Detector):
         self._cfg_rest[24] = 0.0
         # how much more than Poisson the hourly session starts vary around that expectation (at least 1)
         squares = total = 0.0
-        for d in range(1, days + 1):
+        for first in same:
             for h in range(24):
-                at = today_first + h - 24 * d
-                if at > self.hour - RING_HOURS and is_weekend(at) == weekend:
-                    squares += (self.hourly_starts[at % RING_HOURS] - self._cfg_starts[h]) ** 2
-                    total += self._cfg_starts[h]
+                usual = self._cfg_starts[h]
+                squares += (starts_ring[(first + h) % RING_HOURS] - usual) ** 2
+                total += usual
         self._cfg_dispersion = max(1.0, squares / total) if total else 1.0
         sessions = sum(self._cfg_starts)
         self._cfg_big_session = BIG_SESSION * rest / sessions if sessions else float("inf")
@@ -272,7 +269,7 @@ class SpendSpike(Detector):
     def _session_ratio(self, started: float, usual: float, z: float) -> float:
         """Lower confidence bound on started / usual: quasi-Poisson (the key's own dispersion), shrunk by the prior."""
         prior, phi = self.config.prior_sessions, self._cfg_dispersion
-        return poisson_lower((started + prior) / phi, z) * phi / (usual + prior)
+        return poisson_lower((started + prior) / phi, z) * phi / max(usual + prior, 1e-9)
 
     def _ratio(self, baseline: SpendBaseline, now: float) -> tuple[float, int, int, float]:
         """(rate ratio, window seconds, new sessions in it, usual new sessions) of the strongest window."""
@@ -280,6 +277,7 @@ class SpendSpike(Detector):
         mean_hour = self._cfg_mean / 24
         sessions_hour = sum(self._cfg_starts) / 24
         best = (0.0, WINDOWS[0], 0, 0.0)
+        bound = 0.0
         elapsed = now - (int(now) // RUNNING_BUCKET) * RUNNING_BUCKET
         for seconds in WINDOWS:
             n_buckets = seconds // RUNNING_BUCKET
@@ -289,11 +287,32 @@ class SpendSpike(Detector):
             usual_spend = max(self._usual(self._cfg_spend, now, int(span)), 0.5 * mean_hour * span / HOUR)
             started = sum(self.recent_starts[b % _BUCKETS] for b in range(self.bucket - n_buckets + 1, self.bucket + 1))
             usual_starts = max(self._usual(self._cfg_starts, now, int(span)), 0.5 * sessions_hour * span / HOUR, 1e-9)
-            ratio = min(max(0.0, spent) / usual_spend if usual_spend > 0 else 0.0,
-                        self._session_ratio(started, usual_starts, z))
+            sessions = self._session_ratio(started, usual_starts, z)
+            bound = max(bound, sessions)
+            ratio = min(max(0.0, spent) / usual_spend if usual_spend > 0 else 0.0, sessions)
             if ratio > best[0]:
                 best = (ratio, seconds, started, usual_starts)
+        self._cfg_bound = (self.bucket, bound)
         return best
+
+    def _may_cross(self, baseline: SpendBaseline, now: float, running: float) -> bool:
+        """Whether the projection could cross the line: a cheap test on most records.
+
+        Between two new sessions the session ratio of every window only falls (its usual count
+        grows with the time elapsed), so the largest one computed since (in this 10-minute bucket)
+        bounds the rate ratio; the exact ratio is needed only when the day projected at that bound
+        crosses the line."""
+        cached = self._cfg_bound
+        if cached is None or cached[0] != self.bucket:
+            # no window holds more sessions than the last two hours: even against no usual sessions at all
+            # (the prior alone), can their bound exceed 1?
+            started = sum(self.recent_starts)
+            return self._session_ratio(started, 0.0, self.config.confidence_z) > 1
+        bound = cached[1]
+        if bound <= 1:
+            return False
+        projected = self._project(baseline, now, baseline.today - self.trimmed_today, running, bound)
+        return projected > self._cfg_line and projected - self._cfg_line >= self._cfg_min_excess
 
     def _project(self, baseline: SpendBaseline, now: float, today: float, running: float, ratio: float) -> float:
         """Today's spend at ``ratio`` x the usual rate until midnight, or the last 24 hours' after
@@ -323,7 +342,7 @@ class SpendSpike(Detector):
         if obs is None:
             self._advance(now)
         key = self._cfg_key
-        if key is None or key[0] != int(now) // HOUR or key[1] != baseline.day or key[2] != baseline.first_day:
+        if key is None or key[0] != baseline.day or key[1] != baseline.first_day:
             self._refresh(baseline, now)
         running = baseline.running_24h
         mean, line, expected = self._cfg_mean, self._cfg_line, self._cfg_expected
@@ -332,10 +351,10 @@ class SpendSpike(Detector):
         evidence: tuple[float, int, int, float] | None = None
         if self._cfg_history:
             # only ordinary traffic counts: what sessions spent beyond the big-session cap is left out
-            running_trimmed = running - self._trimmed_since(RUNNING_BUCKETS)
+            running_trimmed = running - self.trimmed_24h
             if running_trimmed > line and running_trimmed - line >= self._cfg_min_excess and self._many_sessions():
                 trigger = "running"
-            elif baseline.today > 0 and mean > 0:
+            elif baseline.today > 0 and mean > 0 and self._may_cross(baseline, now, running_trimmed):
                 evidence = self._ratio(baseline, now)
                 if evidence[0] > 1:
                     projected = self._project(baseline, now, baseline.today - self.trimmed_today, running_trimmed,
