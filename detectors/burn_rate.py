@@ -266,14 +266,14 @@ class BurnRate(Detector):
     Without the projection, the rate model alone:
 
     >>> burn.config = BurnRateConfig()
-    >>> for second in range(second, 1200, 6):
+    >>> for second in range(second, 2400, 6):
     ...     obs = Observation("request", start + second, cost=500_000)
     ...     ctx.baseline.learn_one(obs.ts, obs.cost); burn.learn_one(obs, ctx)
     ...     finding = burn.score_one(ctx, obs.ts, obs)[0]
     ...     if finding.abnormal:
     ...         break
     >>> print(f"paged after {second // 60} minutes:", finding.summary)
-    paged after 9 minutes: key k1 is burning $52.33/h over the last 60 min, 22.6x its usual $2.31/h for this hour of the week
+    paged after 20 minutes: key k1 is burning $102.63/h over the last 60 min, 44.3x its usual $2.31/h for this hour of the week
     """
 
     name = "burn_rate"

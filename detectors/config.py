@@ -97,8 +97,9 @@ class BurnRateConfig(DetectorSettings):
     )
     min_ratio: float = Field(default=4.0, gt=1, description="...and the rate is at least this multiple of expected.")
     min_excess_usd_per_hour: Decimal = Field(
-        default=Decimal("50"), ge=0,
-        description="...and at least this many $/h above expected (so one big but ordinary session is not a page).",
+        default=Decimal("100"), ge=0,
+        description="...and at least this many $/h above expected (so one big but ordinary session is not a page: "
+        "above session_burn's $50 floor, burn_rate is the catch-all for burns the specific detectors miss).",
     )
     absolute_usd_per_hour: Decimal | None = Field(
         default=Decimal("150"), ge=0, description="Absolute guard in $/h before the model is warm (null: off)."

@@ -25,7 +25,8 @@ def test_runaway_loop_on_a_weekend_night_pages_within_minutes():
     alerts = run(history + runaway(start, 120), CONFIG)
     [trigger] = of(alerts, "burn_rate", "trigger")
     time_to_detect = trigger.fired_at - start
-    assert time_to_detect <= timedelta(minutes=10), time_to_detect
+    # the 60-minute rate must be $100/h over the usual: 20 minutes of a $300/h loop (runaway_loop pages sooner)
+    assert time_to_detect <= timedelta(minutes=20), time_to_detect
     assert trigger.unit == "usd_per_hour" and trigger.details["trigger"] in {"rate", "projection"}
     assert trigger.root_cause[0].name == "claude-opus-4"
     # one episode: repeats share its dedup key, and it resolves once the loop stops
@@ -40,7 +41,7 @@ def test_rate_anomaly_alone_pages_within_minutes():
     start = T0 + timedelta(days=12, hours=2)
     [trigger, *_] = of(run(history + runaway(start, 60), config), "burn_rate", "trigger")
     assert trigger.details["trigger"] == "rate"
-    assert trigger.fired_at - start <= timedelta(minutes=15)
+    assert trigger.fired_at - start <= timedelta(minutes=25)
     assert trigger.observed > 4 * trigger.expected and trigger.details["score"] >= 0.999
     assert "its usual" in trigger.summary
 
@@ -110,10 +111,10 @@ def test_a_single_large_but_normal_session_does_not_page():
 
 
 def test_a_lasting_shift_becomes_normal_instead_of_locking_out():
-    # a key that moves to 6x its spend for good (a new product on it): paged once, then learned
+    # a key that moves to 75x its spend for good (a new product on it): paged once, then learned
     history = hourly_traffic(T0, 24 * 10, flat(2.0))
     shift_at = T0 + timedelta(days=10, hours=9)
-    after = hourly_traffic(shift_at, 24 * 5, flat(60.0), per_hour=12)
+    after = hourly_traffic(shift_at, 24 * 5, flat(150.0), per_hour=12)
     alerts = run(history + after, CONFIG)
     [trigger] = of(alerts, "burn_rate", "trigger")
     assert trigger.fired_at - shift_at <= timedelta(minutes=60)  # the 60-minute rate must be $50/h over
@@ -125,7 +126,7 @@ def test_a_lasting_shift_becomes_normal_instead_of_locking_out():
     for e in sorted(history + after, key=lambda e: e.event_time):
         engine.process(state, e)
     expected = state.detectors["burn_rate"].scorer.expected(after[-1].event_time.timestamp())
-    assert 40e6 < expected < 80e6
+    assert 100e6 < expected < 200e6
 
 
 def test_a_burst_is_held_not_learned_and_the_next_one_still_pages():
