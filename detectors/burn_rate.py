@@ -139,9 +139,7 @@ class SeasonalBurnScorer:
         if state[0] is None:  # written before snapshot version 2: (None, slots) with the objects
             for name, value in state[1].items():
                 setattr(self, name, value)
-            state = self.__getstate__()[:10] if not hasattr(self, "shift") else self.__getstate__()
-            if len(state) == 10:
-                self._restore_residuals()
+            self._restore_residuals()
             return
         (self.alpha, self.floor, profile, seen, daily, daily_seen, level, self.grace_period, residuals,
          self.learned, *rest) = state
