@@ -11,12 +11,14 @@ costs seconds at worker start-up for the same arithmetic). A window is anomalous
 ``score_threshold`` *and* the rate is ``min_ratio`` times expected *and*
 ``min_excess_usd_per_hour`` above it.
 
-The model learns one point per hour (the rate over the window ending with that hour),
-and never a point that was flagged: an hour in which the detector reported an anomaly,
-or whose rate scores above the threshold, is skipped, so a runaway loop cannot teach the
-model that burning is normal.
+The model learns one point per hour (the rate over the window ending with that hour).
+An hour in which the detector reported an anomaly, or whose rate scores above the
+threshold, is *held*: a runaway loop must not teach the model that burning is normal, but
+the model must not lock out either. When the run of flagged hours ends, its hours count at
+a tenth of the usual weight; when it lasts ``relearn_hours``, the shift is the new normal.
 
-Second condition: the day-end projection. With the subject's daily baseline, the spend
+Second condition (off unless ``projection_factor`` is set: spend_spike projects the day with
+evidence counted in sessions): the day-end projection. With the subject's daily baseline, the spend
 so far today plus the rest of the day's expected spend (hour-of-week profile) scaled by
 the observed/expected ratio of the burn over the last ``projection_window_minutes`` (each side
 plus one average hour; a short burst does not make a day); page when that exceeds ``projection_factor`` x the 7-day
@@ -49,33 +51,64 @@ _MAX_CATCH_UP_HOURS = WEEK_HOURS
 class SeasonalBurnScorer:
     """Online anomaly scorer of a rate, seasonal by hour of week (river-style).
 
+    The expected rate is the hour-of-week profile times ``exp(level)``, where ``level`` is an
+    exponentially weighted mean of the learned log residuals: the profile holds the shape of
+    the week, the level follows a key that grows, shrinks or shifts. The score is the
+    one-sided Gaussian tail of the newest residual against the exponentially weighted spread
+    of the learned ones.
+
+    Points the caller flags are *held*, not learned at once (a loop must not teach the model
+    that burning is normal), and never locked out: when a run of flagged points ends, they are
+    learned at ``flagged_weight``; when a run lasts ``relearn_points`` points, the shift is the
+    new normal and the level moves to it at once.
+
     Parameters
     ----------
     alpha
         Weight of the newest point in its hour-of-week slot (and in the global level).
     grace_period
-        Points learned before :meth:`score_one` returns anything but 0.
+        Residuals learned (points whose hour of the day was seen before) before
+        :meth:`score_one` returns anything but 0.
     floor
         Added to observed and expected before taking their log ratio, so tiny absolute
         changes are not anomalies. ``None``: 10% of the global level.
+    relearn_points
+        A run of this many flagged points becomes the new normal.
+    flagged_weight
+        Weight of a held point in the level when its run ends before ``relearn_points``.
 
     Examples
     --------
     A rate of 10 every hour, with the odd 12; then 60:
 
     >>> scorer = SeasonalBurnScorer(grace_period=48, floor=1.0)
-    >>> for h in range(24 * 7):
+    >>> for h in range(24 * 9):
     ...     scorer.learn_one(h * 3600.0, 12.0 if h % 7 == 0 else 10.0)
-    >>> scorer.expected(24 * 7 * 3600.0 + 3600), scorer.expected(24 * 7 * 3600.0)
-    (10.0, 12.0)
+    >>> round(scorer.expected(24 * 7 * 3600.0 + 3600)), round(scorer.expected(24 * 7 * 3600.0))
+    (10, 12)
     >>> round(scorer.score_one(24 * 7 * 3600.0, 10.0), 3), round(scorer.score_one(24 * 7 * 3600.0, 60.0), 3)
     (0.0, 1.0)
+
+    Five times the rate for good: flagged, held, and the new normal after ``relearn_points`` hours:
+
+    >>> t = 24 * 7 * 3600.0
+    >>> flagged = []
+    >>> for h in range(30):
+    ...     score = scorer.score_one(t + h * 3600, 50.0)
+    ...     flagged.append(score > 0.999)
+    ...     scorer.learn_one(t + h * 3600, 50.0, flagged=score > 0.999)
+    >>> flagged.index(False) <= scorer.relearn_points, 45 < scorer.expected(t + 30 * 3600) < 55
+    (True, True)
     """
 
     __slots__ = ("alpha", "floor", "profile", "seen", "daily", "daily_seen", "level", "grace_period", "residuals",
-                 "learned")
+                 "learned", "shift", "spread", "held", "relearn_points", "flagged_weight")
 
-    def __init__(self, alpha: float = 0.06, grace_period: int = 144, floor: float | None = None) -> None:
+    #: Weight of the newest residual in the level and in the spread (about a day and a half of hours).
+    LEVEL_ALPHA = 0.03
+
+    def __init__(self, alpha: float = 0.06, grace_period: int = 144, floor: float | None = None,
+                 relearn_points: int = 12, flagged_weight: float = 0.1) -> None:
         self.alpha = alpha
         self.floor = floor
         self.profile = array("d", bytes(8 * WEEK_HOURS))
@@ -84,8 +117,13 @@ class SeasonalBurnScorer:
         self.daily_seen = array("B", bytes(24))
         self.level = stats.EWMean(fading_factor=alpha)
         self.grace_period = grace_period
-        self.residuals = stats.Var()  # mean and variance of the learned log ratios
+        self.residuals = stats.Var()  # count of the learned log ratios (their mean and spread: shift, spread)
         self.learned = 0
+        self.shift = 0.0  # exponentially weighted mean of the learned log residuals
+        self.spread = 0.0  # exponentially weighted variance of the learned log residuals around ``shift``
+        self.held: list[tuple[float, float]] = []  # the current run of flagged points, not learned yet
+        self.relearn_points = relearn_points
+        self.flagged_weight = flagged_weight
 
     @property
     def n(self) -> int:
@@ -95,48 +133,97 @@ class SeasonalBurnScorer:
     def __getstate__(self) -> tuple[Any, ...]:
         return (self.alpha, self.floor, self.profile.tobytes(), self.seen.tobytes(), self.daily.tobytes(),
                 self.daily_seen.tobytes(), ewmean_state(self.level), self.grace_period, var_state(self.residuals),
-                self.learned)
+                self.learned, self.shift, self.spread, tuple(self.held), self.relearn_points, self.flagged_weight)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         if state[0] is None:  # written before snapshot version 2: (None, slots) with the objects
             for name, value in state[1].items():
                 setattr(self, name, value)
+            self._restore_residuals()
             return
         (self.alpha, self.floor, profile, seen, daily, daily_seen, level, self.grace_period, residuals,
-         self.learned) = state
+         self.learned, *rest) = state
         self.profile, self.seen = array("d", profile), array("B", seen)
         self.daily, self.daily_seen = array("d", daily), array("B", daily_seen)
         self.level, self.residuals = restore_ewmean(level), restore_var(residuals)
+        if rest:
+            self.shift, self.spread, held, self.relearn_points, self.flagged_weight = rest
+            self.held = list(held)
+        else:
+            self._restore_residuals()
 
-    def expected(self, ts: float) -> float:
-        """Expected value at ``ts``: its hour of week, else its hour of day, else the global level."""
+    def _restore_residuals(self) -> None:
+        """A scorer saved before the shift and spread: start them from its residual statistics."""
+        self.shift = self.residuals.mean.get()
+        self.spread = self.residuals.get()
+        self.held = []
+        self.relearn_points, self.flagged_weight = 12, 0.1
+
+    def _profile(self, ts: float) -> float:
         hour = int(ts) // HOUR
         how = hour_of_week(hour)
         if self.seen[how]:
             return self.profile[how]
         return self.daily[hour % 24] if self.daily_seen[hour % 24] else self.level.get()
 
+    def _floor(self) -> float:
+        return self.floor if self.floor is not None else 0.1 * self.level.get() + 1e-9
+
+    def expected(self, ts: float) -> float:
+        """Expected value at ``ts``: its hour of week (else its hour of day, else the global level) x the shift."""
+        floor = self._floor()
+        return max(0.0, (self._profile(ts) + floor) * math.exp(self.shift) - floor)
+
     def residual(self, ts: float, value: float) -> float:
-        floor = self.floor if self.floor is not None else 0.1 * self.level.get() + 1e-9
-        return math.log((value + floor) / (self.expected(ts) + floor))
+        floor = self._floor()
+        return math.log(max(value, 0.0) + floor) - math.log(self._profile(ts) + floor)
 
     def score_one(self, ts: float, value: float) -> float:
         """Anomaly score in [0, 1] of ``value`` at ``ts``; only excess counts (burning less is not an anomaly)."""
         if self.residuals.mean.n < self.grace_period:
             return 0.0
-        deviation = self.residual(ts, value) - self.residuals.mean.get()
+        deviation = self.residual(ts, value) - self.shift
         if deviation <= 0:
             return 0.0
-        sigma = math.sqrt(self.residuals.get())
-        if sigma == 0:
+        if self.spread <= 0:
             return 1.0
-        return math.erf(deviation / (sigma * math.sqrt(2)))
+        return math.erf(deviation / math.sqrt(2 * self.spread))
 
-    def learn_one(self, ts: float, value: float) -> None:
-        if self.learned:  # the very first point has nothing to be a residual against
-            self.residuals.update(self.residual(ts, value))
-        self.learned += 1
+    def learn_one(self, ts: float, value: float, flagged: bool = False) -> None:
+        """Learn a point; a ``flagged`` one is held until its run ends or becomes the new normal."""
+        if flagged:
+            self.held.append((ts, value))
+            if len(self.held) >= self.relearn_points:  # a run this long is the new normal
+                residuals = sorted(self.residual(t, v) for t, v in self.held)
+                self.shift = residuals[len(residuals) // 2]
+                held, self.held = self.held, []
+                for t, v in held:
+                    self._learn(t, v, 1.0)
+            return
+        if self.held:  # the run ended: what it held counts a little
+            held, self.held = self.held, []
+            for t, v in held:
+                self._learn(t, v, self.flagged_weight)
+        self._learn(ts, value, 1.0)
+
+    def _learn(self, ts: float, value: float, weight: float) -> None:
         hour = int(ts) // HOUR
+        if self.seen[hour_of_week(hour)] or self.daily_seen[hour % 24]:  # not against the bare global level
+            r = self.residual(ts, value)
+            self.residuals.update(r)
+            if self.residuals.mean.n <= 1 / self.LEVEL_ALPHA:  # a plain mean and variance to start with
+                alpha = 1 / self.residuals.mean.n
+            else:
+                alpha = self.LEVEL_ALPHA * weight
+            delta = r - self.shift
+            self.shift += alpha * delta
+            self.spread = (1 - alpha) * (self.spread + alpha * delta * delta)
+        self.learned += 1
+        if weight < 1:
+            return  # a held point moves the level only, not the week's shape
+        # the profile learns the value without the shift, so the shape stays the shape
+        floor = self._floor()
+        value = (max(value, 0.0) + floor) * math.exp(-self.shift) - floor
         # a plain mean for the first 1/alpha points of a slot, then exponentially weighted
         slots = ((self.profile, self.seen, hour_of_week(hour)), (self.daily, self.daily_seen, hour % 24))
         for profile, seen, slot in slots:
@@ -152,19 +239,19 @@ class BurnRate(Detector):
 
     Examples
     --------
-    A key burning about $2/hour around the clock for a week, then a runaway loop at
-    $300/hour: it pages within minutes (first on the day-end projection).
+    A key burning about $2/hour around the clock for nine days, then a runaway loop at
+    $300/hour: it pages within minutes (here first on the day-end projection, which is off by default).
 
     >>> from spendwatch.detectors.baseline import SpendBaseline
     >>> from spendwatch.detectors.contributors import Contributors
     >>> from spendwatch.detectors.config import BaselineConfig, BurnRateConfig
     >>> ctx = Context("key", "k1", SpendBaseline(), Contributors(), {})
-    >>> burn = BurnRate(BurnRateConfig(), BaselineConfig(), "key", "k1")
+    >>> burn = BurnRate(BurnRateConfig(projection_factor=3), BaselineConfig(), "key", "k1")
     >>> t0 = 1_762_128_000.0                                  # 2025-11-03, a Monday
-    >>> for minute in range(0, 7 * 24 * 60, 3):              # $0.10 every 3 minutes
+    >>> for minute in range(0, 9 * 24 * 60, 3):              # $0.10 every 3 minutes
     ...     obs = Observation("request", t0 + minute * 60, cost=100_000 + (minute % 7) * 5_000)
     ...     ctx.baseline.learn_one(obs.ts, obs.cost); burn.learn_one(obs, ctx)
-    >>> start = t0 + 7 * 86400
+    >>> start = t0 + 9 * 86400
     >>> for second in range(0, 1200, 6):                      # $0.50 every 6 s = $300/hour
     ...     obs = Observation("request", start + second, cost=500_000)
     ...     ctx.baseline.learn_one(obs.ts, obs.cost); burn.learn_one(obs, ctx)
@@ -172,19 +259,19 @@ class BurnRate(Detector):
     ...     if finding.abnormal:
     ...         break
     >>> print(f"paged after {second // 60} minutes:", finding.summary)
-    paged after 4 minutes: key k1: at this burn rate the day ends at $167.79, 3.0x its 7-day daily mean of $55.20 ($23.00 spent so far today)
+    paged after 4 minutes: key k1: at this burn rate the day ends at $167.49, 3.0x its 7-day daily mean of $55.20 ($23.00 spent so far today)
 
     Without the projection, the rate model alone:
 
-    >>> burn.config = BurnRateConfig(projection_factor=1000)
-    >>> for second in range(second, 1200, 6):
+    >>> burn.config = BurnRateConfig()
+    >>> for second in range(second, 2400, 6):
     ...     obs = Observation("request", start + second, cost=500_000)
     ...     ctx.baseline.learn_one(obs.ts, obs.cost); burn.learn_one(obs, ctx)
     ...     finding = burn.score_one(ctx, obs.ts, obs)[0]
     ...     if finding.abnormal:
     ...         break
     >>> print(f"paged after {second // 60} minutes:", finding.summary)
-    paged after 9 minutes: key k1 is burning $52.34/h over the last 60 min, 22.8x its usual $2.29/h for this hour of the week
+    paged after 20 minutes: key k1 is burning $102.63/h over the last 60 min, 44.3x its usual $2.31/h for this hour of the week
     """
 
     name = "burn_rate"
@@ -195,7 +282,7 @@ class BurnRate(Detector):
         super().__init__(config, baseline_config, scope, subject)
         self.scorer = SeasonalBurnScorer(
             alpha=baseline_config.profile_alpha, grace_period=config.grace_hours,
-            floor=float(config.min_excess_usd_per_hour) * MICROS,
+            floor=float(config.min_excess_usd_per_hour) * MICROS, relearn_points=config.relearn_hours,
         )
         self.window = array("q", bytes(8 * self._cfg_n))  # spend per bucket, the last window_minutes
         self.bucket = -1  # index of the current bucket (ts // bucket seconds)
@@ -241,8 +328,8 @@ class BurnRate(Detector):
             if (c + 1) % per_hour == 0:  # bucket c ends an hour
                 rate = sum(window) / self._cfg_window_hours
                 at = c * self._cfg_bucket_s
-                if not self.flagged and self.scorer.score_one(at, rate) < self.config.score_threshold:
-                    self.scorer.learn_one(at, rate)
+                flagged = self.flagged or self.scorer.score_one(at, rate) >= self.config.score_threshold
+                self.scorer.learn_one(at, rate, flagged=flagged)
                 self.flagged = False
             c += 1
             window[c % n] = 0
@@ -295,7 +382,7 @@ class BurnRate(Detector):
     def _projection(self, ctx: Context, now: float, rate: float, expected: float | None) -> float | None:
         """Projected day-end spend (micro-dollars) when it crosses the page line, else None."""
         baseline, cfg = ctx.baseline, self.config
-        if expected is None or not baseline.has_history or not baseline.daily_mean:
+        if cfg.projection_factor is None or expected is None or not baseline.has_history or not baseline.daily_mean:
             return None
         mean = baseline.daily_mean
         floor = mean / 24  # one average hour: damps the ratio of a key that barely spends in these hours

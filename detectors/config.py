@@ -59,7 +59,7 @@ class BaselineConfig(_Strict):
 
 
 class SpendSpikeConfig(DetectorSettings):
-    """Spend over the last 24 hours against the 7-day rolling daily mean."""
+    """The day's spend, projected from the current rate, or the last 24 hours' against the 7-day daily mean."""
 
     implementation: ClassVar[str] = "spendwatch.detectors.spend_spike:SpendSpike"
 
@@ -71,6 +71,16 @@ class SpendSpikeConfig(DetectorSettings):
         default=Decimal("2000"), ge=0,
         description="Absolute guard for subjects without enough history: page when their 24h spend exceeds "
         "this (null: off).",
+    )
+    confidence_z: float = Field(
+        default=2.0, gt=0,
+        description="The day is projected from the last 30-120 min at the lower confidence bound (this many "
+        "standard deviations) of the rise in new sessions: more sessions are needed on a sparse key.",
+    )
+    prior_sessions: float = Field(
+        default=2.0, ge=0,
+        description="...shrunk towards the usual rate as if this many sessions had been seen at it (a few "
+        "sessions in a burst on a key that starts one a day are not a rate).",
     )
     resolve_after_minutes: float = Field(default=120, ge=0, description="Normal this long before resolving.")
 
@@ -87,17 +97,25 @@ class BurnRateConfig(DetectorSettings):
     )
     min_ratio: float = Field(default=4.0, gt=1, description="...and the rate is at least this multiple of expected.")
     min_excess_usd_per_hour: Decimal = Field(
-        default=Decimal("50"), ge=0,
-        description="...and at least this many $/h above expected (so one big but ordinary session is not a page).",
+        default=Decimal("100"), ge=0,
+        description="...and at least this many $/h above expected (so one big but ordinary session is not a page: "
+        "above session_burn's $50 floor, burn_rate is the catch-all for burns the specific detectors miss).",
     )
     absolute_usd_per_hour: Decimal | None = Field(
         default=Decimal("150"), ge=0, description="Absolute guard in $/h before the model is warm (null: off)."
     )
     grace_hours: int = Field(
-        default=24, ge=1, description="Hours the model learns (one point per hour) before it scores."
+        default=24, ge=1,
+        description="Hours the model learns (one point per hour, from its second day) before it scores.",
     )
-    projection_factor: float = Field(
-        default=3.0, gt=1, description="Page when the projected day-end spend exceeds this x the daily mean."
+    relearn_hours: int = Field(
+        default=12, ge=1,
+        description="Flagged hours are held, not learned; a run of this many becomes the new normal (no lock-out).",
+    )
+    projection_factor: float | None = Field(
+        default=None, gt=1,
+        description="Page when the projected day-end spend exceeds this x the daily mean (null: off; spend_spike "
+        "projects the day with evidence counted in sessions).",
     )
     projection_window_minutes: int = Field(
         default=180, ge=10, le=1440, description="The projection extrapolates the burn over this window."

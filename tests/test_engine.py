@@ -86,9 +86,27 @@ def test_snapshots_of_version_1_resume_as_if_the_worker_never_stopped():
             pages_resumed += engine.process(resumed.get(key) or resumed.setdefault(key, engine.new_state(key)),
                                             record)
     assert pages_live
-    assert [a.model_dump() for a in pages_resumed] == [a.model_dump() for a in pages_live]
+    # spend_spike now counts new sessions per hour, and burn_rate's level and spread are exponentially weighted,
+    # which a version 1 snapshot does not hold: a resumed spend_spike starts its counts afresh and burn_rate starts
+    # its level and spread from the all-history statistics, so their pages and state differ; the rest is exact
+    changed = ("spend_spike", "burn_rate")
+
+    def others(pages):
+        return [a.model_dump() for a in pages if a.detector not in changed]
+
+    def without_spend_spike(state):
+        plain = _plain(state)
+        for name in changed:
+            plain[1]["detectors"].pop(name, None)
+        active = plain[1]["episodes"][1]["active"]
+        for key in [k for k in active if any(name in k for name in changed)]:
+            del active[key]
+        return plain
+
+    assert others(pages_resumed) == others(pages_live)
     # the same state too, compared as plain values (equal strings shared or not pickle to different bytes)
-    assert {key: _plain(state) for key, state in resumed.items()} == {key: _plain(state) for key, state in live.items()}
+    assert ({key: without_spend_spike(state) for key, state in resumed.items()}
+            == {key: without_spend_spike(state) for key, state in live.items()})
 
 
 def _plain(value):

@@ -39,9 +39,10 @@ def incident_traffic() -> list[dict]:
     """Five days of steady spend on 6 keys, then key-1 burns $3,000 in an hour (spike, then resolve)."""
     events = steady_traffic(6, 24 * 4, 4, cost="0.40")
     spike_at = T0 + timedelta(days=4)
-    events += [event(900_000 + i, "key-1", spike_at + timedelta(minutes=2 * i), "100", team="team-1",
-                     session=f"s{i // 10}")
-               for i in range(30)]
+    # 300 new $10 sessions: a rise of ordinary traffic (spend_spike's), no single session burning (session_burn's)
+    events += [event(900_000 + i, "key-1", spike_at + timedelta(seconds=12 * i), "10", team="team-1",
+                     session=f"s{i}")
+               for i in range(300)]
     events += steady_traffic(6, 30, 4, cost="0.40", start=spike_at + timedelta(hours=1), first_id=1_000_000)
     return events
 
