@@ -151,13 +151,13 @@ class RunawayLoopConfig(DetectorSettings):
     )
     min_minutes: float = Field(default=3, ge=0, description="...over at least this many minutes.")
     history_factor: float = Field(
-        default=2.0, ge=1,
+        default=3.0, ge=1,
         description="A run pages once it has this x more loop-like calls than any completed run of the subject "
         "(a key whose batch jobs re-send one prompt needs a longer loop), or goes on this x longer than the "
         "longest (and endless_hours).",
     )
     history_half_life_hours: float = Field(
-        default=168, gt=0, description="Half-life of those maxima: an old batch job stops raising the bar.",
+        default=336, gt=0, description="Half-life of those maxima: an old batch job stops raising the bar.",
     )
     endless_hours: float = Field(
         default=3, gt=0, description="A steady run going on this long without a pause pages whatever its requests.",
@@ -168,7 +168,11 @@ class RunawayLoopConfig(DetectorSettings):
     token_tolerance: float = Field(
         default=0.03, ge=0,
         description="A call repeats an earlier request when it has the same model and input tokens within this "
-        "fraction of those 8 calls before (a loop's context does not grow).",
+        "fraction of those 8 calls before (a loop's context does not grow)...",
+    )
+    output_tolerance: float = Field(
+        default=0.5, ge=0,
+        description="...and output tokens within this fraction of them (ratio, either way; unknown counts pass).",
     )
     min_usd_per_hour: Decimal = Field(
         default=Decimal("1"), ge=0,

@@ -13,7 +13,9 @@ A session's *run* is its successful calls since its last pause of ``pause_minute
   exponentially weighted mean of the log gaps), and
 * **loop-like** when it is steady and repeats a request: the same model with input tokens within
   ``token_tolerance`` of the call ``_LAG`` calls earlier (an ordinary session's context grows
-  call by call; a loop re-sends the same one).
+  call by call; a loop re-sends the same one) and output tokens within ``output_tolerance`` (the
+  same request gets a similar answer; an ordinary session whose context sits at the model's limit
+  does not ask the same thing every time).
 
 A run pages, with evidence proportional to the subject's own sessions (each completed run is one
 sample, whatever its length), when it has ``min_calls`` calls over ``min_minutes`` and either
@@ -52,9 +54,12 @@ if TYPE_CHECKING:
 _LAG = 8
 #: Weight of the newest gap in the run's typical (log) gap, and of the newest call in its loop-like rate.
 _GAP_ALPHA = 0.2
-_LIKE_ALPHA = 0.1
-#: Most of the recent calls loop-like: a few coincidences in a long ordinary session are not a loop.
-_MOSTLY = 0.5
+_LIKE_ALPHA = 0.15
+#: Most of the recent calls loop-like (about the last dozen, exponentially weighted): a few coincidences
+#: in a long ordinary session are not a loop.
+_MOSTLY = 0.7
+#: A run that "never stops" pages only if at least this share of its calls came at its steady cadence.
+_STEADY_SHARE = 0.5
 #: Gaps shorter than this (parallel calls) count as this long.
 _MIN_GAP_S = 0.5
 _MODELS_PER_RUN = 4
@@ -78,7 +83,7 @@ class _Run:
         self.repeats = 0  # calls repeating an earlier request
         self.loop_like = 0  # calls both at the cadence and repeating
         self.like_rate = 0.0  # EW share of loop-like calls among the recent ones
-        self.inputs: list[tuple[str, int]] = []  # the last _LAG (model, input tokens)
+        self.inputs: list[tuple[str, int, int]] = []  # the last _LAG (model, input tokens, output tokens)
         self.models: dict[str, list[int]] = {}  # model -> [micro-dollars, calls]
         self.flagged: tuple[int, float] | None = None  # (loop-like calls, duration) when it paged
 
@@ -178,6 +183,7 @@ class RunawayLoop(Detector):
         self._cfg_endless_s = cfg.endless_hours * 3600
         self._cfg_half_life_s = cfg.history_half_life_hours * 3600
         self._cfg_cadence = math.log1p(cfg.cadence_tolerance)
+        self._cfg_output = math.log1p(cfg.output_tolerance)
         self._cfg_floor = int(cfg.min_usd_per_hour * MICROS)
 
     # -- what this subject's ordinary runs look like ---------------------------------------
@@ -222,15 +228,17 @@ class RunawayLoop(Detector):
             run.log_gap = log_gap if run.log_gap is None else run.log_gap + _GAP_ALPHA * (log_gap - run.log_gap)
             repeat = False
             if obs.input_tokens > 0 and run.inputs:
-                model, tokens = run.inputs[0]
-                repeat = model == obs.model and abs(obs.input_tokens - tokens) <= self.config.token_tolerance * tokens
+                model, tokens, output = run.inputs[0]
+                repeat = (model == obs.model and abs(obs.input_tokens - tokens) <= self.config.token_tolerance * tokens
+                          and (not output or not obs.output_tokens
+                               or abs(math.log(obs.output_tokens / output)) <= self._cfg_output))
             like = steady and repeat
             run.steady += steady
             run.repeats += repeat
             run.loop_like += like
             run.like_rate += _LIKE_ALPHA * (like - run.like_rate)
         if obs.input_tokens > 0:
-            run.inputs.append((obs.model, obs.input_tokens))
+            run.inputs.append((obs.model, obs.input_tokens, obs.output_tokens))
             if len(run.inputs) > _LAG:
                 del run.inputs[0]
         run.calls += 1
@@ -268,7 +276,7 @@ class RunawayLoop(Detector):
                 and run.loop_like >= max(cfg.min_calls, factor * _decayed(self.most_like, ts, half_life))):
             return "loops"
         if (duration >= max(self._cfg_endless_s, factor * _decayed(self.longest, ts, half_life))
-                and run.steady >= _MOSTLY * (run.calls - 2)):
+                and run.steady >= _STEADY_SHARE * (run.calls - 2)):
             return "never stops"
         return None
 
