@@ -145,22 +145,24 @@ class RunawayLoopConfig(DetectorSettings):
     pause_minutes: float = Field(
         default=30, gt=0, description="A session silent this long has paused: its run ends (and the episode resolves)."
     )
-    min_calls: int = Field(
-        default=8, ge=2, description="Loop-like calls a run needs to page on a subject with no history (and calls "
-        "a run needs to page at all)...",
+    min_loop_calls: int = Field(
+        default=6, ge=2,
+        description="Loop score (+1 per loop-like call, -2 per other) a run needs to page on a subject whose "
+        "runs never looped; the time to page scales with the call rate.",
     )
-    min_minutes: float = Field(default=3, ge=0, description="...over at least this many minutes.")
+    min_calls: int = Field(default=6, ge=2, description="Calls a run needs before it may page...")
+    min_minutes: float = Field(default=2, ge=0, description="...over at least this many minutes.")
     history_factor: float = Field(
         default=3.0, ge=1,
-        description="A run pages once it has this x more loop-like calls than any completed run of the subject "
-        "(a key whose batch jobs re-send one prompt needs a longer loop), or goes on this x longer than the "
+        description="A run pages once its loop score is this x the highest of any completed run of the subject "
+        "(a key whose batch jobs re-send one prompt needs a longer loop), or it goes on this x longer than the "
         "longest (and endless_hours).",
     )
     history_half_life_hours: float = Field(
         default=336, gt=0, description="Half-life of those maxima: an old batch job stops raising the bar.",
     )
     endless_hours: float = Field(
-        default=3, gt=0, description="A steady run going on this long without a pause pages whatever its requests.",
+        default=6, gt=0, description="A steady run going on this long without a pause pages whatever its requests.",
     )
     cadence_tolerance: float = Field(
         default=0.35, gt=0, description="A gap within this fraction of the run's typical gap is at its steady cadence."

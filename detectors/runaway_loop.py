@@ -17,15 +17,17 @@ A session's *run* is its successful calls since its last pause of ``pause_minute
   same request gets a similar answer; an ordinary session whose context sits at the model's limit
   does not ask the same thing every time).
 
-A run pages, with evidence proportional to the subject's own sessions (each completed run is one
-sample, whatever its length), when it has ``min_calls`` calls over ``min_minutes`` and either
+A run's *loop score* gains 1 per loop-like call and loses 2 per other call (never below 0): it
+grows only while more than two calls in three are loop-like, so the coincidences of a long
+ordinary session never add up. A run pages, with evidence proportional to the subject's own
+sessions (each completed run is one sample, whatever its length), once it has ``min_calls``
+calls over ``min_minutes`` and either
 
-* **loops**: most of its recent calls are loop-like and it has more loop-like calls than
-  ``history_factor`` x the most any completed run of this subject had (a decayed maximum,
-  halving every ``history_half_life_hours``; ``min_calls`` for a subject with no history). An
-  agent key's sessions have almost none, so a loop pages after about ``min_calls`` calls: within
-  minutes at 60 calls per 10 minutes, within the hour at 2. A key whose nightly batch re-sends one
-  prompt 1,000 times needs a loop longer than that. Or
+* **loops**: its score reaches ``history_factor`` x the highest score of any completed run of
+  this subject (a decayed maximum, halving every ``history_half_life_hours``), and at least
+  ``min_loop_calls``. An agent key's sessions score about 0, so a loop pages after about
+  ``min_loop_calls`` calls: within minutes at 60 calls per 10 minutes, within the hour at 2.
+  A key whose nightly batch re-sends one prompt 1,000 times needs a loop longer than that. Or
 * **never stops**: it is steady (at least half its calls) and has gone on longer than
   ``endless_hours`` and ``history_factor`` x the subject's longest completed run: the loop whose
   requests differ every time.
@@ -52,12 +54,12 @@ if TYPE_CHECKING:
 #: A request repeats when its input matches the one this many calls earlier (an agent's context
 #: grows by a few percent a call; a loop's does not grow at all).
 _LAG = 8
-#: Weight of the newest gap in the run's typical (log) gap, and of the newest call in its loop-like rate.
+#: Weight of the newest gap in the run's typical (log) gap.
 _GAP_ALPHA = 0.2
-_LIKE_ALPHA = 0.15
-#: Most of the recent calls loop-like (about the last dozen, exponentially weighted): a few coincidences
-#: in a long ordinary session are not a loop.
-_MOSTLY = 0.7
+#: The loop score (a CUSUM) gains 1 per loop-like call and loses this much per other call: it only
+#: grows while more than 2 in 3 calls are loop-like, so a few coincidences in a long ordinary session
+#: never add up.
+_MISS_PENALTY = 2
 #: A run that "never stops" pages only if at least this share of its calls came at its steady cadence.
 _STEADY_SHARE = 0.5
 #: Gaps shorter than this (parallel calls) count as this long.
@@ -70,8 +72,8 @@ _FLAGGED_WEIGHT = 10
 class _Run:
     """One session's calls since its last pause."""
 
-    __slots__ = ("started", "last_ts", "calls", "cost", "log_gap", "steady", "repeats", "loop_like", "like_rate",
-                 "inputs", "models", "flagged")
+    __slots__ = ("started", "last_ts", "calls", "cost", "log_gap", "steady", "repeats", "loop_like", "score",
+                 "peak", "inputs", "models", "flagged")
 
     def __init__(self, ts: float) -> None:
         self.started = ts
@@ -82,7 +84,8 @@ class _Run:
         self.steady = 0  # calls at the run's cadence
         self.repeats = 0  # calls repeating an earlier request
         self.loop_like = 0  # calls both at the cadence and repeating
-        self.like_rate = 0.0  # EW share of loop-like calls among the recent ones
+        self.score = 0  # CUSUM: +1 per loop-like call, -_MISS_PENALTY per other, never below 0
+        self.peak = 0  # its highest value
         self.inputs: list[tuple[str, int, int]] = []  # the last _LAG (model, input tokens, output tokens)
         self.models: dict[str, list[int]] = {}  # model -> [micro-dollars, calls]
         self.flagged: tuple[int, float] | None = None  # (loop-like calls, duration) when it paged
@@ -151,9 +154,9 @@ class RunawayLoop(Detector):
     ...     if findings:
     ...         break
     >>> i, findings[0].episode, findings[0].severity
-    (9, 'stuck', 'info')
+    (7, 'stuck', 'info')
     >>> findings[0].summary
-    'session stuck on key ci-agent has called gpt-5-mini 10 times in 4 min without a pause (one call every 30 s, 9 repeating the same request): $0.04 so far, $0.53/h if it keeps going'
+    'session stuck on key ci-agent has called gpt-5-mini 8 times in 4 min without a pause (one call every 30 s, 7 repeating the same request): $0.03 so far, $0.55/h if it keeps going'
     """
 
     name = "runaway_loop"
@@ -163,7 +166,7 @@ class RunawayLoop(Detector):
         super().__init__(config, baseline_config, scope, subject)
         self.runs: dict[str, _Run] = {}  # session id -> its live run, least recently active first
         # the most loop-like calls, and the longest duration (s), of the subject's completed runs: (value, when)
-        self.most_like = (0.0, 0.0)
+        self.most_like = (0.0, 0.0)  # the highest loop score
         self.longest = (0.0, 0.0)
 
     # -- snapshots: runs as tuples --------------------------------------------------------
@@ -189,7 +192,7 @@ class RunawayLoop(Detector):
     # -- what this subject's ordinary runs look like ---------------------------------------
     def _complete(self, session_id: str) -> None:
         run = self.runs.pop(session_id)
-        like, duration = run.loop_like, run.last_ts - run.started
+        like, duration = run.peak, run.last_ts - run.started
         if run.flagged is not None:
             # a run that paged counts as at most _FLAGGED_WEIGHT x where it paged: a real loop that ran
             # all weekend must not hide the next one for weeks, and an ordinary job that paged (a new
@@ -236,7 +239,8 @@ class RunawayLoop(Detector):
             run.steady += steady
             run.repeats += repeat
             run.loop_like += like
-            run.like_rate += _LIKE_ALPHA * (like - run.like_rate)
+            run.score = run.score + 1 if like else max(0, run.score - _MISS_PENALTY)
+            run.peak = max(run.peak, run.score)
         if obs.input_tokens > 0:
             run.inputs.append((obs.model, obs.input_tokens, obs.output_tokens))
             if len(run.inputs) > _LAG:
@@ -272,8 +276,7 @@ class RunawayLoop(Detector):
         if run.calls < cfg.min_calls or duration < self._cfg_min_s:
             return None
         factor, half_life, ts = cfg.history_factor, self._cfg_half_life_s, run.last_ts
-        if (run.like_rate >= _MOSTLY
-                and run.loop_like >= max(cfg.min_calls, factor * _decayed(self.most_like, ts, half_life))):
+        if run.score >= max(cfg.min_loop_calls, factor * _decayed(self.most_like, ts, half_life)):
             return "loops"
         if (duration >= max(self._cfg_endless_s, factor * _decayed(self.longest, ts, half_life))
                 and run.steady >= _STEADY_SHARE * (run.calls - 2)):
@@ -286,7 +289,7 @@ class RunawayLoop(Detector):
         if run.flagged is None:
             if self._verdict(run) is None:
                 return Finding(False, run.loop_like, None, unit="calls", episode=session_id)
-            run.flagged = (run.loop_like, duration)
+            run.flagged = (run.score, duration)
         per_hour = run.cost * 3600 / max(duration, 60.0)
         gap = duration / max(1, run.calls - 1)
         subject = ctx.labels.get("key_alias") if ctx.scope == "key" else None

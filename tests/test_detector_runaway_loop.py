@@ -77,7 +77,7 @@ def test_a_loop_is_paged_within_a_few_calls_at_any_rate_on_any_model(rate, max_c
         trigger = first_page(run(ordinary_history(rng, model=model) + looping, CONFIG))
         assert trigger is not None, (seed, rate, model)
         calls_before = sum(e.event_time <= trigger.fired_at for e in looping)
-        assert 8 <= calls_before <= max_calls, (seed, calls_before)
+        assert 6 <= calls_before <= max_calls, (seed, calls_before)
         minutes = (trigger.fired_at - start).total_seconds() / 60
         assert minutes <= max_calls * 10 / rate * 1.3, (seed, minutes)
 
@@ -137,7 +137,7 @@ def test_a_loop_on_a_batch_key_still_pages_once_it_outlasts_the_batch_jobs():
             t += timedelta(seconds=rng.uniform(5, 7))
     start = T0 + timedelta(days=8, hours=12)
     trigger = first_page(run(events + loop(rng, start, 60, 8, CHEAP, key="svc"), CONFIG))
-    assert trigger is not None and (trigger.fired_at - start) <= timedelta(hours=3, minutes=5)
+    assert trigger is not None and (trigger.fired_at - start) <= timedelta(hours=6, minutes=5)  # endless_hours
 
 
 def test_failed_retries_are_left_to_error_storm():
