@@ -146,11 +146,11 @@ class RunawayLoopConfig(DetectorSettings):
         default=30, gt=0, description="A session silent this long has paused: its run ends (and the episode resolves)."
     )
     min_loop_calls: int = Field(
-        default=6, ge=2,
+        default=5, ge=2,
         description="Loop score (+1 per loop-like call, -2 per other) a run needs to page on a subject whose "
         "runs never looped; the time to page scales with the call rate.",
     )
-    min_calls: int = Field(default=6, ge=2, description="Calls a run needs before it may page...")
+    min_calls: int = Field(default=5, ge=2, description="Calls a run needs before it may page...")
     min_minutes: float = Field(default=2, ge=0, description="...over at least this many minutes.")
     history_factor: float = Field(
         default=3.0, ge=1,
@@ -165,15 +165,15 @@ class RunawayLoopConfig(DetectorSettings):
         default=6, gt=0, description="A steady run going on this long without a pause pages whatever its requests.",
     )
     cadence_tolerance: float = Field(
-        default=0.35, gt=0, description="A gap within this fraction of the run's typical gap is at its steady cadence."
+        default=0.5, gt=0, description="A gap within this fraction of the run's typical gap is at its steady cadence."
     )
     token_tolerance: float = Field(
-        default=0.03, ge=0,
-        description="A call repeats an earlier request when it has the same model and input tokens within this "
-        "fraction of those 8 calls before (a loop's context does not grow)...",
+        default=0.05, ge=0,
+        description="A call repeats a request when it has the same model and input tokens within this fraction "
+        "of those of the previous call and of the call 8 before (a loop's context does not grow)...",
     )
     output_tolerance: float = Field(
-        default=0.5, ge=0,
+        default=0.25, ge=0,
         description="...and output tokens within this fraction of them (ratio, either way; unknown counts pass).",
     )
     min_usd_per_hour: Decimal = Field(

@@ -12,7 +12,7 @@ A session's *run* is its successful calls since its last pause of ``pause_minute
 * **steady** when its gap is within ``cadence_tolerance`` of the run's typical gap (an
   exponentially weighted mean of the log gaps), and
 * **loop-like** when it is steady and repeats a request: the same model with input tokens within
-  ``token_tolerance`` of the call ``_LAG`` calls earlier (an ordinary session's context grows
+  ``token_tolerance`` of both the previous call and the call ``_LAG`` calls earlier (an ordinary session's context grows
   call by call; a loop re-sends the same one) and output tokens within ``output_tolerance`` (the
   same request gets a similar answer; an ordinary session whose context sits at the model's limit
   does not ask the same thing every time).
@@ -23,18 +23,19 @@ ordinary session never add up. A run pages, with evidence proportional to the su
 sessions (each completed run is one sample, whatever its length), once it has ``min_calls``
 calls over ``min_minutes`` and either
 
-* **loops**: its score reaches ``history_factor`` x the highest score of any completed run of
-  this subject (a decayed maximum, halving every ``history_half_life_hours``), and at least
-  ``min_loop_calls``. An agent key's sessions score about 0, so a loop pages after about
-  ``min_loop_calls`` calls: within minutes at 60 calls per 10 minutes, within the hour at 2.
+* **loops**: its score reaches ``min_loop_calls`` or, once a completed run of this subject has
+  scored that much, ``history_factor`` x the highest score of its completed runs (a decayed
+  maximum, halving every ``history_half_life_hours``). An agent key's sessions score about 0,
+  so a loop pages after about ``min_loop_calls`` calls: within minutes at 60 calls per 10
+  minutes, within the hour at 2.
   A key whose nightly batch re-sends one prompt 1,000 times needs a loop longer than that. Or
 * **never stops**: it is steady (at least half its calls) and has gone on longer than
   ``endless_hours`` and ``history_factor`` x the subject's longest completed run: the loop whose
   requests differ every time.
 
-A run that paged is learned as at most ``_FLAGGED_WEIGHT`` x where it paged, so a real loop that
-ran all weekend does not hide the next one for weeks, while a new kind of ordinary job (a new
-nightly batch) stops paging within a night or two.
+A run that paged is learned as it was when it paged: a weekend-long loop does not hide the next
+one for weeks, while an ordinary job that pages (a new nightly batch re-sending one prompt) raises
+the bar ``history_factor``-fold each time and stops paging within a few nights.
 
 The page names the session, its model, calls, duration and what it costs per hour if it keeps
 going; below ``min_usd_per_hour`` it is sent with ``low_spend_severity`` (a cheap loop is still a
@@ -65,8 +66,6 @@ _STEADY_SHARE = 0.5
 #: Gaps shorter than this (parallel calls) count as this long.
 _MIN_GAP_S = 0.5
 _MODELS_PER_RUN = 4
-#: What a run that paged teaches, at most, as a multiple of where it paged.
-_FLAGGED_WEIGHT = 10
 
 
 class _Run:
@@ -154,9 +153,9 @@ class RunawayLoop(Detector):
     ...     if findings:
     ...         break
     >>> i, findings[0].episode, findings[0].severity
-    (7, 'stuck', 'info')
+    (5, 'stuck', 'info')
     >>> findings[0].summary
-    'session stuck on key ci-agent has called gpt-5-mini 8 times in 4 min without a pause (one call every 30 s, 7 repeating the same request): $0.03 so far, $0.55/h if it keeps going'
+    'session stuck on key ci-agent has called gpt-5-mini 6 times in 2 min without a pause (one call every 30 s, 5 repeating the same request): $0.02 so far, $0.58/h if it keeps going'
     """
 
     name = "runaway_loop"
@@ -194,11 +193,10 @@ class RunawayLoop(Detector):
         run = self.runs.pop(session_id)
         like, duration = run.peak, run.last_ts - run.started
         if run.flagged is not None:
-            # a run that paged counts as at most _FLAGGED_WEIGHT x where it paged: a real loop that ran
-            # all weekend must not hide the next one for weeks, and an ordinary job that paged (a new
-            # nightly batch) stops paging within a night or two
-            like = min(like, _FLAGGED_WEIGHT * run.flagged[0])
-            duration = min(duration, _FLAGGED_WEIGHT * run.flagged[1])
+            # a run that paged counts as it was when it paged: a real loop that ran all weekend must not
+            # hide the next one for weeks, and an ordinary job that pages (a new nightly batch) raises the
+            # bar history_factor-fold each time, so it stops paging within a few nights
+            like, duration = run.flagged
         half_life, ts = self._cfg_half_life_s, run.last_ts
         if like > _decayed(self.most_like, ts, half_life):
             self.most_like = (float(like), ts)
@@ -227,14 +225,13 @@ class RunawayLoop(Detector):
     def _add(self, run: _Run, obs: Observation) -> None:
         if run.calls:
             log_gap = math.log(max(_MIN_GAP_S, obs.ts - run.last_ts))
-            steady = run.log_gap is not None and abs(log_gap - run.log_gap) <= self._cfg_cadence
+            # the second call has no cadence yet: its gap is the cadence
+            steady = run.log_gap is None or abs(log_gap - run.log_gap) <= self._cfg_cadence
             run.log_gap = log_gap if run.log_gap is None else run.log_gap + _GAP_ALPHA * (log_gap - run.log_gap)
-            repeat = False
-            if obs.input_tokens > 0 and run.inputs:
-                model, tokens, output = run.inputs[0]
-                repeat = (model == obs.model and abs(obs.input_tokens - tokens) <= self.config.token_tolerance * tokens
-                          and (not output or not obs.output_tokens
-                               or abs(math.log(obs.output_tokens / output)) <= self._cfg_output))
+            # near the same as both the previous call and the one _LAG calls back: one earlier call alone is
+            # matched by chance now and then (an ordinary session whose context sits at the model's limit)
+            repeat = obs.input_tokens > 0 and bool(run.inputs) and all(
+                self._same(obs, earlier) for earlier in {run.inputs[0], run.inputs[-1]})
             like = steady and repeat
             run.steady += steady
             run.repeats += repeat
@@ -256,6 +253,13 @@ class RunawayLoop(Detector):
         elif len(run.models) < _MODELS_PER_RUN:
             run.models[obs.model] = [obs.cost, 1]
 
+    def _same(self, obs: Observation, earlier: tuple[str, int, int]) -> bool:
+        """Whether ``obs`` is near the same request as an earlier (model, input tokens, output tokens)."""
+        model, tokens, output = earlier
+        return (model == obs.model and abs(obs.input_tokens - tokens) <= self.config.token_tolerance * tokens
+                and (not output or not obs.output_tokens
+                     or abs(math.log(obs.output_tokens / output)) <= self._cfg_output))
+
     # -- scoring -------------------------------------------------------------------------
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
         if obs is not None:
@@ -276,7 +280,10 @@ class RunawayLoop(Detector):
         if run.calls < cfg.min_calls or duration < self._cfg_min_s:
             return None
         factor, half_life, ts = cfg.history_factor, self._cfg_half_life_s, run.last_ts
-        if run.score >= max(cfg.min_loop_calls, factor * _decayed(self.most_like, ts, half_life)):
+        # the subject's runs count only once one of them has looped (a score of min_loop_calls); below that
+        # they show what noise does, which min_loop_calls already allows for
+        most = _decayed(self.most_like, ts, half_life)
+        if run.score >= (factor * most if most >= cfg.min_loop_calls else cfg.min_loop_calls):
             return "loops"
         if (duration >= max(self._cfg_endless_s, factor * _decayed(self.longest, ts, half_life))
                 and run.steady >= _STEADY_SHARE * (run.calls - 2)):

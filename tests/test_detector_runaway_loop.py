@@ -90,7 +90,7 @@ def test_the_page_says_what_a_human_needs_and_cheap_loops_are_info():
     assert trigger.severity.value == "info"  # under the $1/h floor: a loop, but not worth waking anyone
     for part in ("session stuck", "key dev-agent", "gpt-4o-mini", "times in", "without a pause", "/h if it keeps going"):
         assert part in trigger.summary, trigger.summary
-    assert trigger.details["calls"] >= 8 and trigger.details["usd_per_hour"] < 1
+    assert trigger.details["calls"] >= 5 and trigger.details["usd_per_hour"] < 1
     assert trigger.root_cause[0].kind == "session" and trigger.root_cause[0].name == "stuck"
     [resolve] = of(alerts, "runaway_loop", "resolve")  # resolves once the session stops
     assert resolve.dedup_key == trigger.dedup_key
@@ -114,7 +114,7 @@ def test_ordinary_and_long_bursty_sessions_are_not_paged(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_a_nightly_batch_job_is_not_paged_once_the_key_has_run_it(seed):
+def test_a_nightly_batch_job_is_not_paged_once_the_key_has_run_it_a_few_nights(seed):
     rng = random.Random(seed)
     events = []
     for night in range(10):  # every night at 01:00 for ~2 h: the same prompt template, every 5-7 s
@@ -124,7 +124,9 @@ def test_a_nightly_batch_job_is_not_paged_once_the_key_has_run_it(seed):
                                key="svc", alias="nightly-batch"))
             t += timedelta(seconds=rng.uniform(5, 7))
     alerts = run(events, CONFIG)
-    assert not [a for a in of(alerts, "runaway_loop", "trigger") if a.fired_at >= T0 + timedelta(days=3)]
+    # a new job re-sending one prompt looks like a loop: its first nights page, each raising the bar 3-fold
+    assert of(alerts, "runaway_loop", "trigger")[0].fired_at < T0 + timedelta(days=1)
+    assert not [a for a in of(alerts, "runaway_loop", "trigger") if a.fired_at >= T0 + timedelta(days=6)]
 
 
 def test_a_loop_on_a_batch_key_still_pages_once_it_outlasts_the_batch_jobs():
