@@ -66,13 +66,15 @@ _STEADY_SHARE = 0.5
 #: Gaps shorter than this (parallel calls) count as this long.
 _MIN_GAP_S = 0.5
 _MODELS_PER_RUN = 4
+#: A run whose context has grown this many times since it began is making progress, not looping.
+_PROGRESS = 2.0
 
 
 class _Run:
     """One session's calls since its last pause."""
 
     __slots__ = ("started", "last_ts", "calls", "cost", "log_gap", "steady", "repeats", "loop_like", "score",
-                 "peak", "inputs", "models", "flagged")
+                 "peak", "first_input", "inputs", "models", "flagged")
 
     def __init__(self, ts: float) -> None:
         self.started = ts
@@ -85,6 +87,7 @@ class _Run:
         self.loop_like = 0  # calls both at the cadence and repeating
         self.score = 0  # CUSUM: +1 per loop-like call, -_MISS_PENALTY per other, never below 0
         self.peak = 0  # its highest value
+        self.first_input = 0  # input tokens of its first call that had any
         self.inputs: list[tuple[str, int, int]] = []  # the last _LAG (model, input tokens, output tokens)
         self.models: dict[str, list[int]] = {}  # model -> [micro-dollars, calls]
         self.flagged: tuple[int, float] | None = None  # (loop-like calls, duration) when it paged
@@ -230,8 +233,10 @@ class RunawayLoop(Detector):
             run.log_gap = log_gap if run.log_gap is None else run.log_gap + _GAP_ALPHA * (log_gap - run.log_gap)
             # near the same as both the previous call and the one _LAG calls back: one earlier call alone is
             # matched by chance now and then (an ordinary session whose context sits at the model's limit)
-            repeat = obs.input_tokens > 0 and bool(run.inputs) and all(
-                self._same(obs, earlier) for earlier in {run.inputs[0], run.inputs[-1]})
+            # ... and not after the context grew _PROGRESS-fold since the run began: a session that made
+            # progress until its context sits at the model's limit is working (or burning: session_burn)
+            repeat = (obs.input_tokens > 0 and bool(run.inputs) and obs.input_tokens <= _PROGRESS * run.first_input
+                      and all(self._same(obs, earlier) for earlier in {run.inputs[0], run.inputs[-1]}))
             like = steady and repeat
             run.steady += steady
             run.repeats += repeat
@@ -239,6 +244,8 @@ class RunawayLoop(Detector):
             run.score = run.score + 1 if like else max(0, run.score - _MISS_PENALTY)
             run.peak = max(run.peak, run.score)
         if obs.input_tokens > 0:
+            if not run.first_input:
+                run.first_input = obs.input_tokens
             run.inputs.append((obs.model, obs.input_tokens, obs.output_tokens))
             if len(run.inputs) > _LAG:
                 del run.inputs[0]
