@@ -330,13 +330,28 @@ class ErrorStormConfig(DetectorSettings):
 
     implementation: ClassVar[str] = "spendwatch.detectors.error_storm:ErrorStorm"
 
-    window_minutes: int = Field(default=10, ge=1, le=240, description="Failures are counted over this window.")
-    min_failures: int = Field(default=50, ge=1, description="Page when at least this many requests failed...")
+    window_minutes: int = Field(
+        default=10, ge=1, le=240,
+        description="An episode lasts while requests fail within this window; the summary's error types and "
+        "sessions are counted over it.",
+    )
+    evidence_nats: float = Field(
+        default=14.0, gt=0,
+        description="Page once the evidence (a CUSUM of the log-likelihood ratio over requests: failing at the "
+        "storm ratio against the usual one) reaches this (14: odds of about a million to one); the time to page "
+        "scales with the request rate.",
+    )
+    min_failures: int = Field(default=5, ge=1, description="...with at least this many failures...")
+    min_minutes: float = Field(default=2, ge=0, description="...over at least this many minutes (a blip is not a storm).")
     failure_ratio: float = Field(
-        default=0.5, gt=0, le=1, description="...and they are at least this share of the window's requests..."
+        default=0.3, gt=0, lt=1, description="The storm's failure ratio the evidence weighs (or baseline_factor x "
+        "the usual ratio, when higher)..."
     )
     baseline_factor: float = Field(
-        default=5.0, ge=1, description="...and at least this x the subject's usual failure ratio."
+        default=5.0, ge=1, description="...a subject that usually fails a lot needs a storm this x its usual ratio."
+    )
+    min_usual_ratio: float = Field(
+        default=0.02, gt=0, lt=1, description="The usual failure ratio is taken as at least this (new keys too)."
     )
     baseline_half_life_hours: float = Field(default=72, gt=0, description="Half-life of the usual failure ratio.")
     repeat_interval_minutes: float = Field(default=60, gt=0, description="Re-notify this often while it storms.")
