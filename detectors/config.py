@@ -132,6 +132,11 @@ class SessionBurnConfig(DetectorSettings):
     quantile: float = Field(default=0.99, gt=0, lt=1, description="Session-cost quantile the derived X builds on.")
     quantile_factor: float = Field(default=3.0, gt=0, description="Derived X = max(floor, factor x quantile).")
     min_sessions: int = Field(default=30, ge=1, description="Completed sessions before the quantile is used.")
+    pace_fraction: float = Field(
+        default=0.5, ge=0, le=1,
+        description="Page early once a session (5 minutes old or more) has spent this fraction of $X within its "
+        "last 10 minutes: three times the pace that reaches $X in the hour (0: only at $X).",
+    )
     max_tracked_sessions: int = Field(default=256, ge=1, description="Live sessions tracked per subject (LRU).")
     repeat_interval_minutes: float = Field(default=60, gt=0, description="Re-notify this often while it burns.")
     resolve_after_minutes: float = Field(default=30, ge=0, description="Normal this long before resolving.")
