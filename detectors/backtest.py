@@ -281,7 +281,7 @@ def backtest(events: Path, config_path: Path | None, alerts_out: Path | None, dr
         read_seconds = time.perf_counter() - started
         replay = bar.add_task("replaying", total=len(records))
         replay_started = time.perf_counter()
-        triggers: list[dict[str, Any]] = []
+        notifications: list[dict[str, Any]] = []
         if alerts_out is not None:
             alerts_out.parent.mkdir(parents=True, exist_ok=True)
         with alerts_out.open("wb") if alerts_out is not None else contextlib.nullcontext() as out:
@@ -295,8 +295,8 @@ def backtest(events: Path, config_path: Path | None, alerts_out: Path | None, dr
                 if out is not None:
                     out.write(line + b"\n")
                 alert = orjson.loads(line)
-                if alert["action"] == "trigger":
-                    triggers.append(alert)
+                if alert["action"] != "resolve":
+                    notifications.append(alert)
                 actions[(alert["detector"], alert["action"])] += 1
                 subjects.setdefault(alert["detector"], set()).add(f"{alert['scope']}:{alert['subject']}")
         bar.update(replay, completed=len(records))
@@ -305,7 +305,7 @@ def backtest(events: Path, config_path: Path | None, alerts_out: Path | None, dr
     if labels is not None:
         from spendwatch.detectors.evaluation import Directory, evaluate, format_report
 
-        report = evaluate(labels, triggers, Directory.from_records(records, warmup_days), warmup_days=warmup_days,
+        report = evaluate(labels, notifications, Directory.from_records(records, warmup_days), warmup_days=warmup_days,
                           detectors=settings.detectors.detector_settings())
         if as_json:
             click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())

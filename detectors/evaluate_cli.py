@@ -75,7 +75,7 @@ def run_seed(seed: int, days: float, warmup_days: float, keys: int, teams: int, 
         alerts = [orjson.loads(line) for line in run_backtest_parallel(records, settings, workers=workers, drain=drain)]
     else:
         alerts = [a.model_dump(mode="json") for a in run_backtest(records, settings, drain=drain)]
-    report = evaluate(read_labels(labels_path), [a for a in alerts if a["action"] == "trigger"],
+    report = evaluate(read_labels(labels_path), [a for a in alerts if a["action"] != "resolve"],
                       Directory.from_records(records, warmup_days), warmup_days=warmup_days,
                       detectors=settings.detectors.detector_settings())
     report["seed"] = seed
@@ -84,6 +84,17 @@ def run_seed(seed: int, days: float, warmup_days: float, keys: int, teams: int, 
     report["seconds"] = {"generate_and_read": round(generated, 1),
                          "replay_and_score": round(time.perf_counter() - started - generated, 1)}
     events.unlink()
+    return report
+
+
+def _run_seed_job(job: tuple[Any, ...]) -> dict[str, Any]:
+    return run_seed(*job)
+
+
+def _echo(report: dict[str, Any]) -> dict[str, Any]:
+    click.echo(f"seed {report['seed']}: {report['records']:,} records, {len(report['incidents'])} incidents, "
+               f"{report['false_pages']['count']} false pages ({report['seconds']['generate_and_read']}s "
+               f"generate+read, {report['seconds']['replay_and_score']}s replay)", err=True)
     return report
 
 
@@ -97,7 +108,7 @@ def run_seed(seed: int, days: float, warmup_days: float, keys: int, teams: int, 
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="spendwatch YAML to evaluate (defaults when omitted); team budgets are added unless it sets some.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Replay each seed in this many processes (same pages).")
+              help="Processes: seeds run in parallel (one seed: its replay is sharded). Same pages either way.")
 @click.option("--json", "as_json", is_flag=True, help="Print the pooled and per-seed reports as one JSON object.")
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep each seed's labels and config here (events are large and always removed).")
@@ -119,16 +130,20 @@ def evaluate_command(seeds: str, days: float, warmup_days: float, keys: int, tea
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from exc
         user_config = yaml.safe_load(config_path.read_text()) or {}
-    reports = []
+    seed_list = parse_seeds(seeds)
     with tempfile.TemporaryDirectory(prefix="spendwatch-evaluate-") as tmp:
         workdir = keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        for seed in parse_seeds(seeds):
-            report = run_seed(seed, days, warmup_days, keys, teams, user_config, workers, workdir)
-            reports.append(report)
-            click.echo(f"seed {seed}: {report['records']:,} records, {len(report['incidents'])} incidents, "
-                       f"{report['false_pages']['count']} false pages ({report['seconds']['generate_and_read']}s "
-                       f"generate+read, {report['seconds']['replay_and_score']}s replay)", err=True)
+        jobs = [(seed, days, warmup_days, keys, teams, user_config, 1 if len(seed_list) > 1 else workers, workdir)
+                for seed in seed_list]
+        if workers > 1 and len(seed_list) > 1:  # whole seeds in parallel: generation and parsing scale too
+            import multiprocessing
+
+            with multiprocessing.get_context("fork").Pool(min(workers, len(seed_list))) as pool:
+                results = pool.imap(_run_seed_job, jobs)
+                reports = [_echo(report) for report in results]
+        else:
+            reports = [_echo(_run_seed_job(job)) for job in jobs]
     pooled = aggregate(reports)
     if as_json:
         click.echo(orjson.dumps({"pooled": pooled, "runs": reports}, option=orjson.OPT_INDENT_2).decode())

@@ -6,8 +6,11 @@ the labels, the notifications and a :class:`Directory` of who is who (built from
 events), it reports per family found / total, time to detect and which detector paged
 first; the false pages per 100 key-days after the warm-up; and the pages per detector.
 
-Matching rules (a *trigger* notification against a label):
+Matching rules (a notification against a label):
 
+* **What**: a ``trigger`` or ``repeat`` notification finds a label (an episode opened just
+  before the incident and re-notified during it did tell on-call); only ``trigger`` ones
+  can be false pages (a repeat is the same decision, re-sent).
 * **Time**: fired within ``[start - before, end + after]`` (default 15 min before -- a label's
   start is a human's estimate -- and 6 h after, for the episodes judged on a day or a window).
 * **Subject, direct** (counts as the label's detection and for time to detect):
@@ -159,13 +162,16 @@ class Directory:
     key_org: dict[str, str] = field(default_factory=dict)
     session_key: dict[str, str] = field(default_factory=dict)
     key_requests: Counter[str] = field(default_factory=Counter)  # requests per key over the whole run
+    key_micros: Counter[str] = field(default_factory=Counter)  # spend per key over the whole run, micro-dollars
     key_days: int = 0  # (key, UTC day) pairs after the warm-up with at least one request
     days: float = 0.0
 
     @classmethod
     def from_records(cls, records: Iterable[Any], warmup_days: float = 7) -> Directory:
         """Build from gateway events (outcome events are skipped)."""
-        events = [r for r in records if hasattr(r, "api_key_hash")]
+        from spendwatch.schemas.event import GatewayEvent
+
+        events = [r for r in records if isinstance(r, GatewayEvent)]
         if not events:
             now = datetime.now(UTC)
             return cls(start=now, end=now)
@@ -180,6 +186,8 @@ class Directory:
             if key is None:
                 continue
             directory.key_requests[key] += 1
+            if event.cost_usd:
+                directory.key_micros[key] += int(event.cost_usd * 1_000_000)
             if event.api_key_alias:
                 directory.aliases.setdefault(event.api_key_alias, key)
             if event.team:
@@ -257,20 +265,21 @@ def _action(alert: Any) -> str:
 def evaluate(labels: list[IncidentLabel], alerts: Iterable[Any], directory: Directory, *, warmup_days: float = 7,
              before: timedelta = DEFAULT_BEFORE, after: timedelta = DEFAULT_AFTER,
              detectors: Iterable[str] = ()) -> dict[str, Any]:
-    """Score trigger notifications (``Alert`` models or their JSON dicts) against ``labels``.
+    """Score notifications (``Alert`` models or their JSON dicts; resolves are ignored) against ``labels``.
 
     Returns one JSON-ready dict: ``families`` (per family: found, total, recall, time to detect
     median and worst in minutes, first detectors and the named detector's share of firsts),
     ``incidents`` (one row per label), ``false_pages`` (count, key-days, per 100 key-days, by
     detector, examples) and ``pages`` (triggers and false triggers per detector).
     """
-    triggers = sorted((a for a in alerts if _action(a) == "trigger"), key=_fired)
+    notifications = sorted((a for a in alerts if _action(a) in ("trigger", "repeat")), key=_fired)
+    triggers = [a for a in notifications if _action(a) == "trigger"]
     warm = directory.start + timedelta(days=warmup_days)
     resolved = [(label, *_subjects(label, directory)) for label in labels]
     incidents = []
     for label, direct, _ in resolved:
         low, high = label.start - before, label.end + after
-        first = next((a for a in triggers if low <= _fired(a) <= high
+        first = next((a for a in notifications if low <= _fired(a) <= high
                       and (_get(a, "scope"), _get(a, "subject")) in direct), None)
         row: dict[str, Any] = {"family": label.family, "subject": label.subject, "start": label.start.isoformat(),
                                "end": label.end.isoformat(), "detail": label.detail, "found": first is not None,
@@ -312,6 +321,8 @@ def evaluate(labels: list[IncidentLabel], alerts: Iterable[Any], directory: Dire
                          "subject": directory.alias_of(subject) if scope == "key" else subject,
                          "key_requests_per_day": round(directory.key_requests.get(subject, 0) / max(directory.days, 1),
                                                        1) if scope == "key" else None,
+                         "key_usd_per_day": round(directory.key_micros.get(subject, 0) / 1e6 / max(directory.days, 1),
+                                                  2) if scope == "key" else None,
                          "summary": _get(alert, "summary") if _has(alert, "summary") else ""})
     return {
         "warmup_days": warmup_days,

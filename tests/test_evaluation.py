@@ -174,6 +174,7 @@ def test_directory_counts_key_days_after_the_warmup_and_maps_aliases():
     directory = Directory.from_records(events, warmup_days=7)
     assert directory.key_days == 3  # k1 on days 7 and 9, k2 on day 8
     assert directory.key_hash("alias-k2") == "k2" and directory.session_key["s3"] == "k2"
+    assert directory.key_micros["k1"] == 40_000  # four requests of $0.01, in integer micro-dollars
 
 
 # -- the commands -----------------------------------------------------------------------------------
@@ -186,7 +187,7 @@ def test_backtest_with_labels_scores_a_small_realistic_seed(tmp_path):
     events, labels, config = tmp_path / "events.jsonl.gz", tmp_path / "labels.csv", tmp_path / "budgets.yaml"
     write_files(traffic, events, labels, config)
     result = CliRunner().invoke(main, ["backtest", str(events), "--labels", str(labels), "--config", str(config),
-                                       "--json", "--no-progress"])
+                                       "--json", "--no-progress", "--workers", "2"])
     assert result.exit_code == 0, result.output
     report = orjson.loads(result.stdout)
     assert sum(row["total"] for row in report["families"].values()) == len(traffic.labels)
@@ -194,10 +195,25 @@ def test_backtest_with_labels_scores_a_small_realistic_seed(tmp_path):
     assert report["false_pages"]["key_days"] > 0
     session_burns = report["families"]["session_burn"]
     assert session_burns["total"] >= 1
-    text = CliRunner().invoke(main, ["backtest", str(events), "--labels", str(labels), "--config", str(config),
-                                     "--no-progress", "--alerts-out", str(tmp_path / "alerts.jsonl")])
-    assert text.exit_code == 0, text.output
-    assert "false pages:" in text.stdout and (tmp_path / "alerts.jsonl").exists()
+    assert not (tmp_path / "alerts.jsonl").exists()
+
+
+def test_backtest_with_labels_prints_the_table_and_still_writes_the_pages(tmp_path):
+    from spendwatch.cli import cli as main
+
+    events, labels, alerts = tmp_path / "events.jsonl", tmp_path / "labels.json", tmp_path / "alerts.jsonl"
+    events.write_bytes(b"\n".join(orjson.dumps({
+        "event_id": f"e{i}", "event_time": f"2026-11-23T09:{i:02d}:00Z", "gateway": "litellm", "api_key_hash": "k1",
+        "api_key_alias": "ci-agent", "team": "search", "session_id": "s1", "model": "o3", "cost_usd": "6"})
+        for i in range(12)))
+    labels.write_bytes(orjson.dumps([{"family": "session_burn", "session": "s1", "start": "2026-11-23T09:00:00Z",
+                                      "end": "2026-11-23T09:12:00Z"}]))
+    result = CliRunner().invoke(main, ["backtest", str(events), "--labels", str(labels), "--alerts-out", str(alerts),
+                                       "--warmup-days", "0", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if line.startswith("session_burn"))
+    assert row.split()[1:4] == ["1/1", "100%", "8m"] and "session_burn 1" in row
+    assert orjson.loads(alerts.read_bytes().splitlines()[0])["detector"] == "session_burn"
 
 
 def test_backtest_needs_alerts_out_or_labels(tmp_path):
@@ -219,13 +235,30 @@ def test_backtest_reports_a_bad_labels_file(tmp_path):
     assert result.exit_code == 1 and "line 2 start" in result.output
 
 
-def test_evaluate_command_pools_seeds(tmp_path):
+def test_evaluate_command_pools_seeds_the_same_in_parallel(tmp_path):
+    """Pooling and the per-seed process pool (a short warm-up: detection quality is not what is tested)."""
     from spendwatch.cli import cli as main
 
-    result = CliRunner().invoke(main, ["evaluate", "--seeds", "1,2", "--days", "7.5", "--warmup-days", "7",
-                                       "--keys", "8", "--teams", "2", "--json", "--keep", str(tmp_path)])
+    args = ["evaluate", "--seeds", "1,2", "--days", "1.25", "--warmup-days", "1", "--keys", "8", "--teams", "2"]
+    result = CliRunner().invoke(main, [*args, "--json", "--keep", str(tmp_path), "--workers", "2"])
     assert result.exit_code == 0, result.output
     out = orjson.loads(result.stdout)
     assert [run["seed"] for run in out["runs"]] == [1, 2]
-    assert out["pooled"]["false_pages"]["key_days"] == sum(r["false_pages"]["key_days"] for r in out["runs"])
+    pooled = out["pooled"]["false_pages"]
+    assert pooled["key_days"] == sum(r["false_pages"]["key_days"] for r in out["runs"]) > 0
     assert (tmp_path / "labels-2.csv").exists() and not (tmp_path / "events-2.jsonl").exists()
+    serial = CliRunner().invoke(main, args)
+    assert serial.exit_code == 0, serial.output
+    assert f"false pages: {pooled['count']} over {pooled['key_days']:,} key-days" in serial.stdout
+    assert all(len(line) <= 80 for line in serial.stdout.splitlines())
+
+
+def test_directory_skips_outcome_events():
+    from spendwatch.schemas.outcome import OutcomeEvent
+
+    outcome = OutcomeEvent(outcome_id="o1", event_time=at(8), kind="task_accepted", value=1.0, api_key_hash="k9",
+                           source="agent-harness")
+    events = [GatewayEvent(event_id=f"e{day}", event_time=at(day), gateway="litellm", api_key_hash="k1",
+                           model="gpt-5", cost_usd=Decimal("0.01")) for day in (0, 8)]
+    directory = Directory.from_records([outcome, *events], warmup_days=7)
+    assert directory.key_days == 1 and "k9" not in directory.key_requests

@@ -30,9 +30,21 @@ from spendwatch.traffic.generator import DEFAULT_START, parse_incidents
               help="Write the ground truth (incidents and negative scenarios) as JSON here.")
 @click.option("--config-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a spendwatch YAML with team budgets sized for this traffic (for spendwatch backtest --config).")
+@click.option("--realistic", is_flag=True,
+              help="The honest evaluation's organisation instead (LiteLLM StandardLoggingPayload lines, 4-8 "
+              "incidents per family on ordinary keys after --warmup-days; see docs/detectors.md).")
+@click.option("--labels-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --realistic: write the labels here (.csv or .json) for spendwatch backtest --labels.")
+@click.option("--warmup-days", type=float, default=7, show_default=True, help="With --realistic: no incident before.")
 def generate(days: float, seed: int, start: date, output: Path, incidents: str, keys: int, teams: int,
-             truth_out: Path | None, config_out: Path | None) -> None:
+             truth_out: Path | None, config_out: Path | None, realistic: bool, labels_out: Path | None,
+             warmup_days: float) -> None:
     """Generate DAYS of multi-team LLM gateway traffic with injected, labelled incidents."""
+    if realistic:
+        _generate_realistic(days, seed, start, output, keys, teams, warmup_days, labels_out, config_out)
+        return
+    if labels_out is not None:
+        raise click.BadParameter("--labels-out needs --realistic (the scenario generator writes --truth-out)")
     try:
         traffic = Traffic(days, seed, start.date() if hasattr(start, "date") else start, incidents, keys, teams)
     except ValueError as exc:
@@ -70,3 +82,23 @@ def generate(days: float, seed: int, start: date, output: Path, incidents: str, 
     incidents_n = sum(not t.negative for t in truths)
     click.echo(f"wrote {count:,} records ({len(traffic.keys)} keys, {len(traffic.teams)} teams, {days:g} days, "
                f"{incidents_n} incidents, {len(truths) - incidents_n} negative scenarios) to {output}", err=True)
+
+
+def _generate_realistic(days: float, seed: int, start: date, output: Path, keys: int, teams: int, warmup_days: float,
+                        labels_out: Path | None, config_out: Path | None) -> None:
+    import tempfile
+
+    from spendwatch.traffic.realistic import RealisticTraffic, write_files
+
+    if str(output) == "-":
+        raise click.BadParameter("--realistic writes a file: give --output events.jsonl[.gz]")
+    try:
+        traffic = RealisticTraffic(days, seed, start.date() if hasattr(start, "date") else start, keys, teams,
+                                   warmup_days)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    with tempfile.TemporaryDirectory() as tmp:
+        labels = labels_out or Path(tmp) / "labels.csv"
+        count = write_files(traffic, output, labels, config_out)
+    click.echo(f"wrote {count:,} LiteLLM records ({len(traffic.keys)} keys, {len(traffic.teams)} teams, {days:g} days, "
+               f"{len(traffic.labels)} labelled incidents) to {output}", err=True)

@@ -41,7 +41,7 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -306,6 +306,9 @@ class RealisticTraffic:
         }
         self._busy = busy
         self._spikes: list[tuple[RealKey, Effect, float]] = []
+        self._drawn: dict[int, float] = {}
+        #: incidents injected but not true of the simulated traffic (a spike under 3x, a ramp under budget): unlabelled
+        self.dropped: list[Label] = []
         self._ramps: dict[str, list[Effect]] = defaultdict(list)
         for family, inject in injectors.items():
             wanted = rng.randint(*per_family)
@@ -317,7 +320,7 @@ class RealisticTraffic:
         self._budget_overruns(rng, per_family)
         self._ordinary_daily = self._ordinary_team_pace()
         self._settle()
-        self._label_incidental_overruns()
+        self._finalize_labels()
         self.labels.sort(key=lambda label: (label.start, label.family))
 
     def _ordinary_team_pace(self) -> dict[str, int]:
@@ -336,12 +339,22 @@ class RealisticTraffic:
             self.planned = planned
         return {team: int(week.get(team, 0) / self.days) for team, _, _ in self.teams}
 
-    def team_forecasts(self) -> dict[str, list[float]]:
-        """Per team, per hour of the run: spend to date + (last 7 days' mean daily spend) x days left (USD)."""
+    def _spend(self) -> tuple[dict[str, list[int]], dict[tuple[str, int], int], dict[str, int]]:
+        """Simulated spend (pico-dollars): per team per hour, per key alias per day, per session."""
         hours = math.ceil((self.end_ts - self.start_ts) / HOUR)
-        spend: dict[str, list[int]] = {team: [0] * hours for team, _, _ in self.teams}
-        for ts, key, *rest in self.calls():
-            spend[key.team][int((ts - self.start_ts) // HOUR)] += rest[-2]
+        team_hours: dict[str, list[int]] = {team: [0] * hours for team, _, _ in self.teams}
+        key_days: dict[tuple[str, int], int] = defaultdict(int)
+        sessions: dict[str, int] = defaultdict(int)
+        for ts, key, session, *rest in self.calls():
+            cost = rest[-2]
+            team_hours[key.team][int((ts - self.start_ts) // HOUR)] += cost
+            key_days[(key.alias, int((ts - self.start_ts) // DAY))] += cost
+            sessions[session] += cost
+        return team_hours, key_days, sessions
+
+    def team_forecasts(self, team_hours: dict[str, list[int]] | None = None) -> dict[str, list[float]]:
+        """Per team, per hour of the run: spend to date + (last 7 days' mean daily spend) x days left (USD)."""
+        spend = team_hours if team_hours is not None else self._spend()[0]
         quarter_end = quarter_bounds(self.start_ts)[2]
         out = {}
         for team, series in spend.items():
@@ -355,20 +368,56 @@ class RealisticTraffic:
             out[team] = forecasts
         return out
 
-    def _label_incidental_overruns(self) -> None:
-        """A team whose pace passes its budget after the warm-up anyway (incidents on its keys, or heavy-tailed
-        ordinary spend against a tight budget) is a real budget overrun: label it too."""
+    def _finalize_labels(self) -> None:
+        """Labels true of the simulated traffic, with what each was worth.
+
+        A team whose pace passes its budget after the warm-up anyway (incidents on its keys, or
+        heavy-tailed ordinary spend against a tight budget) is a real budget overrun: labelled too.
+        An injected spike whose day stays under 3x its 7-day average, or a ramp that never passes
+        the budget (short runs), is not what its label says: moved to :attr:`dropped`. Every label's
+        detail gets the simulated dollars (session cost, the key's usual day, the spike day).
+        """
+        team_hours, key_days, sessions = self._spend()
         budgets = self._budget_amounts()
         labelled = {label.team for label in self.labels if label.family == "budget_overrun"}
         first_hour = math.ceil((self.warmup_end - self.start_ts) / HOUR)
-        for team, forecasts in self.team_forecasts().items():
+        for team, team_forecast in self.team_forecasts(team_hours).items():
             if team in labelled:
                 continue
-            over = next((h for h in range(first_hour, len(forecasts)) if forecasts[h] > float(budgets[team])), None)
+            over = next((h for h in range(first_hour, len(team_forecast)) if team_forecast[h] > float(budgets[team])),
+                        None)
             if over is not None:
                 start = self.start_ts + (over + 1) * HOUR
-                self._label("budget_overrun", start, self.end_ts, "ordinary variation or incidents on its keys push the pace past a budget "
-                            f"{self.budget_factors[team]:.2f}x its ordinary pace", team=team)
+                self._label("budget_overrun", start, self.end_ts, "ordinary variation or incidents on its keys push "
+                            f"the pace past a budget {self.budget_factors[team]:.2f}x its ordinary pace", team=team)
+        warm_days = max(1, int(self.warmup_days))
+        forecasts = self.team_forecasts(team_hours)
+        kept = []
+        for label in self.labels:
+            extra = ""
+            if label.family == "budget_overrun":
+                after = int((label.start.timestamp() - self.start_ts) // HOUR)
+                if max(forecasts[label.team][after:], default=0.0) <= float(budgets[label.team]):
+                    self.dropped.append(label)
+                    continue
+            if label.session:
+                extra = f"; session ${sessions.get(label.session, 0) / PICO:,.2f}"
+            elif label.key:
+                usual = sum(key_days.get((label.key, d), 0) for d in range(warm_days)) / warm_days / PICO
+                extra = f"; key ~${usual:,.2f}/day in the warm-up"
+                if label.family == "spend_spike":
+                    first = int((label.start.timestamp() - self.start_ts) // DAY)
+                    last = int((label.end.timestamp() - self.start_ts) // DAY)
+                    day = max(range(first, last + 1), key=lambda d: key_days.get((label.key, d), 0))
+                    avg = sum(key_days.get((label.key, day - i), 0) for i in range(1, 8)) / 7 / PICO
+                    spent = key_days.get((label.key, day), 0) / PICO
+                    ratio = spent / avg if avg else (math.inf if spent else 0.0)
+                    if ratio <= 3:
+                        self.dropped.append(label)
+                        continue
+                    extra += f"; spike day ${spent:,.2f} = {ratio:.1f}x 7-day avg ${avg:,.2f}"
+            kept.append(replace(label, detail=label.detail + extra) if extra else label)
+        self.labels = kept
 
     def _settle(self, rounds: int = 3) -> None:
         """Make every spend_spike and budget_overrun true of the simulated traffic, not only of its expectation.
@@ -400,12 +449,15 @@ class RealisticTraffic:
                     effect.value = min(2000.0, effect.value * min(4.0, factor / max(best, 0.5)))
             budgets = self._budget_amounts()
             days_left = (quarter_bounds(self.start_ts)[2] - self.end_ts) / DAY
+            week_days = min(7.0, self.days)
             for team, effects in self._ramps.items():
-                forecast = (team_total[team] + team_week[team] / 7 * days_left) / PICO
+                forecast = (team_total[team] + team_week[team] / week_days * days_left) / PICO
                 if forecast < float(budgets[team]) * 1.1:
-                    short = True
                     for effect in effects:
-                        effect.value *= min(3.0, float(budgets[team]) * 1.25 / max(forecast, 1e-9))
+                        drawn = self._drawn.setdefault(id(effect), effect.value)
+                        grown = min(3 * drawn, effect.value * float(budgets[team]) * 1.25 / max(forecast, 1e-9))
+                        short = short or grown > effect.value
+                        effect.value = grown
             if not short:
                 return
 
@@ -472,7 +524,7 @@ class RealisticTraffic:
         hours = rng.uniform(2, 12)
         start = rng.uniform(first, last - hours * HOUR)
         end = start + hours * HOUR
-        key = self._pick_key(rng, start, end, lambda k: k.batch is None or True)
+        key = self._pick_key(rng, start, end)
         if key is None:
             return False
         # the key's day (UTC) must end > factor x its 7-day average day: size the multiplier from its shape
@@ -486,7 +538,7 @@ class RealisticTraffic:
         multiplier = min(multiplier, 400.0)
         key.effects.append(Effect("rate", start, end, multiplier))
         self._spikes.append((key, key.effects[-1], factor))
-        self._label("spend_spike", start, end, f"traffic x{multiplier:.1f} for {hours:.1f}h (day ~{factor:.1f}x "
+        self._label("spend_spike", start, end, f"traffic multiplied for {hours:.1f}h (target day {factor:.1f}x "
                     f"7-day avg); key ~{key.daily_requests:.0f} req/day", key)
         return True
 
@@ -568,9 +620,9 @@ class RealisticTraffic:
         count = min(rng.randint(*per_family), max(1, len(self.teams) // 3))
         teams = rng.sample([t[0] for t in self.teams], k=count)
         for name, _, _ in self.teams:
-            self.budget_factors[name] = rng.uniform(2.0, 3.0)
+            self.budget_factors[name] = rng.uniform(2.5, 3.5)
         for team in teams:
-            tight = rng.uniform(1.3, 1.7)
+            tight = rng.uniform(1.5, 2.0)
             self.budget_factors[team] = tight
             start = rng.uniform(self.warmup_end, self.end_ts - 3 * DAY)
             multiplier = tight * rng.uniform(1.6, 3.0)
@@ -661,7 +713,7 @@ class RealisticTraffic:
                     continue
                 return ts
             cached = min(ctx, int(ctx * ratio * (0.3 if first else rng.uniform(0.85, 1.1))))
-            write = min(ctx - cached, max(200, ctx // 10)) if price.provider == "anthropic" else 0
+            write = min(ctx - cached, max(200, ctx // 20)) if price.provider == "anthropic" else 0  # the new turn
             cost = price.cost_pico(ctx, cached, write, out)
             latency = 250 + out * rng.uniform(8, 16) + ctx / 100
             push((ts, key, session, price.model, True, None, ctx, cached, write, out, cost, latency))
@@ -678,15 +730,16 @@ class RealisticTraffic:
                 models = tuple(mw for mw in models if self.prices[mw[0]].tier != "frontier") or models
             model = rng.choices([m for m, _ in models], [w for _, w in models])[0]
         price = self.prices[model]
-        calls = max(1, min(600, int(rng.lognormvariate(math.log(key.session_median), 1.0) + 0.5)))
+        calls = max(1, min(300, int(rng.lognormvariate(math.log(key.session_median), 1.0) + 0.5)))
         ctx = key.context_tokens * rng.uniform(0.6, 1.4)
+        ctx_cap = min(200_000.0, 3 * ctx)  # agents compact their context well before the window is full
         out_mean = key.output_tokens
         for i in range(calls):
             bloat = self._effect(key, "context", t) or 1.0
             cache = self._effect(key, "cache", t)
             failure = self._effect(key, "failure", t)
             out = max(20, int(out_mean * rng.lognormvariate(-0.12, 0.5)))
-            t = self._call(key, rng, t, session, price, int(min(ctx, 200_000) * bloat), out,
+            t = self._call(key, rng, t, session, price, int(min(ctx, ctx_cap) * bloat), out,
                            key.cache_ratio if cache is None else cache, i == 0,
                            key.failure_rate if failure is None else failure, push)
             t += key.gap_seconds * rng.expovariate(1.0)
@@ -760,7 +813,7 @@ class RealisticTraffic:
 
         Each team's budget is its ordinary pace (mean daily spend over the run without the
         incidents, as its lead would know it) x the days left in the quarter x a headroom factor
-        (2-3x; 1.3-1.7x for the teams whose traffic then ramps past it).
+        (2.5-3.5x; 1.5-2x for the teams whose traffic then ramps past it).
         """
         budgets = [{"scope": "team", "subject": team, "quarterly_usd": int(amount), "owner": f"{team}-lead@example.com"}
                    for team, amount in self._budget_amounts().items()]
