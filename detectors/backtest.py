@@ -82,7 +82,7 @@ def run_backtest(
     ...                        gateway="litellm", api_key_hash="k1", session_id="s1", model="o3",
     ...                        cost_usd=Decimal("6")) for i in range(12)]
     >>> [(a.detector, a.action.value, a.summary) for a in run_backtest(events, DetectorsConfig())]
-    [('session_burn', 'trigger', 'session s1 on key k1 spent $54.00 in 8 min (limit $50.00 per 60 min), mostly o3')]
+    [('session_burn', 'trigger', 'session s1 on key k1 spent $36.00 in 5 min (limit $50.00 per 60 min, on pace to pass it), mostly o3')]
     """
     config = settings if isinstance(settings, DetectorsConfig) else settings.detectors
     engine = Engine(config)

@@ -150,9 +150,63 @@ class SessionBurnConfig(DetectorSettings):
     quantile: float = Field(default=0.99, gt=0, lt=1, description="Session-cost quantile the derived X builds on.")
     quantile_factor: float = Field(default=3.0, gt=0, description="Derived X = max(floor, factor x quantile).")
     min_sessions: int = Field(default=30, ge=1, description="Completed sessions before the quantile is used.")
+    pace_fraction: float = Field(
+        default=0.5, ge=0, le=1,
+        description="Page early once a session (5 minutes old or more) has spent this fraction of $X within its "
+        "last 10 minutes: three times the pace that reaches $X in the hour (0: only at $X).",
+    )
     max_tracked_sessions: int = Field(default=256, ge=1, description="Live sessions tracked per subject (LRU).")
     repeat_interval_minutes: float = Field(default=60, gt=0, description="Re-notify this often while it burns.")
     resolve_after_minutes: float = Field(default=30, ge=0, description="Normal this long before resolving.")
+
+
+class RunawayLoopConfig(DetectorSettings):
+    """One session that keeps calling, steadily and without a pause, long after this subject's sessions end."""
+
+    implementation: ClassVar[str] = "spendwatch.detectors.runaway_loop:RunawayLoop"
+
+    pause_minutes: float = Field(
+        default=30, gt=0, description="A session silent this long has paused: its run ends (and the episode resolves)."
+    )
+    min_loop_calls: int = Field(
+        default=5, ge=2,
+        description="Loop score (+1 per loop-like call, -2 per other) a run needs to page on a subject whose "
+        "runs never looped; the time to page scales with the call rate.",
+    )
+    min_calls: int = Field(default=5, ge=2, description="Calls a run needs before it may page...")
+    min_minutes: float = Field(default=2, ge=0, description="...over at least this many minutes.")
+    history_factor: float = Field(
+        default=3.0, ge=1,
+        description="A run pages once its loop score is this x the highest of any completed run of the subject "
+        "(a key whose batch jobs re-send one prompt needs a longer loop), or it goes on this x longer than the "
+        "longest (and endless_hours).",
+    )
+    history_half_life_hours: float = Field(
+        default=336, gt=0, description="Half-life of those maxima: an old batch job stops raising the bar.",
+    )
+    endless_hours: float = Field(
+        default=6, gt=0, description="A steady run going on this long without a pause pages whatever its requests.",
+    )
+    cadence_tolerance: float = Field(
+        default=0.5, gt=0, description="A gap within this fraction of the run's typical gap is at its steady cadence."
+    )
+    token_tolerance: float = Field(
+        default=0.05, ge=0,
+        description="A call repeats a request when it has the same model and input tokens within this fraction "
+        "of those of the previous call and of the call 8 before (a loop's context does not grow)...",
+    )
+    output_tolerance: float = Field(
+        default=0.25, ge=0,
+        description="...and output tokens within this fraction of them (ratio, either way; unknown counts pass).",
+    )
+    min_usd_per_hour: Decimal = Field(
+        default=Decimal("1"), ge=0,
+        description="A loop costing less than this per hour (if it keeps going) pages with low_spend_severity.",
+    )
+    low_spend_severity: SeverityName = Field(default="info", description="Severity of a loop under that floor.")
+    max_tracked_sessions: int = Field(default=256, ge=1, description="Live sessions tracked per subject (LRU).")
+    repeat_interval_minutes: float = Field(default=240, gt=0, description="Re-notify this often while it loops.")
+    resolve_after_minutes: float = Field(default=0, ge=0, description="Resolve this long after the session paused.")
 
 
 class Budget(_Strict):
@@ -299,13 +353,28 @@ class ErrorStormConfig(DetectorSettings):
 
     implementation: ClassVar[str] = "spendwatch.detectors.error_storm:ErrorStorm"
 
-    window_minutes: int = Field(default=10, ge=1, le=240, description="Failures are counted over this window.")
-    min_failures: int = Field(default=50, ge=1, description="Page when at least this many requests failed...")
+    window_minutes: int = Field(
+        default=10, ge=1, le=240,
+        description="An episode lasts while requests fail within this window; the summary's error types and "
+        "sessions are counted over it.",
+    )
+    evidence_nats: float = Field(
+        default=14.0, gt=0,
+        description="Page once the evidence (a CUSUM of the log-likelihood ratio over requests: failing at the "
+        "storm ratio against the usual one) reaches this (14: odds of about a million to one); the time to page "
+        "scales with the request rate.",
+    )
+    min_failures: int = Field(default=5, ge=1, description="...with at least this many failures...")
+    min_minutes: float = Field(default=2, ge=0, description="...over at least this many minutes (a blip is not a storm).")
     failure_ratio: float = Field(
-        default=0.5, gt=0, le=1, description="...and they are at least this share of the window's requests..."
+        default=0.3, gt=0, lt=1, description="The storm's failure ratio the evidence weighs (or baseline_factor x "
+        "the usual ratio, when higher)..."
     )
     baseline_factor: float = Field(
-        default=5.0, ge=1, description="...and at least this x the subject's usual failure ratio."
+        default=5.0, ge=1, description="...a subject that usually fails a lot needs a storm this x its usual ratio."
+    )
+    min_usual_ratio: float = Field(
+        default=0.02, gt=0, lt=1, description="The usual failure ratio is taken as at least this (new keys too)."
     )
     baseline_half_life_hours: float = Field(default=72, gt=0, description="Half-life of the usual failure ratio.")
     repeat_interval_minutes: float = Field(default=60, gt=0, description="Re-notify this often while it storms.")
@@ -331,6 +400,7 @@ class DetectorsConfig(_Strict):
     spend_spike: SpendSpikeConfig = Field(default_factory=SpendSpikeConfig)
     burn_rate: BurnRateConfig = Field(default_factory=BurnRateConfig)
     session_burn: SessionBurnConfig = Field(default_factory=SessionBurnConfig)
+    runaway_loop: RunawayLoopConfig = Field(default_factory=RunawayLoopConfig)
     budget_pace: BudgetPaceConfig = Field(default_factory=BudgetPaceConfig)
     # detectors-2: model_mix_drift, cache_hit_drop, efficiency, error_storm go below.
     model_mix_drift: ModelMixDriftConfig = Field(default_factory=ModelMixDriftConfig)

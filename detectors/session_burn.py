@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 #: Each session's window is kept in this many buckets.
 _BUCKETS = 12
 _MODELS_PER_SESSION = 4
+#: The recent pace is measured over this many buckets (10 minutes of the default hour).
+_PACE_BUCKETS = 2
+#: ... of a session at least this old (one expensive call is not a burn).
+_PACE_MIN_AGE_S = 300
 
 
 class _Session:
@@ -173,6 +177,14 @@ class SessionBurn(Detector):
         findings = [self._judge(ctx, sid, sess, now, normal=False) for sid, sess in self.sessions.items()]
         return [f for f in findings if f is not None]
 
+    def _on_pace(self, session: _Session, spent: int, limit: int, now: float) -> bool:
+        """Whether the session, at least ``_PACE_MIN_AGE_S`` old, spent ``pace_fraction`` of $X in its last 10 minutes."""
+        fraction = self.config.pace_fraction
+        if not fraction or spent < fraction * limit or session.last_ts - session.started < _PACE_MIN_AGE_S:
+            return False
+        recent = int(now) // self._cfg_bucket_s - _PACE_BUCKETS + 1
+        return sum(v for b, v in session.buckets.items() if b >= recent) >= fraction * limit
+
     def _judge(self, ctx: Context, session_id: str, session: _Session, now: float, normal: bool) -> Finding | None:
         """The session's finding; None when it is normal and ``normal`` findings are not wanted."""
         # the session's spend over its window (buckets that left it are dropped)
@@ -185,17 +197,19 @@ class SessionBurn(Detector):
         if spent > session.peak:
             session.peak = spent
         limit = self.threshold()
-        if spent <= limit and not normal:
+        burning = spent > limit or self._on_pace(session, spent, limit, now)
+        if not burning and not normal:
             return None
-        finding = Finding(spent > limit, spent / MICROS, limit / MICROS, episode=session_id)
+        finding = Finding(burning, spent / MICROS, limit / MICROS, episode=session_id)
         if finding.abnormal:
             models = sorted(session.models.items(), key=lambda kv: -kv[1][0])
             window_start = max(session.started, now - self._cfg_window_s)
             minutes = max(1, round((session.last_ts - window_start) / 60))
             top = f", mostly {models[0][0]}" if models else ""
+            pace = "" if spent > limit else ", on pace to pass it"
             finding.summary = (
                 f"session {session_id} on {ctx.scope} {ctx.labels.get('key_alias') or ctx.subject} spent {usd(spent)} "
-                f"in {minutes} min (limit {usd(limit)} per {self.config.window_minutes} min){top}"
+                f"in {minutes} min (limit {usd(limit)} per {self.config.window_minutes} min{pace}){top}"
             )
             finding.labels = {"session": session_id}
             finding.causes = [("session", session_id, spent, sum(m[1] for m in session.models.values())),

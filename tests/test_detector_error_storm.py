@@ -87,3 +87,21 @@ def test_ordinary_life_is_quiet_seasonality_growth_bursts_and_sparse_keys():
     burst = [call(STORM + timedelta(seconds=2 * i), False, key="burst") for i in range(30)]  # a 1-minute blip
     sparse = [call(T0 + timedelta(days=d, hours=9), d % 2 == 0, key="sparse") for d in range(7)]
     assert storm_pages(seasonal + growing + burst + sparse) == []
+
+
+def test_a_storm_on_a_small_key_pages_on_evidence_proportional_to_its_volume():
+    # ~60 requests a day (one failure in 60), then 2 hours in which 3 of 5 requests fail: 24 requests, not 50
+    quiet = traffic(T0, 24 * 7, lambda t: 4 if 8 <= t.hour < 20 else 1, fail_every=60, key="small")
+    start = T0 + timedelta(days=7, hours=10)
+    storm = [call(start + timedelta(minutes=5 * i), i % 5 in (1, 3), key="small", session=f"s{i // 6}")
+             for i in range(24)]
+    [trigger, *_] = storm_pages(quiet + storm)
+    assert trigger.action.value == "trigger" and timedelta(0) < trigger.fired_at - start <= timedelta(hours=1)
+    assert trigger.details["failures"] < 50
+
+
+def test_a_small_key_failing_at_its_usual_rate_never_pages():
+    # two weeks of a small key whose failures (1 in 25) sometimes come two in a row
+    events = traffic(T0, 24 * 14, lambda t: 3 if 8 <= t.hour < 20 else 1, fail_every=25, key="small")
+    events += [call(T0 + timedelta(days=d, hours=9, seconds=30), False, key="small") for d in range(0, 14, 3)]
+    assert storm_pages(events) == []

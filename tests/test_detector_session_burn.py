@@ -19,7 +19,8 @@ def test_a_session_burning_100_dollars_in_40_minutes_pages_once_and_resolves():
     [trigger] = of(alerts, "session_burn", "trigger")
     assert trigger.labels["session"] == "agent-42" and trigger.labels["user"] == "ana"
     assert trigger.dedup_key.startswith("session_burn:key:k1:agent-42:")
-    assert trigger.observed > 50 >= trigger.observed - 2.5  # fired on the request that crossed the $50 floor
+    # $25 in its last 10 minutes: on pace, paged on the request that crossed half the $50 floor
+    assert trigger.observed >= 25 > trigger.observed - 2.5 and "on pace" in trigger.summary
     assert trigger.root_cause[0].kind == "session" and trigger.root_cause[0].name == "agent-42"
     assert any(c.kind == "model" and c.name == "claude-opus-4" for c in trigger.root_cause)
     assert "agent-42" in trigger.summary and "$50.00" in trigger.summary
@@ -61,3 +62,14 @@ def test_fixed_threshold_from_yaml():
     config = only({"session_burn": {"threshold_usd": "20"}}, session_burn=True)
     [trigger] = of(run(session("x", T0, 30, 1.0), config), "session_burn", "trigger")
     assert trigger.expected == 20.0
+
+
+def test_a_fast_burn_pages_on_pace_and_a_steady_big_session_does_not():
+    fast = session("fast", T0 + timedelta(hours=9), 30, 3.0)  # $30 in its first 10 minutes
+    [trigger] = of(run(fast, CONFIG), "session_burn", "trigger")
+    assert trigger.fired_at - T0 - timedelta(hours=9) <= timedelta(minutes=10)
+    steady = session("steady", T0 + timedelta(hours=9), 60, 0.8)  # $48 over an hour: under $X, never on pace
+    assert not of(run(steady, CONFIG), "session_burn", "trigger")
+    config = only({"session_burn": {"pace_fraction": 0}}, session_burn=True)
+    [late] = of(run(fast, config), "session_burn", "trigger")
+    assert late.fired_at > trigger.fired_at and late.observed > 50

@@ -212,7 +212,7 @@ def test_backtest_with_labels_prints_the_table_and_still_writes_the_pages(tmp_pa
                                        "--warmup-days", "0", "--no-progress"])
     assert result.exit_code == 0, result.output
     row = next(line for line in result.stdout.splitlines() if line.startswith("session_burn"))
-    assert row.split()[1:4] == ["1/1", "100%", "8m"] and "session_burn 1" in row
+    assert row.split()[1:4] == ["1/1", "100%", "5m"] and "session_burn 1" in row  # on pace: $30 in its first 5 min
     assert orjson.loads(alerts.read_bytes().splitlines()[0])["detector"] == "session_burn"
 
 
