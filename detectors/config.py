@@ -187,26 +187,41 @@ class BudgetPaceConfig(DetectorSettings):
 
 
 class ModelMixDriftConfig(DetectorSettings):
-    """A subject suddenly routing most requests (or spend) to a model or price tier it rarely used."""
+    """A key's (or a team's) sessions moving to a model or price tier they seldom used."""
 
     implementation: ClassVar[str] = "spendwatch.detectors.model_mix_drift:ModelMixDrift"
 
-    window_minutes: int = Field(default=60, ge=10, le=1440, description="The recent mix is measured over this.")
-    min_share: float = Field(
-        default=0.6, gt=0, le=1, description="Page when one model (or tier) takes at least this share of the "
-        "window's requests or spend..."
+    scopes: tuple[Scope, ...] = Field(
+        default=("key", "team"), description="Subjects this detector watches: a key's drift and a whole team's "
+        "(each session judged against its own key's habit)."
     )
-    rare_share: float = Field(
-        default=0.1, ge=0, lt=1, description="...that had less than this share of the baseline's requests and spend."
+    significance: float = Field(
+        default=1e-4, gt=0, lt=1, description="Page when so many of the newest sessions used one model (or tier) "
+        "that the chance of it under the keys' usual mix is below this (Bonferroni-corrected)..."
+    )
+    min_sessions: int = Field(
+        default=3, ge=2, description="...at least this many sessions moved (one expensive session is never drift)..."
+    )
+    min_share: float = Field(
+        default=0.5, gt=0, le=1, description="...making at least this share of the newest sessions looked at..."
+    )
+    min_drift_spend_usd: Decimal = Field(
+        default=Decimal("2"), ge=0, description="...which spent at least this many dollars (the dollar floor)..."
     )
     cost_per_request_factor: float = Field(
-        default=1.5, ge=0, description="...and the window's cost per request is at least this x the baseline's "
-        "(a drift to cheaper models does not page; 0 pages any drift)."
+        default=1.5, ge=0, description="...and the newest sessions' cost per request is at least this x the "
+        "baseline's (a drift to cheaper models does not page; 0 pages any drift)."
     )
-    min_requests: int = Field(default=10, ge=1, description="Requests in the window before it may page.")
-    min_window_spend_usd: Decimal = Field(default=Decimal("2"), ge=0, description="Spend in the window before it may page.")
-    min_baseline_requests: float = Field(
-        default=150, ge=1, description="(Decayed) requests in the baseline before it is trusted; new keys wait."
+    recent_hours: float = Field(
+        default=24, gt=0, description="Sessions started within this many hours are the recent ones tested."
+    )
+    max_recent_sessions: int = Field(
+        default=40, ge=2, le=500, description="At most this many newest sessions are tested; older ones join the "
+        "baseline."
+    )
+    min_baseline_sessions: float = Field(
+        default=20, ge=1, description="(Decayed) sessions in the baseline -- and, at team scope, of the key -- "
+        "before it is trusted; new keys wait."
     )
     baseline_half_life_hours: float = Field(
         default=72, gt=0, description="Half-life of the baseline mix: a lasting change becomes the new normal."
