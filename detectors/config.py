@@ -236,27 +236,41 @@ class ModelMixDriftConfig(DetectorSettings):
 
 
 class CacheHitDropConfig(DetectorSettings):
-    """A subject's prompt-cache hit ratio (cache-read / input tokens) collapsing against its baseline."""
+    """A subject's prompt-cache hit ratio (cache-read / input tokens) halving or worse against its baseline."""
 
     implementation: ClassVar[str] = "spendwatch.detectors.cache_hit_drop:CacheHitDrop"
 
-    window_minutes: int = Field(default=60, ge=10, le=1440, description="The recent ratio is measured over this.")
-    wasteful_ratio: float = Field(
-        default=0.2, ge=0, le=1, description="Page only when the window's ratio is below this (20%: wasteful for agents)..."
+    window_minutes: int = Field(
+        default=120, ge=10, le=1440, description="The recent ratio is measured over the newest 1/12, 2/12... of "
+        "this (the shortest span with enough evidence decides: minutes on a busy key, hours on a sparse one)."
     )
     min_drop: float = Field(
-        default=0.5, gt=0, le=1, description="...and it fell by at least this fraction of the baseline ratio..."
+        default=0.4, gt=0, le=1, description="Page when a recent span read at least this fraction fewer cached "
+        "tokens than its baseline ratios expected (0.4: a halving is caught despite noise; a dip of a quarter is "
+        "not)..."
     )
-    min_baseline_ratio: float = Field(
-        default=0.3, ge=0, le=1, description="...of a subject whose baseline ratio is at least this (it did cache)."
+    significance: float = Field(
+        default=1e-3, gt=0, lt=1, description="...with evidence: the chance that sessions straying as they normally "
+        "do fall that far beyond normal_drop is below this (Bonferroni-corrected)..."
     )
-    min_requests: int = Field(default=20, ge=1, description="Successful requests in the window before it may page.")
-    min_input_tokens: int = Field(default=200_000, ge=1, description="Input tokens in the window before it may page.")
-    min_baseline_input_tokens: float = Field(
-        default=2_000_000, ge=1, description="(Decayed) input tokens in the baseline before it is trusted."
+    normal_drop: float = Field(
+        default=0.2, ge=0, lt=1, description="A drop this large may be ordinary: the evidence must show a larger one "
+        "(keep it below min_drop)."
+    )
+    min_sessions: float = Field(
+        default=2, ge=1, description="...over at least this many (effective) sessions, the heaviest of which is left "
+        "out of the evidence: one session's own prompt is not the key's cache..."
     )
     min_wasted_usd: Decimal = Field(
-        default=Decimal("1"), ge=0, description="Estimated extra spend in the window from the lost cache hits."
+        default=Decimal("0.25"), ge=0, description="...and the lost hits cost at least this many dollars in the span."
+    )
+    min_baseline_ratio: float = Field(
+        default=0.3, ge=0, le=1, description="Only subjects whose baseline ratio is at least this (they did cache)."
+    )
+    min_requests: int = Field(default=3, ge=1, description="Successful requests in a span before it may page.")
+    min_input_tokens: int = Field(default=20_000, ge=1, description="Input tokens in a span before it may page.")
+    min_baseline_input_tokens: float = Field(
+        default=1_000_000, ge=1, description="(Decayed) input tokens in the baseline before it is trusted."
     )
     baseline_half_life_hours: float = Field(default=72, gt=0, description="Half-life of the baseline ratio.")
 
