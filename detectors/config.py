@@ -206,7 +206,7 @@ class ModelMixDriftConfig(DetectorSettings):
         default=0.5, gt=0, le=1, description="...making at least this share of the newest sessions looked at..."
     )
     min_drift_spend_usd: Decimal = Field(
-        default=Decimal("2"), ge=0, description="...which spent at least this many dollars (the dollar floor)..."
+        default=Decimal("0.5"), ge=0, description="...which spent at least this many dollars (the dollar floor)..."
     )
     cost_per_request_factor: float = Field(
         default=1.5, ge=0, description="...and the newest sessions' cost per request is at least this x the "
@@ -262,7 +262,7 @@ class CacheHitDropConfig(DetectorSettings):
         "out of the evidence: one session's own prompt is not the key's cache..."
     )
     min_wasted_usd: Decimal = Field(
-        default=Decimal("0.25"), ge=0, description="...and the lost hits cost at least this many dollars in the span."
+        default=Decimal("0.1"), ge=0, description="...and the lost hits cost at least this many dollars in the span."
     )
     min_baseline_ratio: float = Field(
         default=0.3, ge=0, le=1, description="Only subjects whose baseline ratio is at least this (they did cache)."
@@ -273,6 +273,55 @@ class CacheHitDropConfig(DetectorSettings):
         default=1_000_000, ge=1, description="(Decayed) input tokens in the baseline before it is trusted."
     )
     baseline_half_life_hours: float = Field(default=72, gt=0, description="Half-life of the baseline ratio.")
+
+
+class ContextBloatConfig(DetectorSettings):
+    """Requests carrying several times their usual input tokens (or cost) for the same model: prompt bloat."""
+
+    implementation: ClassVar[str] = "spendwatch.detectors.context_bloat:ContextBloat"
+
+    metric: Literal["input_tokens", "usd"] = Field(
+        default="input_tokens", description="Size of a request: its input tokens, or its cost (usd; a cache that "
+        "stopped hitting then also counts)."
+    )
+    window_minutes: int = Field(
+        default=120, ge=10, le=1440, description="Growth is looked for over the newest 1/12, 2/12... of this (the "
+        "shortest span with enough evidence decides)."
+    )
+    min_factor: float = Field(
+        default=2.5, gt=1, description="Page when a recent span's requests are at least this x the usual size for "
+        "their model (geometric mean; 2.5 catches a 3x growth despite noise)..."
+    )
+    normal_factor: float = Field(
+        default=1.25, ge=1, description="...with evidence that they grew beyond this x (ordinary day-to-day drift "
+        "of prompt size; keep it below min_factor)..."
+    )
+    significance: float = Field(
+        default=1e-3, gt=0, lt=1, description="...the chance of such growth under the subject's normal straying "
+        "being below this (Bonferroni-corrected)..."
+    )
+    min_sessions: float = Field(
+        default=2, ge=1, description="...over at least this many (effective) sessions, the one that grew most left "
+        "out (one long session is not bloat)..."
+    )
+    min_extra_usd: Decimal = Field(
+        default=Decimal("1"), ge=0, description="...and the growth cost at least this many dollars in the span."
+    )
+    min_requests: int = Field(default=5, ge=1, description="Requests in a span before it may page.")
+    min_baseline_requests: float = Field(
+        default=50, ge=1, description="(Decayed) requests to a model before its usual size is trusted (its "
+        "requests are left out until then)."
+    )
+    min_baseline_sessions: float = Field(
+        default=30, ge=1, description="(Decayed) session stretches the normal straying is learnt from first."
+    )
+    baseline_half_life_hours: float = Field(default=72, gt=0, description="Half-life of the usual sizes.")
+
+    @model_validator(mode="after")
+    def _normal_below_min(self) -> ContextBloatConfig:
+        if self.normal_factor >= self.min_factor:
+            raise ValueError(f"normal_factor={self.normal_factor} must be below min_factor={self.min_factor}")
+        return self
 
 
 class EfficiencyConfig(DetectorSettings):
@@ -340,6 +389,7 @@ class DetectorsConfig(_Strict):
     # detectors-2: model_mix_drift, cache_hit_drop, efficiency, error_storm go below.
     model_mix_drift: ModelMixDriftConfig = Field(default_factory=ModelMixDriftConfig)
     cache_hit_drop: CacheHitDropConfig = Field(default_factory=CacheHitDropConfig)
+    context_bloat: ContextBloatConfig = Field(default_factory=ContextBloatConfig)
     efficiency: EfficiencyConfig = Field(default_factory=EfficiencyConfig)
     error_storm: ErrorStormConfig = Field(default_factory=ErrorStormConfig)
 

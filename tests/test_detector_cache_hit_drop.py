@@ -71,7 +71,7 @@ def test_a_ratio_that_halves_pages_within_the_hour():
     assert [a.action.value for a in pages][:1] == ["trigger"] and pages[-1].action.value == "resolve"
     trigger = pages[0]
     assert timedelta(0) < trigger.fired_at - broken <= timedelta(hours=1)
-    assert trigger.observed <= 0.35 + 0.05 and 0.65 < trigger.expected < 0.75
+    assert trigger.observed <= 0.35 + 0.05 and 0.55 < trigger.expected < 0.75  # expected: first calls included
     assert "prompt-cache hit ratio" in trigger.summary and "k1-agent" in trigger.summary
 
 
@@ -124,7 +124,7 @@ def test_a_sparse_key_halving_pages_once_it_has_the_evidence():
 
 def test_the_money_floor_is_configurable():
     broken = T0 + timedelta(days=2, hours=11)
-    events = sessions(T0, 24 * 3, office(6), lambda t: 0.35 if t >= broken else 0.70, tokens=2_000)  # cents
+    events = sessions(T0, 24 * 3, office(6), lambda t: 0.35 if t >= broken else 0.70, tokens=1_000)  # cents
     assert cache_pages(events, DetectorsConfig.model_validate(
         {"cache_hit_drop": {"min_baseline_input_tokens": 100_000, "min_input_tokens": 1_000}})) == []
     cheap = DetectorsConfig.model_validate({"cache_hit_drop": {
