@@ -12,17 +12,17 @@ Evidence is counted in **sessions**: the calls of one session share one prompt p
 they hit or miss together. The detector looks at the newest ten minutes, the newest
 twenty... up to ``window_minutes``, and in each span weighs sessions by their expected
 cached tokens (Kish's effective number: ten equal sessions count ten, one session carrying
-nearly all the tokens counts one), leaving out the session that lost the most (one
-session's own prompt is not the subject's cache). How much a session's reads stray from what was expected
+nearly all the tokens counts one); with ``min_sessions`` of 2 or more it leaves out the
+session that lost the most (then one session's own prompt is never the subject's cache). How much a session's reads stray from what was expected
 when nothing is wrong is learnt from the subject's own past (each expired ten-minute bucket,
 session by session). A page needs all of:
 
 * a subject that did cache: baseline ratio >= ``min_baseline_ratio`` over
-  ``min_baseline_input_tokens`` (new keys wait);
+  ``min_baseline_input_tokens`` and ``min_baseline_sessions`` (new keys wait);
 * a drop: a span that read at most ``1 - min_drop`` of what it was expected to;
-* evidence: ``min_sessions`` sessions in it, and a drop so far beyond ``normal_drop`` for
-  that many effective sessions that normal straying would take it there with probability
-  below ``significance``
+* evidence: ``min_sessions`` (effective) sessions in it, and a drop so far beyond
+  ``normal_drop`` for that many effective sessions that normal straying would take it there
+  with probability below ``significance``
   (Bonferroni-corrected for the spans looked at) -- minutes on a busy key, hours on a sparse
   one;
 * money: the lost hits (billed at the full input price instead of ~10% of it, input prices
@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 
 #: Ten-minute buckets for the default two-hour window.
 _BUCKETS = 12
+#: Longest a quiet window holds an active episode.
+_MAX_HOLD_S = 86_400
 #: A cache read costs about a tenth of a fresh input token (Anthropic, Google; OpenAI 10-50%).
 _CACHE_DISCOUNT = 0.9
 #: Token counts are squared in the variance sums: in millions, they stay well inside a float's range.
@@ -79,9 +81,10 @@ class _Span(NamedTuple):
     cached: float  # cache-read tokens
     expected: float  # cache-read tokens the baseline ratios expected
     value: float  # input tokens at full price, micro-dollars
-    rest_expected: float  # expected and read without the session that lost the most...
+    rest_expected: float  # expected and read (without the session that lost the most, with min_sessions >= 2)...
     rest_cached: float
-    effective: float  # ...and Kish's effective number of the other sessions
+    effective: float  # ...and Kish's effective number of those sessions
+    sessions: float  # sessions counted as evidence: that effective number, plus the one left out
 
 
 class CacheHitDrop(Detector):
@@ -91,7 +94,7 @@ class CacheHitDrop(Detector):
     --------
     An agent key running about six sessions an hour, whose calls after the first hit the
     cache 70% of the time, for two days; then its prompt prefix starts changing and the
-    ratio halves. The fourth broken session, 40 minutes in, is enough evidence:
+    ratio halves. The third broken session, half an hour in, is enough evidence:
 
     >>> from spendwatch.detectors.baseline import SpendBaseline
     >>> from spendwatch.detectors.contributors import Contributors
@@ -117,7 +120,7 @@ class CacheHitDrop(Detector):
     ...     if findings:
     ...         break
     >>> n, findings[0].summary
-    (3, 'key ci-agent: prompt-cache hit ratio 31% over the last 40 min (24 requests, 1.0M input tokens), where 62% was usual: about $0.81 of extra input spend')
+    (2, 'key ci-agent: prompt-cache hit ratio 31% over the last 30 min (18 requests, 0.7M input tokens), where 62% was usual: about $0.61 of extra input spend')
     """
 
     name = "cache_hit_drop"
@@ -131,6 +134,7 @@ class CacheHitDrop(Detector):
         self.window = BucketWindow(window_s, window_s / _BUCKETS)
         self.baseline = DecayedSums(config.baseline_half_life_hours * 3600)
         self.abnormal = False
+        self.abnormal_ts = 0.0  # when the condition was last seen abnormal
         self.last_finding: Finding | None = None
         self.layout = _LAYOUT
 
@@ -141,7 +145,7 @@ class CacheHitDrop(Detector):
             window_s = self.window.window_s
             self.window = BucketWindow(window_s, window_s / _BUCKETS)
             self.baseline = DecayedSums(self.baseline.half_life_s)
-            self.abnormal, self.last_finding, self.layout = False, None, _LAYOUT
+            self.abnormal, self.abnormal_ts, self.last_finding, self.layout = False, 0.0, None, _LAYOUT
 
     # -- learning ----------------------------------------------------------------------
     def _ratios(self) -> tuple[float, float]:
@@ -187,20 +191,22 @@ class CacheHitDrop(Detector):
             if self.abnormal:  # never learn from the anomaly being flagged
                 continue
             learnt = {name: sums.get(name, 0.0) for name in ("in", "cr", "in1", "cr1")}
-            squares = deviations = 0.0
+            squares = deviations = sessions = 0.0
             for name, expected in sums.items():
                 if name.startswith("e:") and expected > 0:
                     read = sums.get(f"c:{name[2:]}", 0.0)
                     squares += (expected * _MTOK) ** 2
                     deviations += ((read - expected) * _MTOK) ** 2
+                    sessions += 1.0
             if squares:
-                learnt.update({"w2": squares, "dev": deviations})
+                learnt.update({"w2": squares, "dev": deviations, "sessions": sessions})
             baseline.fold(index * window.bucket_s, learnt)
 
     # -- scoring -----------------------------------------------------------------------
     def _spans(self) -> Iterator[_Span]:
         """The newest bucket, the newest two... the whole window: the spans a drop is looked for in."""
         buckets = self.window.buckets
+        leave_out = self.config.min_sessions >= 2
         n = tokens = cached = expected = value = 0.0
         per_session: dict[str, list[float]] = {}  # session -> [expected, read] cache tokens over the span
         for j, index in enumerate(sorted(buckets, reverse=True), start=1):
@@ -215,13 +221,16 @@ class CacheHitDrop(Detector):
                     sums = per_session.setdefault(name[2:], [0.0, 0.0])
                     sums[0] += amount
                     sums[1] += bucket.get(f"c:{name[2:]}", 0.0)
-            # the session that lost the most is left out: one session's own prompt is not the subject's cache
-            top_expected, top_read = max(per_session.values(), key=lambda s: s[0] - s[1], default=(0.0, 0.0))
+            if leave_out:  # the session that lost the most: one session's own prompt is not the subject's cache
+                top_expected, top_read = max(per_session.values(), key=lambda s: s[0] - s[1], default=(0.0, 0.0))
+            else:
+                top_expected = top_read = 0.0
             weights = [s[0] * _MTOK for s in per_session.values()]
             top_w = top_expected * _MTOK
             rest_w, rest_w2 = sum(weights) - top_w, sum(w * w for w in weights) - top_w * top_w
             effective = rest_w * rest_w / rest_w2 if rest_w2 > 1e-18 else 0.0
-            yield _Span(j, n, tokens, cached, expected, value, expected - top_expected, cached - top_read, effective)
+            yield _Span(j, n, tokens, cached, expected, value, expected - top_expected, cached - top_read, effective,
+                        effective + leave_out)
 
     def _newest_drop(self) -> tuple[float, _Span] | None:
         """The most improbable drop among the spans ending now, with its tail probability, if any."""
@@ -236,7 +245,7 @@ class CacheHitDrop(Detector):
         best = None
         for span in self._spans():
             if (span.requests < cfg.min_requests or span.tokens < cfg.min_input_tokens or span.rest_expected <= 0
-                    or span.rest_cached > keep * span.rest_expected or span.effective + 1 < cfg.min_sessions):
+                    or span.rest_cached > keep * span.rest_expected or span.sessions < cfg.min_sessions):
                 continue
             excess = 1 - span.rest_cached / span.rest_expected - cfg.normal_drop  # beyond what is ordinary
             tail = normal_tail(excess * math.sqrt(span.effective / variance)) * looks if variance > 0 else 0.0
@@ -251,11 +260,16 @@ class CacheHitDrop(Detector):
         totals = window.totals
         n, tokens = totals.get("n", 0.0), totals.get("tokens", 0.0)
         if n < cfg.min_requests or tokens < cfg.min_input_tokens:
-            # too quiet to judge (a night): an active episode holds rather than resolving and re-paging
-            return [self.last_finding] if self.abnormal and self.last_finding is not None else []
+            # too quiet to judge (a night): an active episode holds rather than resolving and re-paging, for a
+            # day at most (the baseline does not learn meanwhile, and a sparse key may stay quiet for long)
+            if self.abnormal and self.last_finding is not None and now - self.abnormal_ts < _MAX_HOLD_S:
+                return [self.last_finding]
+            self.abnormal, self.last_finding = False, None
+            return []
         was_abnormal = self.abnormal
         self.abnormal, self.last_finding = False, None
-        if baseline.get("in") + baseline.get("in1") < cfg.min_baseline_input_tokens:
+        if (baseline.get("in") + baseline.get("in1") < cfg.min_baseline_input_tokens
+                or baseline.get("sessions") < cfg.min_baseline_sessions):
             return []
         if self._ratios()[1] < cfg.min_baseline_ratio:
             return []
@@ -271,7 +285,7 @@ class CacheHitDrop(Detector):
         wasted = max(0.0, span.expected - span.cached) * price_per_token * _CACHE_DISCOUNT
         if not was_abnormal and price_per_token and wasted < cfg.min_wasted_usd * MICROS:
             return []
-        self.abnormal = True
+        self.abnormal, self.abnormal_ts = True, now
         ratio, usual = span.cached / span.tokens, span.expected / span.tokens
         who = ctx.labels.get("key_alias") if ctx.scope == "key" else None
         money = f": about {usd(wasted)} of extra input spend" if price_per_token else ""
@@ -284,7 +298,7 @@ class CacheHitDrop(Detector):
             abnormal=True, observed=round(ratio, 4), expected=round(usual, 4), unit="ratio", summary=summary,
             root_cause_kinds=("model", "session", "tag"),
             details={"window_input_tokens": int(span.tokens), "window_cache_read_tokens": int(span.cached),
-                     "effective_sessions": round(span.effective + 1, 1), "tail_probability": float(f"{tail:.3g}"),
+                     "effective_sessions": round(span.sessions, 1), "tail_probability": float(f"{tail:.3g}"),
                      "estimated_extra_usd": round(wasted / MICROS, 2)},
         )
         return [self.last_finding]

@@ -206,7 +206,7 @@ class ModelMixDriftConfig(DetectorSettings):
         default=0.5, gt=0, le=1, description="...making at least this share of the newest sessions looked at..."
     )
     min_drift_spend_usd: Decimal = Field(
-        default=Decimal("0.5"), ge=0, description="...which spent at least this many dollars (the dollar floor)..."
+        default=Decimal("0.1"), ge=0, description="...which spent at least this many dollars (the dollar floor)..."
     )
     cost_per_request_factor: float = Field(
         default=1.5, ge=0, description="...and the newest sessions' cost per request is at least this x the "
@@ -258,19 +258,23 @@ class CacheHitDropConfig(DetectorSettings):
         "(keep it below min_drop)."
     )
     min_sessions: float = Field(
-        default=2, ge=1, description="...over at least this many (effective) sessions, the heaviest of which is left "
-        "out of the evidence: one session's own prompt is not the key's cache..."
+        default=1, ge=1, description="...over at least this many (effective) sessions; from 2, the session that lost "
+        "the most is left out of the evidence (one session's own prompt is then never the key's cache)..."
     )
     min_wasted_usd: Decimal = Field(
-        default=Decimal("0.1"), ge=0, description="...and the lost hits cost at least this many dollars in the span."
+        default=Decimal("0"), ge=0, description="...and the lost hits cost at least this many dollars in the span "
+        "(0: off -- the evidence test keeps false pages out; set a floor to skip keys whose cache is worth cents)."
     )
     min_baseline_ratio: float = Field(
         default=0.3, ge=0, le=1, description="Only subjects whose baseline ratio is at least this (they did cache)."
     )
     min_requests: int = Field(default=3, ge=1, description="Successful requests in a span before it may page.")
-    min_input_tokens: int = Field(default=20_000, ge=1, description="Input tokens in a span before it may page.")
+    min_input_tokens: int = Field(default=1_000, ge=1, description="Input tokens in a span before it may page.")
     min_baseline_input_tokens: float = Field(
-        default=1_000_000, ge=1, description="(Decayed) input tokens in the baseline before it is trusted."
+        default=50_000, ge=1, description="(Decayed) input tokens in the baseline before it is trusted."
+    )
+    min_baseline_sessions: float = Field(
+        default=20, ge=1, description="(Decayed) session stretches the normal straying is learnt from first."
     )
     baseline_half_life_hours: float = Field(default=72, gt=0, description="Half-life of the baseline ratio.")
 
@@ -305,7 +309,7 @@ class ContextBloatConfig(DetectorSettings):
         "out (one long session is not bloat)..."
     )
     min_extra_usd: Decimal = Field(
-        default=Decimal("1"), ge=0, description="...and the growth cost at least this many dollars in the span."
+        default=Decimal("0.05"), ge=0, description="...and the growth cost at least this many dollars in the span."
     )
     min_requests: int = Field(default=5, ge=1, description="Requests in a span before it may page.")
     min_baseline_requests: float = Field(

@@ -45,7 +45,12 @@ if TYPE_CHECKING:
     from spendwatch.detectors.config import BaselineConfig, ContextBloatConfig
 
 _BUCKETS = 12
-_MAX_MODELS = 64
+#: Longest a quiet window holds an active episode.
+_MAX_HOLD_S = 86_400
+#: Baseline names kept: (count, log-size sum) for each model and each (model, call position) pair.
+_MAX_NAMES = 512
+#: Live sessions whose calls are counted (the least recently active is forgotten first).
+_MAX_SESSIONS = 512
 
 
 @lru_cache(maxsize=4096)
@@ -120,13 +125,16 @@ class ContextBloat(Detector):
         super().__init__(config, baseline_config, scope, subject)
         window_s = config.window_minutes * 60
         self.window = BucketWindow(window_s, window_s / _BUCKETS)
-        self.baseline = DecayedSums(config.baseline_half_life_hours * 3600, max_names=2 * _MAX_MODELS)
+        self.baseline = DecayedSums(config.baseline_half_life_hours * 3600, max_names=_MAX_NAMES)
+        self.calls: dict[str, int] = {}  # session -> calls seen, least recently active first
         self.abnormal = False
+        self.abnormal_ts = 0.0  # when the condition was last seen abnormal
         self.last_finding: Finding | None = None
 
     def derive(self) -> None:
         cfg = self.config
         self._cfg_min_log = math.log(cfg.min_factor)
+        self._cfg_min_position = cfg.min_baseline_requests
         self._cfg_normal_log = math.log(cfg.normal_factor)
 
     # -- learning ----------------------------------------------------------------------
@@ -135,11 +143,23 @@ class ContextBloat(Detector):
         if not obs.ok or size <= 0:
             return
         size_log = math.log(size)
-        model_n, model_log = f"n:{obs.model}", f"l:{obs.model}"
-        count = self.baseline.get(model_n)
-        known = count >= self.config.min_baseline_requests
-        excess = size_log - self.baseline.get(model_log) / count if known else 0.0
         session = obs.session_id or f"request:{obs.record_id}"
+        calls = self.calls.pop(session, 0) + 1  # re-inserted last: the dict stays in least-recent order
+        self.calls[session] = calls
+        if len(self.calls) > _MAX_SESSIONS:
+            del self.calls[next(iter(self.calls))]
+        # a session's context grows call by call: call n is compared with the usual size of calls n of
+        # that model (in powers of two: 1, 2-3, 4-7...), or of all its calls while that is not known yet
+        position = f"{obs.model}@{calls.bit_length()}"
+        model_n, model_log, at_n, at_log = f"n:{obs.model}", f"l:{obs.model}", f"n:{position}", f"l:{position}"
+        get = self.baseline.get
+        excess, known = 0.0, True
+        if (count := get(at_n)) >= self._cfg_min_position:
+            excess = size_log - get(at_log) / count
+        elif (count := get(model_n)) >= self.config.min_baseline_requests:
+            excess = size_log - get(model_log) / count
+        else:
+            known = False
         session_n, session_x, session_c = f"r:{session}", f"x:{session}", f"c:{session}"
         # what the size costs: input tokens at the model's input price (output did not grow), or the cost itself
         cost = float(obs.cost) if self.config.metric == "usd" else size * _input_price(obs.model, obs.provider)
@@ -147,6 +167,8 @@ class ContextBloat(Detector):
             get = sums.get
             sums[model_n] = get(model_n, 0.0) + 1.0
             sums[model_log] = get(model_log, 0.0) + size_log
+            sums[at_n] = get(at_n, 0.0) + 1.0
+            sums[at_log] = get(at_log, 0.0) + size_log
             if known:
                 sums["known"] = get("known", 0.0) + 1.0
                 sums["excess"] = get("excess", 0.0) + excess
@@ -226,8 +248,12 @@ class ContextBloat(Detector):
         totals = window.totals
         known = totals.get("known", 0.0)
         if known < cfg.min_requests:
-            # too quiet to judge (a night): an active episode holds rather than resolving and re-paging
-            return [self.last_finding] if self.abnormal and self.last_finding is not None else []
+            # too quiet to judge (a night): an active episode holds rather than resolving and re-paging, for a
+            # day at most (the baseline does not learn meanwhile, and a sparse key may stay quiet for long)
+            if self.abnormal and self.last_finding is not None and now - self.abnormal_ts < _MAX_HOLD_S:
+                return [self.last_finding]
+            self.abnormal, self.last_finding = False, None
+            return []
         was_abnormal = self.abnormal
         self.abnormal, self.last_finding = False, None
         if baseline.get("sessions") < cfg.min_baseline_sessions:
@@ -245,7 +271,7 @@ class ContextBloat(Detector):
         extra = span.cost * (1 - 1 / factor)
         if not was_abnormal and extra < cfg.min_extra_usd * MICROS:
             return []
-        self.abnormal = True
+        self.abnormal, self.abnormal_ts = True, now
         who = ctx.labels.get("key_alias") if ctx.scope == "key" else None
         what = "input tokens" if cfg.metric == "input_tokens" else "cost per request"
         summary = (

@@ -106,11 +106,13 @@ def test_a_key_that_never_cached_cannot_drop():
     assert cache_pages(events) == []
 
 
-def test_one_session_with_a_changed_prompt_is_not_the_keys_cache():
+def test_with_min_sessions_two_one_session_with_a_changed_prompt_is_not_the_keys_cache():
     broken = T0 + timedelta(days=2, hours=11)
     events = sessions(T0, 24 * 3, office(1), lambda t: 0.75)  # one session an hour in office hours
     events += [call(broken + timedelta(minutes=i), 0, session="the-odd-one", tokens=60_000) for i in range(40)]
-    assert cache_pages(events) == []
+    assert [a.action.value for a in cache_pages(events)][:1] == ["trigger"]  # by default: 40 calls of evidence
+    two = DetectorsConfig.model_validate({"cache_hit_drop": {"min_sessions": 2}})
+    assert cache_pages(events, two) == []
 
 
 def test_a_sparse_key_halving_pages_once_it_has_the_evidence():
@@ -124,12 +126,11 @@ def test_a_sparse_key_halving_pages_once_it_has_the_evidence():
 
 def test_the_money_floor_is_configurable():
     broken = T0 + timedelta(days=2, hours=11)
-    events = sessions(T0, 24 * 3, office(6), lambda t: 0.35 if t >= broken else 0.70, tokens=1_000)  # cents
-    assert cache_pages(events, DetectorsConfig.model_validate(
-        {"cache_hit_drop": {"min_baseline_input_tokens": 100_000, "min_input_tokens": 1_000}})) == []
-    cheap = DetectorsConfig.model_validate({"cache_hit_drop": {
-        "min_baseline_input_tokens": 100_000, "min_input_tokens": 1_000, "min_wasted_usd": "0.001"}})
-    assert [a.action.value for a in cache_pages(events, cheap)][:1] == ["trigger"]
+    events = sessions(T0, 24 * 3, office(6), lambda t: 0.35 if broken <= t < broken + timedelta(hours=3) else 0.70,
+                      tokens=100)  # tiny prompts: a fraction of a cent an hour
+    assert [a.action.value for a in cache_pages(events)][:1] == ["trigger"]  # no floor by default: any volume
+    floor = DetectorsConfig.model_validate({"cache_hit_drop": {"min_wasted_usd": "0.01"}})
+    assert cache_pages(events, floor) == []
 
 
 def test_state_survives_a_snapshot_mid_drop():

@@ -102,8 +102,8 @@ def test_a_move_to_a_pricier_model_is_mix_drift_not_bloat():
 
 def test_the_dollar_floor_is_configurable():
     grows = T0 + timedelta(days=3, hours=10)
-    events = sessions(T0, 24 * 4, office(6), context=300, step=20,  # tiny prompts: cents
-                      growth=lambda t: 5.0 if t >= grows else 1.0)
+    events = sessions(T0, 24 * 4, office(6), context=50, step=2, model=lambda n: "claude-haiku-4-5",
+                      growth=lambda t: 5.0 if t >= grows else 1.0)  # tiny prompts: cents
     assert bloat_pages(events) == []
     cheap = DetectorsConfig.model_validate({"context_bloat": {"min_extra_usd": "0.001"}})
     assert [a.action.value for a in bloat_pages(events, cheap)][:1] == ["trigger"]

@@ -155,10 +155,10 @@ def test_a_move_to_cheaper_models_is_not_a_page():
 
 def test_the_dollar_floor_is_configurable():
     switch = T0 + timedelta(days=2, hours=10)
-    events = sessions(T0, 24 * 2 + 10, office(6, 1), lambda _: "gpt-5-mini", tokens=200, output=50)
-    events += sessions(switch, 1, office(6, 1), lambda _: "claude-opus-4-1", tokens=200, output=50)  # ~$0.30 in all
+    events = sessions(T0, 24 * 2 + 10, office(6, 1), lambda _: "gpt-5-mini", tokens=100, output=10)
+    events += sessions(switch, 0.5, office(6, 1), lambda _: "claude-opus-4-1", tokens=100, output=10)  # ~5 cents
     assert drift_pages(events) == []
-    cheap = DetectorsConfig.model_validate({"model_mix_drift": {"min_drift_spend_usd": "0.05"}})
+    cheap = DetectorsConfig.model_validate({"model_mix_drift": {"min_drift_spend_usd": "0.01"}})
     assert [a.action.value for a in drift_pages(events, cheap)][:1] == ["trigger"]
 
 
