@@ -127,3 +127,17 @@ def test_state_survives_a_snapshot_mid_bloat():
     for e in sessions(grows, 2, office(6), growth=lambda t: 6.0):
         alerts += engine.process(state, e)
     assert [a.action.value for a in alerts if a.detector == "context_bloat"][:1] == ["trigger"]
+
+
+def test_a_quiet_key_holds_an_episode_for_a_day_at_most():
+    # bloat pages, then the key falls almost silent (one call every three hours, never enough to judge):
+    # the episode holds through the quiet, but not forever (its baseline would never learn again)
+    grows = T0 + timedelta(days=3, hours=10)
+    quiet = grows + timedelta(hours=2)
+    events = sessions(T0, 24 * 3 + 10, office(6))
+    events += sessions(grows, 2, office(6), growth=lambda t: 6.0)
+    events += [call(quiet + timedelta(hours=3 * i), 12_000, session=f"lone-{i}") for i in range(24)]
+    pages = bloat_pages(events)
+    assert [a.action.value for a in pages][:1] == ["trigger"]
+    resolved = [a.fired_at for a in pages if a.action.value == "resolve"]
+    assert resolved and quiet + timedelta(hours=12) < resolved[0] < quiet + timedelta(hours=27)
