@@ -313,11 +313,11 @@ class ContextBloatConfig(DetectorSettings):
     )
     min_requests: int = Field(default=5, ge=1, description="Requests in a span before it may page.")
     min_baseline_requests: float = Field(
-        default=50, ge=1, description="(Decayed) requests to a model before its usual size is trusted (its "
-        "requests are left out until then)."
+        default=20, ge=1, description="(Decayed) requests to a model at a position in their sessions (call 1, "
+        "2-3, 4-7...) before their usual size is trusted; the requests are left out of the evidence until then."
     )
     min_baseline_sessions: float = Field(
-        default=30, ge=1, description="(Decayed) session stretches the normal straying is learnt from first."
+        default=10, ge=1, description="(Decayed) session stretches the normal straying is learnt from first."
     )
     baseline_half_life_hours: float = Field(default=72, gt=0, description="Half-life of the usual sizes.")
 

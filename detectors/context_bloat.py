@@ -134,7 +134,6 @@ class ContextBloat(Detector):
     def derive(self) -> None:
         cfg = self.config
         self._cfg_min_log = math.log(cfg.min_factor)
-        self._cfg_min_position = cfg.min_baseline_requests
         self._cfg_normal_log = math.log(cfg.normal_factor)
 
     # -- learning ----------------------------------------------------------------------
@@ -148,25 +147,19 @@ class ContextBloat(Detector):
         self.calls[session] = calls
         if len(self.calls) > _MAX_SESSIONS:
             del self.calls[next(iter(self.calls))]
-        # a session's context grows call by call: call n is compared with the usual size of calls n of
-        # that model (in powers of two: 1, 2-3, 4-7...), or of all its calls while that is not known yet
+        # a session's context grows call by call: call n is compared with the usual size of calls n of that
+        # model (in powers of two: 1, 2-3, 4-7...); until that is known the request is not evidence (a model's
+        # mean over all positions would make every late call of a long session look bloated)
         position = f"{obs.model}@{calls.bit_length()}"
-        model_n, model_log, at_n, at_log = f"n:{obs.model}", f"l:{obs.model}", f"n:{position}", f"l:{position}"
-        get = self.baseline.get
-        excess, known = 0.0, True
-        if (count := get(at_n)) >= self._cfg_min_position:
-            excess = size_log - get(at_log) / count
-        elif (count := get(model_n)) >= self.config.min_baseline_requests:
-            excess = size_log - get(model_log) / count
-        else:
-            known = False
+        at_n, at_log = f"n:{position}", f"l:{position}"
+        count = self.baseline.get(at_n)
+        known = count >= self.config.min_baseline_requests
+        excess = size_log - self.baseline.get(at_log) / count if known else 0.0
         session_n, session_x, session_c = f"r:{session}", f"x:{session}", f"c:{session}"
         # what the size costs: input tokens at the model's input price (output did not grow), or the cost itself
         cost = float(obs.cost) if self.config.metric == "usd" else size * _input_price(obs.model, obs.provider)
         for sums in (self.window.bucket_at(obs.ts), self.window.totals):
             get = sums.get
-            sums[model_n] = get(model_n, 0.0) + 1.0
-            sums[model_log] = get(model_log, 0.0) + size_log
             sums[at_n] = get(at_n, 0.0) + 1.0
             sums[at_log] = get(at_log, 0.0) + size_log
             if known:
