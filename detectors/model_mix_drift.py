@@ -117,16 +117,11 @@ class ModelMixDrift(Detector):
     def __init__(self, config: ModelMixDriftConfig, baseline_config: BaselineConfig, scope: str,
                  subject: str) -> None:
         super().__init__(config, baseline_config, scope, subject)
-        self.__dict__.update(self._fresh_state())
-
-    def _fresh_state(self) -> dict[str, Any]:
-        return {
-            "first_ts": None,
-            "recent": {},  # session id -> recent session, oldest start first
-            "baseline": DecayedSums(self.config.baseline_half_life_hours * 3600, max_names=_MAX_CATEGORIES),
-            "members": {},  # member key -> its decayed session counts by model and tier
-            "candidates": None,  # the statistical verdict; None: to recompute
-        }
+        self.first_ts: float | None = None
+        self.recent: dict[str, list[Any]] = {}  # session id -> recent session, oldest start first
+        self.baseline = DecayedSums(config.baseline_half_life_hours * 3600, max_names=_MAX_CATEGORIES)
+        self.members: dict[str, DecayedSums] = {}  # member key -> its decayed session counts by model and tier
+        self.candidates: list[tuple[Any, ...]] | None = None  # the statistical verdict; None: to recompute
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "recent" not in state:  # the request-counting detector's state (before sessions): learn afresh
