@@ -305,8 +305,8 @@ class ContextBloatConfig(DetectorSettings):
         "being below this (Bonferroni-corrected)..."
     )
     min_sessions: float = Field(
-        default=2, ge=1, description="...over at least this many (effective) sessions, the one that grew most left "
-        "out (one long session is not bloat)..."
+        default=3, ge=2, description="...over at least this many (effective) sessions, the one that grew most left "
+        "out of the evidence (one long session is never bloat, and one more ordinary outlier beside it neither)..."
     )
     min_extra_usd: Decimal = Field(
         default=Decimal("0.05"), ge=0, description="...and the growth cost at least this many dollars in the span."
