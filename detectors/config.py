@@ -9,8 +9,9 @@ adding a detector means adding its module and its sub-model here, nothing else.
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -29,6 +30,9 @@ class DetectorSettings(_Strict):
 
     #: ``module:Class`` of the detector this section configures.
     implementation: ClassVar[str] = ""
+    #: Settings of earlier releases that no longer mean anything: accepted with a warning, then ignored,
+    #: so a YAML written for an earlier release still loads.
+    retired: ClassVar[frozenset[str]] = frozenset()
 
     enabled: bool = Field(default=True, description="Run this detector.")
     scopes: tuple[Scope, ...] = Field(
@@ -41,6 +45,16 @@ class DetectorSettings(_Strict):
     resolve_after_minutes: float = Field(
         default=60, ge=0, description="An episode resolves once its condition has been normal this long."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired(cls, data: Any) -> Any:
+        if isinstance(data, dict) and (old := sorted(cls.retired & data.keys())):
+            logging.getLogger("spendwatch.config").warning(
+                "%s: %s no longer used (the detector's statistics changed; see docs/detectors.md): ignored",
+                cls.__name__, ", ".join(old))
+            data = {k: v for k, v in data.items() if k not in cls.retired}
+        return data
 
 
 class BaselineConfig(_Strict):
@@ -262,6 +276,8 @@ class ModelMixDriftConfig(DetectorSettings):
     """A key's (or a team's) sessions moving to a model or price tier they seldom used."""
 
     implementation: ClassVar[str] = "spendwatch.detectors.model_mix_drift:ModelMixDrift"
+    retired: ClassVar[frozenset[str]] = frozenset(
+        {"min_baseline_requests", "min_requests", "min_window_spend_usd", "rare_share", "window_minutes"})
 
     scopes: tuple[Scope, ...] = Field(
         default=("key", "team"), description="Subjects this detector watches: a key's drift and a whole team's "
@@ -311,6 +327,7 @@ class CacheHitDropConfig(DetectorSettings):
     """A subject's prompt-cache hit ratio (cache-read / input tokens) halving or worse against its baseline."""
 
     implementation: ClassVar[str] = "spendwatch.detectors.cache_hit_drop:CacheHitDrop"
+    retired: ClassVar[frozenset[str]] = frozenset({"wasteful_ratio"})
 
     window_minutes: int = Field(
         default=120, ge=10, le=1440, description="The recent ratio is measured over the newest 1/12, 2/12... of "

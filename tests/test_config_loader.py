@@ -156,3 +156,12 @@ def test_two_different_price_tiers_are_refused_with_the_fix(tmp_path: Path) -> N
                     "detectors:\n  model_mix_drift:\n    tiers:\n      frontier_min_input_per_mtok: 3\n")
     with pytest.raises(ConfigError, match="keep only adapters.pricing.tiers"):
         load_config(path, environ={})
+
+
+def test_settings_of_an_earlier_release_load_with_a_warning(tmp_path, caplog):
+    path = write(tmp_path, "detectors:\n  model_mix_drift:\n    rare_share: 0.05\n    min_requests: 20\n"
+                           "  cache_hit_drop:\n    wasteful_ratio: 0.2\n    severity: warning\n")
+    with caplog.at_level("WARNING", logger="spendwatch.config"):
+        settings = load_settings(path)
+    assert settings.detectors.cache_hit_drop.severity == "warning"
+    assert "min_requests, rare_share no longer used" in caplog.text and "wasteful_ratio no longer used" in caplog.text
