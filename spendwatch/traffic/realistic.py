@@ -57,6 +57,10 @@ from spendwatch.traffic.population import HOURLY, HOURLY_SERVICE, PICO, TEAM_NAM
 HOUR = 3600.0
 DAY = 86_400.0
 
+#: An error storm is labelled only if the key's calls really failed in it at least this often (a storm
+#: drawn on a key that sends two requests in those hours is not one anybody could see, or should be paged for).
+MIN_STORM_FAILURES = 5
+
 FAMILIES = ("runaway_loop", "session_burn", "spend_spike", "model_mix_drift", "context_bloat", "cache_hit_drop",
             "error_storm", "budget_overrun")
 
@@ -312,6 +316,8 @@ class RealisticTraffic:
         self._ramps: dict[str, list[Effect]] = defaultdict(list)
         for family, inject in injectors.items():
             wanted = rng.randint(*per_family)
+            if family == "error_storm":
+                wanted *= 2  # about half land where the key happens to send nothing and are dropped (_finalize_labels)
             made = attempts = 0
             while made < wanted and attempts < 200:
                 attempts += 1
@@ -339,18 +345,22 @@ class RealisticTraffic:
             self.planned = planned
         return {team: int(week.get(team, 0) / self.days) for team, _, _ in self.teams}
 
-    def _spend(self) -> tuple[dict[str, list[int]], dict[tuple[str, int], int], dict[str, int]]:
-        """Simulated spend (pico-dollars): per team per hour, per key alias per day, per session."""
+    def _spend(self) -> tuple[dict[str, list[int]], dict[tuple[str, int], int], dict[str, int], dict[str, list[float]]]:
+        """Simulated spend (pico-dollars): per team per hour, per key alias per day, per session; and the
+        times of each key alias's failed calls."""
         hours = math.ceil((self.end_ts - self.start_ts) / HOUR)
         team_hours: dict[str, list[int]] = {team: [0] * hours for team, _, _ in self.teams}
         key_days: dict[tuple[str, int], int] = defaultdict(int)
         sessions: dict[str, int] = defaultdict(int)
-        for ts, key, session, *rest in self.calls():
+        failures: dict[str, list[float]] = defaultdict(list)
+        for ts, key, session, _model, ok, *rest in self.calls():
             cost = rest[-2]
+            if not ok:
+                failures[key.alias].append(ts)
             team_hours[key.team][int((ts - self.start_ts) // HOUR)] += cost
             key_days[(key.alias, int((ts - self.start_ts) // DAY))] += cost
             sessions[session] += cost
-        return team_hours, key_days, sessions
+        return team_hours, key_days, sessions, failures
 
     def team_forecasts(self, team_hours: dict[str, list[int]] | None = None) -> dict[str, list[float]]:
         """Per team, per hour of the run: spend to date + (last 7 days' mean daily spend) x days left (USD)."""
@@ -374,10 +384,12 @@ class RealisticTraffic:
         A team whose pace passes its budget after the warm-up anyway (incidents on its keys, or
         heavy-tailed ordinary spend against a tight budget) is a real budget overrun: labelled too.
         An injected spike whose day stays under 3x its 7-day average, or a ramp that never passes
-        the budget (short runs), is not what its label says: moved to :attr:`dropped`. Every label's
+        the budget (short runs), or an error storm on a key that sent fewer than
+        :data:`MIN_STORM_FAILURES` failing calls in it (a key quiet during its "storm"), is not what its
+        label says: moved to :attr:`dropped`. Every label's
         detail gets the simulated dollars (session cost, the key's usual day, the spike day).
         """
-        team_hours, key_days, sessions = self._spend()
+        team_hours, key_days, sessions, failures = self._spend()
         budgets = self._budget_amounts()
         labelled = {label.team for label in self.labels if label.family == "budget_overrun"}
         first_hour = math.ceil((self.warmup_end - self.start_ts) / HOUR)
@@ -405,6 +417,13 @@ class RealisticTraffic:
             elif label.key:
                 usual = sum(key_days.get((label.key, d), 0) for d in range(warm_days)) / warm_days / PICO
                 extra = f"; key ~${usual:,.2f}/day in the warm-up"
+                if label.family == "error_storm":
+                    start, end = label.start.timestamp(), label.end.timestamp()
+                    failed = sum(start <= ts <= end for ts in failures.get(label.key, ()))
+                    if failed < MIN_STORM_FAILURES:
+                        self.dropped.append(label)
+                        continue
+                    extra += f"; {failed} failed calls in it"
                 if label.family == "spend_spike":
                     first = int((label.start.timestamp() - self.start_ts) // DAY)
                     last = int((label.end.timestamp() - self.start_ts) // DAY)
@@ -604,14 +623,20 @@ class RealisticTraffic:
 
     def _error_storm(self, rng: random.Random, first: float, last: float) -> bool:
         minutes = rng.uniform(20, 360)
-        start = rng.uniform(first, last - minutes * 60)
-        end = start + minutes * 60
-        key = self._pick_key(rng, start, end)
+        start = rng.uniform(first, last - 720 * 60)
+        key = self._pick_key(rng, start, start + minutes * 60)
         if key is None:
             return False
+        # a storm is calls failing: on a sparse or sleeping key it lasts until about ten calls are expected
+        # from the key's own daily shape (12 h at most); the label is kept only if they really failed
+        end, expected = start, 0.0
+        while end < start + 720 * 60 and (end < start + minutes * 60 or expected < 10):
+            hour = int((end + key.tz * HOUR) % DAY // HOUR)
+            expected += key.daily_requests / 24 * key.shape[hour] * self._day_rate(key, end - end % DAY) / 12
+            end += 300
         rate = rng.uniform(0.3, 0.9)
         key.effects.append(Effect("failure", start, end, rate))
-        self._label("error_storm", start, end, f"failures -> {rate:.0%} for {minutes:.0f} min; key "
+        self._label("error_storm", start, end, f"failures -> {rate:.0%} for {(end - start) / 60:.0f} min; key "
                     f"~{key.daily_requests:.0f} req/day", key)
         return True
 
