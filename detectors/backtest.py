@@ -15,6 +15,7 @@ quiet states without an idle-tick detector).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import heapq
 import multiprocessing
@@ -226,16 +227,36 @@ def read_records(path: Path, settings: Settings, stats: InputStats, on_bytes: Ca
 @click.argument("events", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="spendwatch YAML (the detectors: section is what you tune); defaults when omitted.")
-@click.option("--alerts-out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Write every notification here, one JSON object per line.")
+@click.option("--alerts-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write every notification here, one JSON object per line (required without --labels).")
 @click.option("--drain-hours", default=24.0, show_default=True, type=click.FloatRange(0),
               help="Keep the clock ticking this long after the last event, so open episodes can resolve.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
               help="Replay in this many processes, sharded by state key like stream partitions (same pages).")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars (on stderr).")
-def backtest(events: Path, config_path: Path | None, alerts_out: Path, drain_hours: float, workers: int,
-             progress: bool) -> None:
-    """Replay EVENTS.jsonl[.gz] through the detectors and write the pages they would have sent."""
+@click.option("--labels", "labels_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Labelled incidents (CSV or JSON: family, key|team|session, start, end): score the pages "
+              "against them (see docs/detectors.md, labelled evaluation).")
+@click.option("--json", "as_json", is_flag=True, help="With --labels: print the evaluation as one JSON object.")
+@click.option("--warmup-days", default=7.0, show_default=True, type=click.FloatRange(0),
+              help="With --labels: pages in the first days are not counted as false pages.")
+def backtest(events: Path, config_path: Path | None, alerts_out: Path | None, drain_hours: float, workers: int,
+             progress: bool, labels_path: Path | None, as_json: bool, warmup_days: float) -> None:
+    """Replay EVENTS.jsonl[.gz] through the detectors and write the pages they would have sent.
+
+    With --labels, also score them: per incident family found / total, time to detect and the
+    detector that paged first; false pages per 100 key-days after the warm-up; pages per detector.
+    """
+    if alerts_out is None and labels_path is None:
+        raise click.UsageError("give --alerts-out (where to write the pages) and/or --labels (to score them)")
+    labels = None
+    if labels_path is not None:
+        from spendwatch.detectors.evaluation import LabelError, read_labels
+
+        try:
+            labels = read_labels(labels_path)
+        except LabelError as exc:
+            raise click.ClickException(str(exc)) from exc
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
@@ -260,8 +281,10 @@ def backtest(events: Path, config_path: Path | None, alerts_out: Path, drain_hou
         read_seconds = time.perf_counter() - started
         replay = bar.add_task("replaying", total=len(records))
         replay_started = time.perf_counter()
-        alerts_out.parent.mkdir(parents=True, exist_ok=True)
-        with alerts_out.open("wb") as out:
+        notifications: list[dict[str, Any]] = []
+        if alerts_out is not None:
+            alerts_out.parent.mkdir(parents=True, exist_ok=True)
+        with alerts_out.open("wb") if alerts_out is not None else contextlib.nullcontext() as out:
             if workers > 1:
                 lines = run_backtest_parallel(records, settings, workers=workers, drain=timedelta(hours=drain_hours))
             else:
@@ -269,13 +292,25 @@ def backtest(events: Path, config_path: Path | None, alerts_out: Path, drain_hou
                     records, settings, drain=timedelta(hours=drain_hours),
                     on_record=lambda n: bar.update(replay, completed=n)))
             for line in lines:
-                out.write(line + b"\n")
+                if out is not None:
+                    out.write(line + b"\n")
                 alert = orjson.loads(line)
+                if alert["action"] != "resolve":
+                    notifications.append(alert)
                 actions[(alert["detector"], alert["action"])] += 1
                 subjects.setdefault(alert["detector"], set()).add(f"{alert['scope']}:{alert['subject']}")
         bar.update(replay, completed=len(records))
         replay_seconds = time.perf_counter() - replay_started
 
+    if labels is not None:
+        from spendwatch.detectors.evaluation import Directory, evaluate, format_report
+
+        report = evaluate(labels, notifications, Directory.from_records(records, warmup_days), warmup_days=warmup_days,
+                          detectors=settings.detectors.detector_settings())
+        if as_json:
+            click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        else:
+            click.echo(format_report(report))
     table = Table(title="Pages per detector")
     for column in ("detector", "triggers", "repeats", "resolves", "subjects"):
         table.add_column(column, justify="left" if column == "detector" else "right")
@@ -288,7 +323,7 @@ def backtest(events: Path, config_path: Path | None, alerts_out: Path, drain_hou
         f"{stats.lines:,} lines, {stats.records:,} records, {stats.bad_lines:,} bad lines, "
         f"{stats.duplicates:,} repeated ids dropped; "
         f"read in {read_seconds:.1f}s, replayed in {replay_seconds:.1f}s ({rate:,.0f} records/s); "
-        f"{sum(actions.values()):,} notifications -> {alerts_out}"
+        f"{sum(actions.values()):,} notifications" + (f" -> {alerts_out}" if alerts_out else "")
     )
     if stats.bad_lines:
         console.print(f"[yellow]bad lines by error: {dict(stats.errors)}[/yellow]")

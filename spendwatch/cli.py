@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("spendwatch.streams.ingest.server:ingest", "Run the HTTP ingest service (events and OTLP traces)."),
     "pager": ("spendwatch.sinks.paging.service:pager", "Run the pager: alerts topic -> PagerDuty / Slack / console."),
     "backtest": ("spendwatch.detectors.backtest:backtest", "Replay events through the detectors; write the pages."),
+    "evaluate": ("spendwatch.detectors.evaluate_cli:evaluate_command",
+                 "Realistic traffic per seed -> labelled backtest: per-family recall and false pages."),
     "score-series": ("spendwatch.detectors.score_series:score_series", "Score a timestamp,value CSV with the burn-rate model."),
     "generate": ("spendwatch.traffic.cli:generate", "Generate synthetic gateway traffic with injected incidents."),
     "bench": ("spendwatch.streams.bench:bench", "Benchmark the pipeline against a plain consumer."),

@@ -1,0 +1,143 @@
+"""The realistic generator: ordinary life as specified, and every label true of the traffic it labels."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+
+import pytest
+
+from spendwatch.schemas.adapters import parse_message
+from spendwatch.traffic.realistic import DAY, FAMILIES, RealisticTraffic
+
+
+@pytest.fixture(scope="module")
+def org() -> RealisticTraffic:
+    return RealisticTraffic(days=14, seed=2, keys=40, teams=8)
+
+
+@pytest.fixture(scope="module")
+def calls(org):
+    return list(org.calls())
+
+
+def _day(ts: float) -> int:
+    return int(ts // DAY)
+
+
+def test_same_seed_same_traffic_other_seed_other_traffic():
+    def digest(seed: int) -> str:
+        lines = RealisticTraffic(days=2, seed=seed, keys=12, teams=3, warmup_days=1).litellm_lines()
+        return hashlib.sha256(b"\n".join(lines)).hexdigest()
+
+    assert digest(5) == digest(5) != digest(6)
+
+
+def test_every_family_has_several_instances_after_the_warmup(org):
+    counts = Counter(label.family for label in org.labels)
+    assert set(counts) == set(FAMILIES)
+    assert all(counts[f] >= 4 for f in FAMILIES if f != "budget_overrun") and counts["budget_overrun"] >= 1
+    for label in org.labels:
+        assert label.start.timestamp() >= org.warmup_end and label.end > label.start
+        assert sum(bool(v) for v in (label.key, label.team, label.session)) == 1
+
+
+def test_incidents_land_on_keys_of_every_size(org):
+    volumes = {k.alias: k.daily_requests for k in org.keys}
+    keyed = [volumes[label.key] for label in org.labels if label.key]
+    assert min(keyed) < 100 and max(keyed) > 300
+
+
+def test_key_volumes_are_heavy_tailed(org, calls):
+    per_key = Counter(call[1].key_hash for call in calls)
+    weekday_rates = sorted(k.daily_requests for k in org.keys)
+    assert weekday_rates[0] < 40 and weekday_rates[-1] > 1000
+    assert max(per_key.values()) > 20 * min(per_key.values())
+
+
+def test_sessions_keep_one_model(calls):
+    models: dict[str, set[str]] = defaultdict(set)
+    for call in calls:
+        models[call[2]].add(call[3])
+    assert all(len(m) == 1 for m in models.values())
+    lengths = Counter(call[2] for call in calls)
+    assert max(lengths.values()) > 100 and sorted(lengths.values())[len(lengths) // 2] < 20
+
+
+def test_ordinary_failures_and_cache_ratios(org, calls):
+    failures = sum(not call[4] for call in calls) / len(calls)
+    assert 0.005 < failures < 0.05
+    assert all(0.4 <= k.cache_ratio <= 0.8 for k in org.keys)
+
+
+def test_weekends_are_quiet(org, calls):
+    by_day = Counter(_day(call[0]) for call in calls)
+    saturday = _day(org.start_ts) + 5  # the run starts on a Monday
+    assert by_day[saturday] < 0.7 * by_day[_day(org.start_ts) + 2]
+
+
+def test_spend_spike_labels_are_true_days_above_3x_the_7_day_average(org, calls):
+    spend: dict[tuple[str, int], int] = defaultdict(int)
+    for call in calls:
+        spend[(call[1].alias, _day(call[0]))] += call[10]
+    for label in (lb for lb in org.labels if lb.family == "spend_spike"):
+        days = range(_day(label.start.timestamp()), _day(label.end.timestamp()) + 1)
+        ratios = [spend[(label.key, d)] / (sum(spend[(label.key, d - i)] for i in range(1, 8)) / 7 or 1) for d in days]
+        assert max(ratios) > 3, (label, ratios)
+
+
+def test_cache_hit_drop_labels_at_least_halve_the_ratio(org, calls):
+    for label in (lb for lb in org.labels if lb.family == "cache_hit_drop"):
+        start, end = label.start.timestamp(), label.end.timestamp()
+        before = [c for c in calls if c[1].alias == label.key and start - 2 * DAY <= c[0] < start and c[4]]
+        during = [c for c in calls if c[1].alias == label.key and start <= c[0] < end and c[4]]
+        ratio = lambda cs: sum(c[7] for c in cs) / max(1, sum(c[6] for c in cs))  # noqa: E731
+        if len(during) >= 20:
+            assert ratio(during) <= 0.55 * ratio(before), label
+
+
+def test_runaway_loops_call_steadily_within_the_range(org, calls):
+    for label in (lb for lb in org.labels if lb.family == "runaway_loop"):
+        times = [c[0] for c in calls if c[2] == label.session]
+        hours = (label.end - label.start).total_seconds() / 3600
+        per_10min = len(times) / (hours * 6)
+        assert 3 <= hours <= 30.01 and 1.5 <= per_10min <= 80, (label, per_10min)
+
+
+def test_budget_overrun_labels_are_the_teams_whose_pace_exceeds_their_budget(org):
+    budgets = {b["subject"]: b["quarterly_usd"] for b in org.suggested_config()["detectors"]["budget_pace"]["budgets"]}
+    forecasts = org.team_forecasts()
+    warm_hour = int((org.warmup_end - org.start_ts) // 3600)
+    labelled = {lb.team for lb in org.labels if lb.family == "budget_overrun"}
+    assert len(labelled) >= 2 and len(labelled) < len(budgets)
+    for team, budget in budgets.items():
+        assert (max(forecasts[team][warm_hour:]) > budget) == (team in labelled), team
+    for label in (lb for lb in org.labels if lb.family == "budget_overrun"):
+        assert forecasts[label.team][-1] > budgets[label.team] or "ordinary variation" in label.detail
+
+
+def test_litellm_lines_parse_to_the_same_calls(org):
+    small = RealisticTraffic(days=1.5, seed=9, keys=12, teams=3, warmup_days=1)
+    lines = list(small.litellm_lines())
+    events = [parse_message(line)[0] for line in lines[:300]]
+    calls = list(small.calls())[:300]
+    for event, call in zip(events, calls, strict=True):
+        assert event.api_key_hash == call[1].key_hash and event.session_id == call[2] and event.model == call[3]
+        assert (event.status.value == "success") == call[4]
+        if call[4]:
+            assert event.input_tokens == call[6] and event.cache_read_tokens == call[7]
+            assert int(event.cost_usd * 10**12) == call[10]
+
+
+def test_key_replacement_and_new_keys(org, calls):
+    first_seen: dict[str, float] = {}
+    last_seen: dict[str, float] = {}
+    for call in calls:
+        first_seen.setdefault(call[1].alias, call[0])
+        last_seen[call[1].alias] = call[0]
+    replaced = [k for k in org.keys if k.alias.endswith("-v2")]
+    assert len(replaced) == 1
+    old = next(k for k in org.keys if k.user == replaced[0].user and k.active_until < org.end_ts)
+    assert last_seen[old.alias] <= replaced[0].active_from <= first_seen[replaced[0].alias]
+    assert sum(first_seen[k.alias] > org.start_ts + DAY for k in org.keys if k.alias in first_seen) >= 3
