@@ -137,6 +137,55 @@ class SessionBurnConfig(DetectorSettings):
     resolve_after_minutes: float = Field(default=30, ge=0, description="Normal this long before resolving.")
 
 
+class RunawayLoopConfig(DetectorSettings):
+    """One session that keeps calling, steadily and without a pause, long after this subject's sessions end."""
+
+    implementation: ClassVar[str] = "spendwatch.detectors.runaway_loop:RunawayLoop"
+
+    pause_minutes: float = Field(
+        default=30, gt=0, description="A session silent this long has paused: its run ends (and the episode resolves)."
+    )
+    min_loop_calls: int = Field(
+        default=6, ge=2,
+        description="Loop score (+1 per loop-like call, -2 per other) a run needs to page on a subject whose "
+        "runs never looped; the time to page scales with the call rate.",
+    )
+    min_calls: int = Field(default=6, ge=2, description="Calls a run needs before it may page...")
+    min_minutes: float = Field(default=2, ge=0, description="...over at least this many minutes.")
+    history_factor: float = Field(
+        default=3.0, ge=1,
+        description="A run pages once its loop score is this x the highest of any completed run of the subject "
+        "(a key whose batch jobs re-send one prompt needs a longer loop), or it goes on this x longer than the "
+        "longest (and endless_hours).",
+    )
+    history_half_life_hours: float = Field(
+        default=336, gt=0, description="Half-life of those maxima: an old batch job stops raising the bar.",
+    )
+    endless_hours: float = Field(
+        default=6, gt=0, description="A steady run going on this long without a pause pages whatever its requests.",
+    )
+    cadence_tolerance: float = Field(
+        default=0.35, gt=0, description="A gap within this fraction of the run's typical gap is at its steady cadence."
+    )
+    token_tolerance: float = Field(
+        default=0.03, ge=0,
+        description="A call repeats an earlier request when it has the same model and input tokens within this "
+        "fraction of those 8 calls before (a loop's context does not grow)...",
+    )
+    output_tolerance: float = Field(
+        default=0.5, ge=0,
+        description="...and output tokens within this fraction of them (ratio, either way; unknown counts pass).",
+    )
+    min_usd_per_hour: Decimal = Field(
+        default=Decimal("1"), ge=0,
+        description="A loop costing less than this per hour (if it keeps going) pages with low_spend_severity.",
+    )
+    low_spend_severity: SeverityName = Field(default="info", description="Severity of a loop under that floor.")
+    max_tracked_sessions: int = Field(default=256, ge=1, description="Live sessions tracked per subject (LRU).")
+    repeat_interval_minutes: float = Field(default=240, gt=0, description="Re-notify this often while it loops.")
+    resolve_after_minutes: float = Field(default=0, ge=0, description="Resolve this long after the session paused.")
+
+
 class Budget(_Strict):
     """A budget for one team or key, in US dollars."""
 
@@ -307,6 +356,7 @@ class DetectorsConfig(_Strict):
     spend_spike: SpendSpikeConfig = Field(default_factory=SpendSpikeConfig)
     burn_rate: BurnRateConfig = Field(default_factory=BurnRateConfig)
     session_burn: SessionBurnConfig = Field(default_factory=SessionBurnConfig)
+    runaway_loop: RunawayLoopConfig = Field(default_factory=RunawayLoopConfig)
     budget_pace: BudgetPaceConfig = Field(default_factory=BudgetPaceConfig)
     # detectors-2: model_mix_drift, cache_hit_drop, efficiency, error_storm go below.
     model_mix_drift: ModelMixDriftConfig = Field(default_factory=ModelMixDriftConfig)
