@@ -1,40 +1,66 @@
-"""cache_hit_drop: a subject's prompt-cache hit ratio collapsing against its baseline.
+"""cache_hit_drop: a subject's prompt-cache hit ratio halving (or worse) against its baseline.
 
 The hit ratio is cache-read tokens / input tokens (input includes cached tokens, as in
-:class:`~spendwatch.schemas.event.GatewayEvent`) over successful requests. The recent
-ratio over ``window_minutes`` is compared with a baseline ratio kept as exponentially
-decayed token sums of everything that has left the window. A page needs all of:
+:class:`~spendwatch.schemas.event.GatewayEvent`) over successful requests. A session's first
+call writes the cache rather than reading it, so the baseline keeps two ratios, exponentially
+decayed token sums (``baseline_half_life_hours``) of everything that has left the window:
+one for first calls and one for the calls after them. Each recent request then *expects*
+``baseline ratio x input tokens`` cached, and the detector compares what was read with what
+was expected -- a mix of short and long sessions does not look like a drop.
 
-* enough volume: ``min_requests`` and ``min_input_tokens`` in the window,
-  ``min_baseline_input_tokens`` in the baseline (new and sparse keys wait);
-* a subject that did cache: baseline ratio >= ``min_baseline_ratio``;
-* a collapse: window ratio below ``wasteful_ratio`` (20% -- wasteful for agent
-  workloads, whose prompts are mostly a repeated prefix) *and* at least ``min_drop`` of
-  the baseline ratio lost;
-* money: the estimated extra spend in the window (lost cached tokens billed at the full
-  input price instead of ~10% of it, input prices from genai-prices) >= ``min_wasted_usd``.
+Evidence is counted in **sessions**: the calls of one session share one prompt prefix, so
+they hit or miss together. The detector looks at the newest ten minutes, the newest
+twenty... up to ``window_minutes``, and in each span weighs sessions by their expected
+cached tokens (Kish's effective number: ten equal sessions count ten, one session carrying
+nearly all the tokens counts one), leaving out the session that lost the most (one
+session's own prompt is not the subject's cache). How much a session's reads stray from what was expected
+when nothing is wrong is learnt from the subject's own past (each expired ten-minute bucket,
+session by session). A page needs all of:
 
-While an episode is active the baseline does not learn (the collapsed window is not
-folded into it), so a cache that stays broken keeps paging at the repeat interval
-instead of becoming the new normal; while the window is too quiet to judge (a night) the
-episode holds its last verdict rather than resolving and paging again the next morning.
+* a subject that did cache: baseline ratio >= ``min_baseline_ratio`` over
+  ``min_baseline_input_tokens`` (new keys wait);
+* a drop: a span that read at most ``1 - min_drop`` of what it was expected to;
+* evidence: ``min_sessions`` sessions in it, and a drop so far beyond ``normal_drop`` for
+  that many effective sessions that normal straying would take it there with probability
+  below ``significance``
+  (Bonferroni-corrected for the spans looked at) -- minutes on a busy key, hours on a sparse
+  one;
+* money: the lost hits (billed at the full input price instead of ~10% of it, input prices
+  from genai-prices) >= ``min_wasted_usd``.
+
+While an episode is active the baseline does not learn (a cache that stays broken keeps
+paging at the repeat interval instead of becoming the new normal); it goes on while the
+whole window reads less than ``1 - min_drop`` of what it should, and while the window is
+too quiet to judge (a night) it holds its last verdict rather than resolving and paging
+again the next morning.
 """
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
+from spendwatch.detectors.evidence import normal_tail
 from spendwatch.detectors.rolling import BucketWindow, DecayedSums
 from spendwatch.schemas.pricing import input_price_per_mtok
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from spendwatch.detectors.config import BaselineConfig, CacheHitDropConfig
 
-_BUCKETS = 6
+#: Ten-minute buckets for the default two-hour window.
+_BUCKETS = 12
 #: A cache read costs about a tenth of a fresh input token (Anthropic, Google; OpenAI 10-50%).
 _CACHE_DISCOUNT = 0.9
+#: Token counts are squared in the variance sums: in millions, they stay well inside a float's range.
+_MTOK = 1e-6
+#: 2: first calls apart, per-session expected and read tokens in the window, the straying in the baseline.
+_LAYOUT = 2
+#: Before a first-call ratio is known from this many tokens, first calls expect the later calls' ratio x this.
+_FIRST_CALL_TOKENS = 100_000
 
 
 @lru_cache(maxsize=4096)
@@ -44,34 +70,54 @@ def _input_price(model: str, provider: str | None) -> float:
     return float(price) if price is not None else 0.0
 
 
+class _Span(NamedTuple):
+    """The newest ``buckets`` buckets of the window."""
+
+    buckets: int
+    requests: float
+    tokens: float  # input tokens
+    cached: float  # cache-read tokens
+    expected: float  # cache-read tokens the baseline ratios expected
+    value: float  # input tokens at full price, micro-dollars
+    rest_expected: float  # expected and read without the session that lost the most...
+    rest_cached: float
+    effective: float  # ...and Kish's effective number of the other sessions
+
+
 class CacheHitDrop(Detector):
-    """Recent cache-read / input ratio against the subject's decayed baseline ratio.
+    """Recent cache reads against what the subject's baseline ratios expected, with session evidence.
 
     Examples
     --------
-    An agent key whose prompts hit the cache 75% of the time for a day; then its prompt
-    prefix starts changing on every call:
+    An agent key running about six sessions an hour, whose calls after the first hit the
+    cache 70% of the time, for two days; then its prompt prefix starts changing and the
+    ratio halves. The fourth broken session, 40 minutes in, is enough evidence:
 
     >>> from spendwatch.detectors.baseline import SpendBaseline
     >>> from spendwatch.detectors.contributors import Contributors
     >>> from spendwatch.detectors.config import BaselineConfig, CacheHitDropConfig
     >>> ctx = Context("key", "k1", SpendBaseline(), Contributors(), {"key_alias": "ci-agent"})
     >>> cache = CacheHitDrop(CacheHitDropConfig(), BaselineConfig(), "key", "k1")
-    >>> def call(ts, cached):
-    ...     obs = Observation("request", ts, cost=50_000, model="claude-sonnet-4-5", provider="anthropic",
-    ...                       input_tokens=40_000, cache_read_tokens=cached)
-    ...     cache.learn_one(obs, ctx)
-    ...     return cache.score_one(ctx, ts, obs)
+    >>> def session(ts, number, ratio):
+    ...     findings = []
+    ...     for i in range(6):                 # the first call writes the cache, the others read it
+    ...         cached = int(40_000 * ratio * (0.3 if i == 0 else 1 + 0.05 * (i % 3 - 1)))
+    ...         obs = Observation("request", ts + i * 60, cost=50_000, model="claude-sonnet-4-5",
+    ...                           provider="anthropic", input_tokens=40_000, cache_read_tokens=cached,
+    ...                           session_id=f"s{number}")
+    ...         cache.learn_one(obs, ctx)
+    ...         findings = cache.score_one(ctx, obs.ts, obs)
+    ...     return findings
     >>> t0 = 1_762_041_600.0
-    >>> [f for i in range(24 * 30) for f in call(t0 + i * 120, 30_000)]   # a day at 75%
+    >>> [f for n in range(2 * 24 * 6) for f in session(t0 + n * 600, n, 0.70 + 0.1 * (n % 3 - 1))]
     []
-    >>> t1 = t0 + 86_400
-    >>> for i in range(60):                                               # then ~0%
-    ...     findings = call(t1 + i * 120, 400)
+    >>> t1 = t0 + 2 * 86_400
+    >>> for n in range(12):
+    ...     findings = session(t1 + n * 600, 1000 + n, 0.35)
     ...     if findings:
     ...         break
-    >>> i, findings[0].summary
-    (20, 'key ci-agent: prompt-cache hit ratio 15% over the last 60 min (26 requests, 1.0M input tokens), down from 75%: about $1.68 of extra input spend')
+    >>> n, findings[0].summary
+    (3, 'key ci-agent: prompt-cache hit ratio 31% over the last 40 min (24 requests, 1.0M input tokens), where 62% was usual: about $0.81 of extra input spend')
     """
 
     name = "cache_hit_drop"
@@ -86,56 +132,159 @@ class CacheHitDrop(Detector):
         self.baseline = DecayedSums(config.baseline_half_life_hours * 3600)
         self.abnormal = False
         self.last_finding: Finding | None = None
+        self.layout = _LAYOUT
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if state.get("layout") != _LAYOUT:
+            # the state of the detector before sessions: its window holds no sessions; learn afresh
+            window_s = self.window.window_s
+            self.window = BucketWindow(window_s, window_s / _BUCKETS)
+            self.baseline = DecayedSums(self.baseline.half_life_s)
+            self.abnormal, self.last_finding, self.layout = False, None, _LAYOUT
+
+    # -- learning ----------------------------------------------------------------------
+    def _ratios(self) -> tuple[float, float]:
+        """The baseline hit ratios of first calls and of the calls after them (0.0 while unknown)."""
+        get = self.baseline.get
+        rest_tokens = get("in")
+        rest = get("cr") / rest_tokens if rest_tokens > 0 else 0.0
+        first_tokens = get("in1")
+        first = get("cr1") / first_tokens if first_tokens >= _FIRST_CALL_TOKENS else rest * 0.3
+        return first, rest
 
     def learn_one(self, obs: Observation, ctx: Context) -> None:
         tokens = obs.input_tokens
         if not obs.ok or tokens <= 0:
             return
-        price = _input_price(obs.model, obs.provider)
-        tokens_in, cached, value = float(tokens), float(obs.cache_read_tokens), tokens * price
-        # add(ts, {"n": 1.0, "in": tokens_in, "cr": cached, "value": value}) without the dict and loop, per request
-        for sums in (self.window.bucket_at(obs.ts), self.window.totals):
-            sums["n"] = sums.get("n", 0.0) + 1.0
-            sums["in"] = sums.get("in", 0.0) + tokens_in
-            sums["cr"] = sums.get("cr", 0.0) + cached
-            sums["value"] = sums.get("value", 0.0) + value
+        window = self.window
+        session = obs.session_id or f"request:{obs.record_id}"
+        seen = f"s:{session}"
+        first = obs.session_id is not None and seen not in window.totals
+        first_ratio, rest_ratio = self._ratios()
+        tokens_in, cached = float(tokens), float(obs.cache_read_tokens)
+        expected = tokens_in * (first_ratio if first else rest_ratio)
+        in_name, cr_name = ("in1", "cr1") if first else ("in", "cr")
+        value = tokens * _input_price(obs.model, obs.provider)
+        session_exp, session_cr = f"e:{session}", f"c:{session}"
+        for sums in (window.bucket_at(obs.ts), window.totals):
+            get = sums.get
+            sums["n"] = get("n", 0.0) + 1.0
+            sums["tokens"] = get("tokens", 0.0) + tokens_in
+            sums["cached"] = get("cached", 0.0) + cached
+            sums["expected"] = get("expected", 0.0) + expected
+            sums["value"] = get("value", 0.0) + value
+            sums[in_name] = get(in_name, 0.0) + tokens_in
+            sums[cr_name] = get(cr_name, 0.0) + cached
+            sums[seen] = get(seen, 0.0) + 1.0
+            sums[session_exp] = get(session_exp, 0.0) + expected
+            sums[session_cr] = get(session_cr, 0.0) + cached
+
+    def _roll(self, now: float) -> None:
+        """Expired buckets join the baseline ratios and, session by session, how far reads stray from expected."""
+        window, baseline = self.window, self.baseline
+        for index, sums in window.expire(now):
+            if self.abnormal:  # never learn from the anomaly being flagged
+                continue
+            learnt = {name: sums.get(name, 0.0) for name in ("in", "cr", "in1", "cr1")}
+            squares = deviations = 0.0
+            for name, expected in sums.items():
+                if name.startswith("e:") and expected > 0:
+                    read = sums.get(f"c:{name[2:]}", 0.0)
+                    squares += (expected * _MTOK) ** 2
+                    deviations += ((read - expected) * _MTOK) ** 2
+            if squares:
+                learnt.update({"w2": squares, "dev": deviations})
+            baseline.fold(index * window.bucket_s, learnt)
+
+    # -- scoring -----------------------------------------------------------------------
+    def _spans(self) -> Iterator[_Span]:
+        """The newest bucket, the newest two... the whole window: the spans a drop is looked for in."""
+        buckets = self.window.buckets
+        n = tokens = cached = expected = value = 0.0
+        per_session: dict[str, list[float]] = {}  # session -> [expected, read] cache tokens over the span
+        for j, index in enumerate(sorted(buckets, reverse=True), start=1):
+            bucket = buckets[index]
+            n += bucket.get("n", 0.0)
+            tokens += bucket.get("tokens", 0.0)
+            cached += bucket.get("cached", 0.0)
+            expected += bucket.get("expected", 0.0)
+            value += bucket.get("value", 0.0)
+            for name, amount in bucket.items():
+                if name.startswith("e:"):
+                    sums = per_session.setdefault(name[2:], [0.0, 0.0])
+                    sums[0] += amount
+                    sums[1] += bucket.get(f"c:{name[2:]}", 0.0)
+            # the session that lost the most is left out: one session's own prompt is not the subject's cache
+            top_expected, top_read = max(per_session.values(), key=lambda s: s[0] - s[1], default=(0.0, 0.0))
+            weights = [s[0] * _MTOK for s in per_session.values()]
+            top_w = top_expected * _MTOK
+            rest_w, rest_w2 = sum(weights) - top_w, sum(w * w for w in weights) - top_w * top_w
+            effective = rest_w * rest_w / rest_w2 if rest_w2 > 1e-18 else 0.0
+            yield _Span(j, n, tokens, cached, expected, value, expected - top_expected, cached - top_read, effective)
+
+    def _newest_drop(self) -> tuple[float, _Span] | None:
+        """The most improbable drop among the spans ending now, with its tail probability, if any."""
+        cfg, baseline, buckets = self.config, self.baseline, self.window.buckets
+        keep = 1 - cfg.min_drop
+        newest = buckets[max(buckets)] if buckets else {}
+        if newest.get("cached", 0.0) > keep * newest.get("expected", 0.0):
+            return None  # the newest ten minutes read what they should: no span ending now shows a new drop
+        squares = baseline.get("w2")
+        variance = baseline.get("dev") / squares if squares > 0 else 0.0
+        looks = len(buckets)
+        best = None
+        for span in self._spans():
+            if (span.requests < cfg.min_requests or span.tokens < cfg.min_input_tokens or span.rest_expected <= 0
+                    or span.rest_cached > keep * span.rest_expected or span.effective + 1 < cfg.min_sessions):
+                continue
+            excess = 1 - span.rest_cached / span.rest_expected - cfg.normal_drop  # beyond what is ordinary
+            tail = normal_tail(excess * math.sqrt(span.effective / variance)) * looks if variance > 0 else 0.0
+            if tail < cfg.significance and (best is None or tail < best[0]):
+                best = (tail, span)
+        return best
 
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
         window, baseline, cfg = self.window, self.baseline, self.config
         if now >= window.expires_from:
-            for index, sums in window.expire(now):
-                if not self.abnormal:  # never learn from the anomaly being flagged
-                    baseline.fold(index * window.bucket_s, sums)
+            self._roll(now)
         totals = window.totals
-        n, tokens, cached = totals.get("n", 0.0), totals.get("in", 0.0), totals.get("cr", 0.0)
+        n, tokens = totals.get("n", 0.0), totals.get("tokens", 0.0)
         if n < cfg.min_requests or tokens < cfg.min_input_tokens:
             # too quiet to judge (a night): an active episode holds rather than resolving and re-paging
             return [self.last_finding] if self.abnormal and self.last_finding is not None else []
         was_abnormal = self.abnormal
         self.abnormal, self.last_finding = False, None
-        base_tokens = baseline.get("in")
-        if base_tokens < cfg.min_baseline_input_tokens:
+        if baseline.get("in") + baseline.get("in1") < cfg.min_baseline_input_tokens:
             return []
-        base_ratio = baseline.get("cr") / base_tokens
-        ratio = cached / tokens
-        if base_ratio < cfg.min_baseline_ratio or ratio >= cfg.wasteful_ratio or ratio > base_ratio * (1 - cfg.min_drop):
+        if self._ratios()[1] < cfg.min_baseline_ratio:
             return []
-        price_per_token = window.get("value") / tokens  # micro-dollars per input token, volume-weighted
-        wasted = (base_ratio * tokens - cached) * price_per_token * _CACHE_DISCOUNT
-        if price_per_token and wasted < cfg.min_wasted_usd * MICROS and not was_abnormal:
-            return []  # the money guard starts an episode; only a recovered ratio ends it
+        drop = self._newest_drop()
+        if drop is not None:
+            tail, span = drop
+        elif was_abnormal and totals.get("cached", 0.0) <= (1 - cfg.min_drop) * totals.get("expected", 0.0):
+            # the episode goes on while the whole window stays down, evidence or not: only a recovery ends it
+            tail, span = 1.0, next(s for s in self._spans() if s.buckets == len(window.buckets))
+        else:
+            return []
+        price_per_token = span.value / span.tokens  # micro-dollars per input token, volume-weighted
+        wasted = max(0.0, span.expected - span.cached) * price_per_token * _CACHE_DISCOUNT
+        if not was_abnormal and price_per_token and wasted < cfg.min_wasted_usd * MICROS:
+            return []
         self.abnormal = True
+        ratio, usual = span.cached / span.tokens, span.expected / span.tokens
         who = ctx.labels.get("key_alias") if ctx.scope == "key" else None
         money = f": about {usd(wasted)} of extra input spend" if price_per_token else ""
         summary = (
             f"{ctx.scope} {who or ctx.subject}: prompt-cache hit ratio {ratio:.0%} over the last "
-            f"{cfg.window_minutes} min ({int(n)} requests, {tokens / 1e6:.1f}M input tokens), "
-            f"down from {base_ratio:.0%}{money}"
+            f"{span.buckets * window.bucket_s / 60:.0f} min ({int(span.requests)} requests, "
+            f"{span.tokens / 1e6:.1f}M input tokens), where {usual:.0%} was usual{money}"
         )
         self.last_finding = Finding(
-            abnormal=True, observed=round(ratio, 4), expected=round(base_ratio, 4), unit="ratio", summary=summary,
+            abnormal=True, observed=round(ratio, 4), expected=round(usual, 4), unit="ratio", summary=summary,
             root_cause_kinds=("model", "session", "tag"),
-            details={"window_input_tokens": int(tokens), "window_cache_read_tokens": int(cached),
+            details={"window_input_tokens": int(span.tokens), "window_cache_read_tokens": int(span.cached),
+                     "effective_sessions": round(span.effective + 1, 1), "tail_probability": float(f"{tail:.3g}"),
                      "estimated_extra_usd": round(wasted / MICROS, 2)},
         )
         return [self.last_finding]

@@ -236,26 +236,41 @@ class BudgetPaceConfig(DetectorSettings):
 
 
 class ModelMixDriftConfig(DetectorSettings):
-    """A subject suddenly routing most requests (or spend) to a model or price tier it rarely used."""
+    """A key's (or a team's) sessions moving to a model or price tier they seldom used."""
 
     implementation: ClassVar[str] = "spendwatch.detectors.model_mix_drift:ModelMixDrift"
 
-    window_minutes: int = Field(default=60, ge=10, le=1440, description="The recent mix is measured over this.")
-    min_share: float = Field(
-        default=0.6, gt=0, le=1, description="Page when one model (or tier) takes at least this share of the "
-        "window's requests or spend..."
+    scopes: tuple[Scope, ...] = Field(
+        default=("key", "team"), description="Subjects this detector watches: a key's drift and a whole team's "
+        "(each session judged against its own key's habit)."
     )
-    rare_share: float = Field(
-        default=0.1, ge=0, lt=1, description="...that had less than this share of the baseline's requests and spend."
+    significance: float = Field(
+        default=1e-4, gt=0, lt=1, description="Page when so many of the newest sessions used one model (or tier) "
+        "that the chance of it under the keys' usual mix is below this (Bonferroni-corrected)..."
+    )
+    min_sessions: int = Field(
+        default=3, ge=2, description="...at least this many sessions moved (one expensive session is never drift)..."
+    )
+    min_share: float = Field(
+        default=0.5, gt=0, le=1, description="...making at least this share of the newest sessions looked at..."
+    )
+    min_drift_spend_usd: Decimal = Field(
+        default=Decimal("0.5"), ge=0, description="...which spent at least this many dollars (the dollar floor)..."
     )
     cost_per_request_factor: float = Field(
-        default=1.5, ge=0, description="...and the window's cost per request is at least this x the baseline's "
-        "(a drift to cheaper models does not page; 0 pages any drift)."
+        default=1.5, ge=0, description="...and the newest sessions' cost per request is at least this x the "
+        "baseline's (a drift to cheaper models does not page; 0 pages any drift)."
     )
-    min_requests: int = Field(default=10, ge=1, description="Requests in the window before it may page.")
-    min_window_spend_usd: Decimal = Field(default=Decimal("2"), ge=0, description="Spend in the window before it may page.")
-    min_baseline_requests: float = Field(
-        default=150, ge=1, description="(Decayed) requests in the baseline before it is trusted; new keys wait."
+    recent_hours: float = Field(
+        default=24, gt=0, description="Sessions started within this many hours are the recent ones tested."
+    )
+    max_recent_sessions: int = Field(
+        default=40, ge=2, le=500, description="At most this many newest sessions are tested; older ones join the "
+        "baseline."
+    )
+    min_baseline_sessions: float = Field(
+        default=20, ge=1, description="(Decayed) sessions in the baseline -- and, at team scope, of the key -- "
+        "before it is trusted; new keys wait."
     )
     baseline_half_life_hours: float = Field(
         default=72, gt=0, description="Half-life of the baseline mix: a lasting change becomes the new normal."
@@ -270,29 +285,92 @@ class ModelMixDriftConfig(DetectorSettings):
 
 
 class CacheHitDropConfig(DetectorSettings):
-    """A subject's prompt-cache hit ratio (cache-read / input tokens) collapsing against its baseline."""
+    """A subject's prompt-cache hit ratio (cache-read / input tokens) halving or worse against its baseline."""
 
     implementation: ClassVar[str] = "spendwatch.detectors.cache_hit_drop:CacheHitDrop"
 
-    window_minutes: int = Field(default=60, ge=10, le=1440, description="The recent ratio is measured over this.")
-    wasteful_ratio: float = Field(
-        default=0.2, ge=0, le=1, description="Page only when the window's ratio is below this (20%: wasteful for agents)..."
+    window_minutes: int = Field(
+        default=120, ge=10, le=1440, description="The recent ratio is measured over the newest 1/12, 2/12... of "
+        "this (the shortest span with enough evidence decides: minutes on a busy key, hours on a sparse one)."
     )
     min_drop: float = Field(
-        default=0.5, gt=0, le=1, description="...and it fell by at least this fraction of the baseline ratio..."
+        default=0.4, gt=0, le=1, description="Page when a recent span read at least this fraction fewer cached "
+        "tokens than its baseline ratios expected (0.4: a halving is caught despite noise; a dip of a quarter is "
+        "not)..."
     )
-    min_baseline_ratio: float = Field(
-        default=0.3, ge=0, le=1, description="...of a subject whose baseline ratio is at least this (it did cache)."
+    significance: float = Field(
+        default=1e-3, gt=0, lt=1, description="...with evidence: the chance that sessions straying as they normally "
+        "do fall that far beyond normal_drop is below this (Bonferroni-corrected)..."
     )
-    min_requests: int = Field(default=20, ge=1, description="Successful requests in the window before it may page.")
-    min_input_tokens: int = Field(default=200_000, ge=1, description="Input tokens in the window before it may page.")
-    min_baseline_input_tokens: float = Field(
-        default=2_000_000, ge=1, description="(Decayed) input tokens in the baseline before it is trusted."
+    normal_drop: float = Field(
+        default=0.2, ge=0, lt=1, description="A drop this large may be ordinary: the evidence must show a larger one "
+        "(keep it below min_drop)."
+    )
+    min_sessions: float = Field(
+        default=2, ge=1, description="...over at least this many (effective) sessions, the heaviest of which is left "
+        "out of the evidence: one session's own prompt is not the key's cache..."
     )
     min_wasted_usd: Decimal = Field(
-        default=Decimal("1"), ge=0, description="Estimated extra spend in the window from the lost cache hits."
+        default=Decimal("0.1"), ge=0, description="...and the lost hits cost at least this many dollars in the span."
+    )
+    min_baseline_ratio: float = Field(
+        default=0.3, ge=0, le=1, description="Only subjects whose baseline ratio is at least this (they did cache)."
+    )
+    min_requests: int = Field(default=3, ge=1, description="Successful requests in a span before it may page.")
+    min_input_tokens: int = Field(default=20_000, ge=1, description="Input tokens in a span before it may page.")
+    min_baseline_input_tokens: float = Field(
+        default=1_000_000, ge=1, description="(Decayed) input tokens in the baseline before it is trusted."
     )
     baseline_half_life_hours: float = Field(default=72, gt=0, description="Half-life of the baseline ratio.")
+
+
+class ContextBloatConfig(DetectorSettings):
+    """Requests carrying several times their usual input tokens (or cost) for the same model: prompt bloat."""
+
+    implementation: ClassVar[str] = "spendwatch.detectors.context_bloat:ContextBloat"
+
+    metric: Literal["input_tokens", "usd"] = Field(
+        default="input_tokens", description="Size of a request: its input tokens, or its cost (usd; a cache that "
+        "stopped hitting then also counts)."
+    )
+    window_minutes: int = Field(
+        default=120, ge=10, le=1440, description="Growth is looked for over the newest 1/12, 2/12... of this (the "
+        "shortest span with enough evidence decides)."
+    )
+    min_factor: float = Field(
+        default=2.5, gt=1, description="Page when a recent span's requests are at least this x the usual size for "
+        "their model (geometric mean; 2.5 catches a 3x growth despite noise)..."
+    )
+    normal_factor: float = Field(
+        default=1.25, ge=1, description="...with evidence that they grew beyond this x (ordinary day-to-day drift "
+        "of prompt size; keep it below min_factor)..."
+    )
+    significance: float = Field(
+        default=1e-3, gt=0, lt=1, description="...the chance of such growth under the subject's normal straying "
+        "being below this (Bonferroni-corrected)..."
+    )
+    min_sessions: float = Field(
+        default=2, ge=1, description="...over at least this many (effective) sessions, the one that grew most left "
+        "out (one long session is not bloat)..."
+    )
+    min_extra_usd: Decimal = Field(
+        default=Decimal("1"), ge=0, description="...and the growth cost at least this many dollars in the span."
+    )
+    min_requests: int = Field(default=5, ge=1, description="Requests in a span before it may page.")
+    min_baseline_requests: float = Field(
+        default=50, ge=1, description="(Decayed) requests to a model before its usual size is trusted (its "
+        "requests are left out until then)."
+    )
+    min_baseline_sessions: float = Field(
+        default=30, ge=1, description="(Decayed) session stretches the normal straying is learnt from first."
+    )
+    baseline_half_life_hours: float = Field(default=72, gt=0, description="Half-life of the usual sizes.")
+
+    @model_validator(mode="after")
+    def _normal_below_min(self) -> ContextBloatConfig:
+        if self.normal_factor >= self.min_factor:
+            raise ValueError(f"normal_factor={self.normal_factor} must be below min_factor={self.min_factor}")
+        return self
 
 
 class EfficiencyConfig(DetectorSettings):
@@ -361,6 +439,7 @@ class DetectorsConfig(_Strict):
     # detectors-2: model_mix_drift, cache_hit_drop, efficiency, error_storm go below.
     model_mix_drift: ModelMixDriftConfig = Field(default_factory=ModelMixDriftConfig)
     cache_hit_drop: CacheHitDropConfig = Field(default_factory=CacheHitDropConfig)
+    context_bloat: ContextBloatConfig = Field(default_factory=ContextBloatConfig)
     efficiency: EfficiencyConfig = Field(default_factory=EfficiencyConfig)
     error_storm: ErrorStormConfig = Field(default_factory=ErrorStormConfig)
 

@@ -14,7 +14,7 @@ the backtest page exactly as the stream would.
 >>> event = GatewayEvent(event_id="e1", event_time=datetime(2026, 11, 23, 9, tzinfo=UTC), gateway="litellm",
 ...                      api_key_hash="k1", team="ml", model="gpt-4o", cost_usd=Decimal("3000"))
 >>> engine.routes(event)
-['key:k1']
+['key:k1', 'team:ml']
 >>> state = engine.new_state("key:k1")
 >>> [(a.detector, a.action.value) for a in engine.process(state, event)]
 [('spend_spike', 'trigger'), ('burn_rate', 'trigger')]

@@ -1,40 +1,58 @@
-"""model_mix_drift: a subject suddenly routing most requests (or spend) to a model it rarely used.
+"""model_mix_drift: a key's (or a whole team's) sessions moving to a model or price tier they seldom used.
 
-Over the last ``window_minutes`` the detector measures each model's and each price tier's
-share of the subject's requests and of its spend, against a baseline mix kept as
-exponentially decayed counts (``baseline_half_life_hours``) of everything that has left
-the window. It pages when one model -- or one tier -- takes at least ``min_share`` of the
-window's requests or spend while it had less than ``rare_share`` of the baseline's, the
-window's cost per request is at least ``cost_per_request_factor`` x the baseline's (a move
-to cheaper models is not a page), and there is enough volume on both sides
-(``min_requests``, ``min_window_spend_usd``, ``min_baseline_requests``; a new key waits
-``min_history_hours``). While the window is too quiet to judge, an active episode holds its
-last verdict instead of resolving overnight and paging again the next morning.
+Evidence is counted in **sessions**, not requests: a session keeps one model, so its 300
+requests are one draw of "which model does this person pick", and one expensive session
+alone is never drift (that is session_burn's business). A request without a session id
+counts as a session of its own.
+
+The detector keeps the subject's recent sessions (those started in the last
+``recent_hours``, at most ``max_recent_sessions``) and, for every member of the subject
+(its API keys: one for a key, each of a team's keys for a team), a baseline of how often
+that member's sessions used each model and each tier, as exponentially decayed session
+counts (``baseline_half_life_hours``) of the sessions that have left the recent set. For
+each model and tier it asks: among the newest *m* sessions, *k* used it; if every session
+had followed its own key's habit (probability ``p_j``, Laplace-smoothed and shrunk towards
+the subject's share), how likely are *k* or more? The smallest such tail probability over
+*m*, Bonferroni-corrected for the *m* looked at, must be below ``significance``. So a key
+whose frontier share goes from 5% to 85% pages after a handful of sessions, however rare or
+common the model was, while a key that always used it 40% of the time needs far more.
+
+It also needs ``min_sessions`` drifted sessions making at least ``min_share`` of the
+newest *m*, those sessions to have spent ``min_drift_spend_usd`` (a dollar floor), the
+newest *m* sessions' cost per request to be ``cost_per_request_factor`` x the baseline's (a
+move to cheaper models is not a page), ``min_baseline_sessions`` in the baseline and
+``min_history_hours`` since the first request (new keys wait). At team scope, sessions of a
+key with fewer than ``min_baseline_sessions`` of its own are left out (a new key is not
+drift), and each key is judged against its own habit, so a team whose frontier-heavy key
+happens to be the one awake is not drift either.
 
 Tiers (``frontier``, ``standard``, ``economy``) come from the price table through
-:func:`spendwatch.schemas.pricing.price_tier` -- no model list is hard-coded -- so "80% of
-requests moved to a frontier model" is caught even when the frontier model is new.
-Because the baseline keeps learning, a deliberate lasting switch becomes the new normal
-after a while and the episode resolves.
+:func:`spendwatch.schemas.pricing.price_tier` -- no model list is hard-coded. Because the
+baselines keep learning, a deliberate lasting switch becomes the new normal.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, micros_threshold, usd
-from spendwatch.detectors.rolling import BucketWindow, DecayedSums
+from spendwatch.detectors.evidence import binomial_tail
+from spendwatch.detectors.rolling import DecayedSums
 from spendwatch.schemas.pricing import TierThresholds, price_tier
 
 if TYPE_CHECKING:
     from spendwatch.detectors.config import BaselineConfig, ModelMixDriftConfig
 
-_BUCKETS = 6
 _MAX_CATEGORIES = 48
+_MAX_MEMBERS = 64
+#: Members' shares are shrunk towards the subject's with the weight of this many sessions.
+_PRIOR_SESSIONS = 2.0
+#: A normal-approximation z below this cannot reach any sensible significance: skip the exact tail.
+_MIN_Z = 2.0
 _TIERS: dict[tuple[str, str | None, object, object], str] = {}
-#: per tier thresholds: (model, provider) -> the window names a request adds to (built once, not per request):
-#: requests and micro-dollars in total, of its model and of its tier
-_FIELD_CACHES: dict[tuple[object, object], dict[tuple[str, str | None], tuple[str, ...]]] = {}
+
+# a recent session: [start ts, member, model, tier, requests, micro-dollars]
+_START, _MEMBER, _MODEL, _TIER, _REQUESTS, _COST = range(6)
 
 
 def _tier(model: str, provider: str | None, tiers: TierThresholds) -> str:
@@ -49,139 +67,205 @@ def _tier(model: str, provider: str | None, tiers: TierThresholds) -> str:
 
 
 class ModelMixDrift(Detector):
-    """Recent model / price-tier mix against the subject's decayed baseline mix.
+    """The newest sessions' models and tiers against each member key's decayed session mix.
 
     Examples
     --------
-    A developer on claude-sonnet-4-5 and claude-haiku-4-5 for a day, who then sends 85%
-    of their requests to claude-opus-4-1: the page comes once opus carries most of the
-    last hour's spend, 7 calls in:
+    A developer who opens about six sessions an hour, 95% on claude-sonnet-4-5 and 5% on
+    claude-opus-4-1, for two days; then 85% of their sessions go to opus. Three opus sessions
+    in a row are not yet enough at a 5% habit (p = 0.05^3, times 3 looks); the sixth session is:
 
     >>> from spendwatch.detectors.baseline import SpendBaseline
     >>> from spendwatch.detectors.contributors import Contributors
     >>> from spendwatch.detectors.config import BaselineConfig, ModelMixDriftConfig
     >>> ctx = Context("key", "k1", SpendBaseline(), Contributors(), {"key_alias": "dev-ana"})
     >>> drift = ModelMixDrift(ModelMixDriftConfig(), BaselineConfig(), "key", "k1")
-    >>> def call(ts, model, dollars):
-    ...     obs = Observation("request", ts, cost=int(dollars * MICROS), model=model, provider="anthropic")
-    ...     drift.learn_one(obs, ctx)
-    ...     return drift.score_one(ctx, ts, obs)
+    >>> def session(ts, number, model, calls=8):
+    ...     dollars = 0.40 if "opus" in model else 0.08
+    ...     findings = []
+    ...     for i in range(calls):
+    ...         obs = Observation("request", ts + i * 60, cost=int(dollars * MICROS), model=model,
+    ...                           provider="anthropic", session_id=f"s{number}", key_hash="k1")
+    ...         drift.learn_one(obs, ctx)
+    ...         findings = drift.score_one(ctx, obs.ts, obs)
+    ...     return findings
     >>> t0 = 1_762_041_600.0
-    >>> pages = [f for i in range(24 * 30)          # a day, 30 calls an hour, 3 in 4 on sonnet
-    ...          for f in call(t0 + i * 120, "claude-sonnet-4-5" if i % 4 else "claude-haiku-4-5", 0.05)]
-    >>> [f for f in pages if f.abnormal]
+    >>> pages = [f for n in range(2 * 24 * 6)
+    ...          for f in session(t0 + n * 600, n, "claude-opus-4-1" if n % 20 == 5 else "claude-sonnet-4-5")]
+    >>> pages
     []
-    >>> t1 = t0 + 86_400
-    >>> for i in range(40):                          # then 17 of every 20 calls go to opus
-    ...     findings = call(t1 + i * 90, "claude-opus-4-1" if i % 20 < 17 else "claude-sonnet-4-5", 0.30)
-    ...     if findings and findings[0].abnormal:
+    >>> t1 = t0 + 2 * 86_400
+    >>> for n in range(12):
+    ...     findings = session(t1 + n * 600, 1000 + n, "claude-sonnet-4-5" if n % 7 == 3 else "claude-opus-4-1")
+    ...     if findings:
     ...         break
-    >>> i, findings[0].summary
-    (6, 'key dev-ana: 22% of requests (63% of spend, $2.10) in the last 60 min went to claude-opus-4-1 (frontier), which had 0% of its baseline; cost per request 2.1x baseline')
+    >>> n, findings[0].summary
+    (5, 'key dev-ana: 6 of its last 9 sessions ($19.20) went to claude-opus-4-1 (frontier), against 5% of its sessions usually; cost per request 3.0x baseline')
+
+    One expensive session on its own is never drift, however much it spends:
+
+    >>> quiet = ModelMixDrift(ModelMixDriftConfig(), BaselineConfig(), "key", "k1")
+    >>> drift = quiet
+    >>> _ = [session(t0 + n * 600, n, "claude-sonnet-4-5") for n in range(2 * 24 * 6)]
+    >>> session(t1, 5000, "claude-opus-4-1", calls=300)
+    []
     """
 
     name = "model_mix_drift"
-    parts = {"window": BucketWindow, "baseline": DecayedSums}
     config: ModelMixDriftConfig
 
     def __init__(self, config: ModelMixDriftConfig, baseline_config: BaselineConfig, scope: str,
                  subject: str) -> None:
         super().__init__(config, baseline_config, scope, subject)
-        window_s = config.window_minutes * 60
-        self.window = BucketWindow(window_s, window_s / _BUCKETS)
-        self.baseline = DecayedSums(config.baseline_half_life_hours * 3600, max_names=_MAX_CATEGORIES)
-        self.first_ts: float | None = None
-        self.last_finding: Finding | None = None  # held while the window is too quiet to judge
+        self.__dict__.update(self._fresh_state())
+
+    def _fresh_state(self) -> dict[str, Any]:
+        return {
+            "first_ts": None,
+            "recent": {},  # session id -> recent session, oldest start first
+            "baseline": DecayedSums(self.config.baseline_half_life_hours * 3600, max_names=_MAX_CATEGORIES),
+            "members": {},  # member key -> its decayed session counts by model and tier
+            "candidates": None,  # the statistical verdict; None: to recompute
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "recent" not in state:  # the request-counting detector's state (before sessions): learn afresh
+            state = {"first_ts": None, "recent": {}, "baseline": None, "members": {}, "candidates": None}
+        super().__setstate__(state)
 
     def derive(self) -> None:
-        tiers = self.config.tiers
-        self._cfg_min_spend = micros_threshold(self.config.min_window_spend_usd)
-        # window names of (model, provider) under these thresholds, shared by every subject with this config
-        self._cfg_fields = _FIELD_CACHES.setdefault(
-            (tiers.frontier_min_input_per_mtok, tiers.economy_max_input_per_mtok), {})
+        if getattr(self, "baseline", ...) is None:  # restored from an older layout: a fresh baseline
+            self.baseline = DecayedSums(self.config.baseline_half_life_hours * 3600, max_names=_MAX_CATEGORIES)
+        self._cfg_min_spend = micros_threshold(self.config.min_drift_spend_usd)
+        self._cfg_recent_s = self.config.recent_hours * 3600
 
+    # -- learning ----------------------------------------------------------------------
     def learn_one(self, obs: Observation, ctx: Context) -> None:
         if self.first_ts is None:
             self.first_ts = obs.ts
-        model, provider = obs.model, obs.provider
-        names = self._cfg_fields.get((model, provider))
-        if names is None:
-            fields = self._cfg_fields
-            if len(fields) > 4096:
-                fields.clear()
-            tier = _tier(model, provider, self.config.tiers)
-            names = fields[(model, provider)] = ("n", "c", f"n:m:{model}", f"c:m:{model}", f"n:t:{tier}", f"c:t:{tier}")
-        cost = float(obs.cost)
-        _, _, model_n, model_c, tier_n, tier_c = names
-        # add(ts, dict(zip(names, (1.0, cost) * 3))) without the dict and loop, per request
-        for sums in (self.window.bucket_at(obs.ts), self.window.totals):
-            get = sums.get
-            sums["n"] = get("n", 0.0) + 1.0
-            sums["c"] = get("c", 0.0) + cost
-            sums[model_n] = get(model_n, 0.0) + 1.0
-            sums[model_c] = get(model_c, 0.0) + cost
-            sums[tier_n] = get(tier_n, 0.0) + 1.0
-            sums[tier_c] = get(tier_c, 0.0) + cost
+        session_id = obs.session_id or f"request:{obs.record_id}"
+        session = self.recent.get(session_id)
+        if session is None:
+            tier = _tier(obs.model, obs.provider, self.config.tiers)
+            session = self.recent[session_id] = [obs.ts, obs.key_hash or "", obs.model, tier, 0, 0]
+            self.candidates = None
+            if len(self.recent) > self.config.max_recent_sessions:
+                self._fold(next(iter(self.recent)))
+        session[_REQUESTS] += 1
+        session[_COST] += obs.cost
 
+    def _fold(self, session_id: str) -> None:
+        """Move one session from the recent set into the baselines."""
+        start, member, model, tier, requests, cost = self.recent.pop(session_id)
+        counts = {"s": 1.0, f"m:{model}": 1.0, f"t:{tier}": 1.0}
+        self.baseline.fold(start, {**counts, "n": float(requests), "c": float(cost)})
+        sums = self.members.get(member)
+        if sums is None:
+            if len(self.members) >= _MAX_MEMBERS:  # forget the member with the fewest sessions
+                del self.members[min(self.members, key=lambda m: self.members[m].get("s"))]
+            sums = self.members[member] = DecayedSums(self.baseline.half_life_s, max_names=_MAX_CATEGORIES)
+        sums.fold(start, counts)
+        self.candidates = None
+
+    # -- scoring -----------------------------------------------------------------------
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
-        window, baseline, cfg = self.window, self.baseline, self.config
-        if now >= window.expires_from:
-            for index, sums in window.expire(now):
-                baseline.fold(index * window.bucket_s, sums)
-        totals, sums = window.totals, baseline.sums
-        n, spent = totals.get("n", 0.0), totals.get("c", 0.0)
-        base_n, base_c = sums.get("n", 0.0), sums.get("c", 0.0)
-        if n < cfg.min_requests or spent < self._cfg_min_spend:
-            # too quiet to judge (a night): an active episode holds rather than resolving and re-paging
-            return [self.last_finding] if self.last_finding is not None else []
-        self.last_finding = None
-        if base_n < cfg.min_baseline_requests or now - (self.first_ts or now) < cfg.min_history_hours * 3600:
+        recent = self.recent
+        horizon = now - self._cfg_recent_s
+        while recent:
+            oldest = next(iter(recent))
+            if recent[oldest][_START] >= horizon:
+                break
+            self._fold(oldest)
+        if self.candidates is None:
+            self.candidates = self._significant(now)
+        for candidate in self.candidates:
+            finding = self._finding(ctx, *candidate)
+            if finding is not None:
+                return [finding]
+        return []
+
+    def _significant(self, now: float) -> list[tuple[Any, ...]]:
+        """Models and tiers whose count among the newest sessions is improbable under the members' habits."""
+        cfg, baseline = self.config, self.baseline
+        base_sessions = baseline.get("s")
+        if base_sessions < cfg.min_baseline_sessions or now - (self.first_ts or now) < cfg.min_history_hours * 3600:
             return []
-        cost_ratio = (spent / n) / (base_c / base_n) if base_c > 0 else float("inf")
+        sessions = [(sid, s) for sid, s in reversed(self.recent.items())
+                    if (m := self.members.get(s[_MEMBER])) is not None and m.get("s") >= cfg.min_baseline_sessions]
+        counts: dict[str, int] = {}
+        for _, s in sessions:
+            for category in (f"m:{s[_MODEL]}", f"t:{s[_TIER]}"):
+                counts[category] = counts.get(category, 0) + 1
+        found = []
+        for category, total in counts.items():
+            if total < cfg.min_sessions:
+                continue
+            best = self._most_improbable(category, sessions, base_sessions)
+            if best is not None:
+                found.append(best)
+        found.sort(key=lambda c: (c[0], c[1][0] != "m"))  # most improbable first; a model before its tier
+        return found
+
+    def _most_improbable(self, category: str, sessions: list[tuple[str, list[Any]]],
+                         base_sessions: float) -> tuple[Any, ...] | None:
+        cfg = self.config
+        subject_share = (self.baseline.get(category) + 1.0) / (base_sessions + 2.0)
+        kind, _, name = category.partition(":")
+        probabilities: list[float] = []
+        shares: dict[str, float] = {}
+        k, expected, variance = 0, 0.0, 0.0
+        best = None
+        for m, (_, s) in enumerate(sessions, start=1):
+            member = s[_MEMBER]
+            p = shares.get(member)
+            if p is None:
+                sums = self.members[member]
+                p = shares[member] = ((sums.get(category) + _PRIOR_SESSIONS * subject_share)
+                                      / (sums.get("s") + _PRIOR_SESSIONS))
+            probabilities.append(p)
+            expected += p
+            variance += p * (1.0 - p)
+            if (s[_MODEL] if kind == "m" else s[_TIER]) != name:
+                continue
+            k += 1
+            if k < cfg.min_sessions or k < cfg.min_share * m or (k - expected) < _MIN_Z * variance ** 0.5:
+                continue
+            tail = binomial_tail(k, probabilities) * m  # Bonferroni over the m looked at
+            if tail < cfg.significance and (best is None or tail < best[0]):
+                best = (tail, (kind, name), m, k, expected / m)
+        if best is None:
+            return None
+        return (*best, tuple(sid for sid, _ in sessions[:best[2]]))
+
+    def _finding(self, ctx: Context, tail: float, category: tuple[str, str], m: int, k: int,
+                 expected_share: float, session_ids: tuple[str, ...]) -> Finding | None:
+        cfg = self.config
+        kind, name = category
+        newest = [self.recent[sid] for sid in session_ids]
+        drifted = [s for s in newest if (s[_MODEL] if kind == "m" else s[_TIER]) == name]
+        drift_cost = sum(s[_COST] for s in drifted)
+        if drift_cost < self._cfg_min_spend:
+            return None
+        requests, cost = sum(s[_REQUESTS] for s in newest), sum(s[_COST] for s in newest)
+        base_n, base_c = self.baseline.get("n"), self.baseline.get("c")
+        cost_ratio = (cost / requests) / (base_c / base_n) if base_c > 0 and requests else float("inf")
         if cost_ratio < cfg.cost_per_request_factor:
-            return []
-        drifted = self._drifted(n, spent, base_n, base_c)
-        if drifted is None:
-            return []
-        kind, name, share_n, share_c, base_share = drifted
-        what = name if kind == "m" else f"{name}-tier models"
-        model_tier = _tier(name, None, cfg.tiers) if kind == "m" else "unknown"
-        tier = f" ({model_tier})" if model_tier != "unknown" else ""
+            return None
+        if kind == "m":
+            tier = _tier(name, None, cfg.tiers)
+            what = f"{name} ({tier})" if tier != "unknown" else name
+        else:
+            what = f"{name}-tier models"
         who = ctx.labels.get("key_alias") if ctx.scope == "key" else None
         summary = (
-            f"{ctx.scope} {who or ctx.subject}: {share_n:.0%} of requests ({share_c:.0%} of spend, "
-            f"{usd(window.get(f'c:{kind}:{name}'))}) in the last {cfg.window_minutes} min went to {what}{tier}, "
-            f"which had {base_share:.0%} of its baseline; cost per request {cost_ratio:.1f}x baseline"
+            f"{ctx.scope} {who or ctx.subject}: {k} of its last {m} sessions ({usd(drift_cost)}) went to {what}, "
+            f"against {expected_share:.0%} of its sessions usually; cost per request {cost_ratio:.1f}x baseline"
         )
-        self.last_finding = Finding(
-            abnormal=True, observed=round(max(share_n, share_c), 4), expected=round(base_share, 4), unit="ratio",
+        return Finding(
+            abnormal=True, observed=round(k / m, 4), expected=round(expected_share, 4), unit="ratio",
             summary=summary, root_cause_kinds=("model", "session", "tag"),
-            details={"drifted": name, "level": "model" if kind == "m" else "tier", "request_share": round(share_n, 4),
-                     "spend_share": round(share_c, 4), "baseline_share": round(base_share, 4),
-                     "cost_per_request_ratio": round(cost_ratio, 2), "window_requests": int(n)},
+            details={"drifted": name, "level": "model" if kind == "m" else "tier", "sessions": m,
+                     "drifted_sessions": k, "session_share": round(k / m, 4),
+                     "baseline_share": round(expected_share, 4), "tail_probability": float(f"{tail:.3g}"),
+                     "drifted_usd": round(drift_cost / MICROS, 2), "cost_per_request_ratio": round(cost_ratio, 2)},
         )
-        return [self.last_finding]
-
-    def _drifted(self, n: float, spent: float, base_n: float, base_c: float) -> tuple[str, str, float, float, float] | None:
-        """The most expensive model (then tier) that took over the window while rare in the baseline."""
-        cfg, totals, baseline = self.config, self.window.totals, self.baseline
-        best = None
-        for kind in ("m", "t"):
-            prefix = f"n:{kind}:"
-            for name_key, count in totals.items():
-                if not name_key.startswith(prefix):
-                    continue
-                name = name_key[len(prefix):]
-                cost = totals.get(f"c:{kind}:{name}", 0.0)
-                share_n, share_c = count / n, (cost / spent if spent else 0.0)
-                if max(share_n, share_c) < cfg.min_share:
-                    continue
-                base_share = max(baseline.get(name_key) / base_n,
-                                 baseline.get(f"c:{kind}:{name}") / base_c if base_c else 0.0)
-                if base_share >= cfg.rare_share:
-                    continue
-                if best is None or cost > best[0]:
-                    best = (cost, (kind, name, share_n, share_c, base_share))
-            if best is not None:
-                return best[1]
-        return None

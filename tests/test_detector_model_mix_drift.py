@@ -1,4 +1,4 @@
-"""model_mix_drift through the engine: pages a key that moves to a frontier model it rarely used; quiet otherwise."""
+"""model_mix_drift through the engine: sessions (not requests) moving to an expensive model, for a key or a team."""
 
 from __future__ import annotations
 
@@ -17,66 +17,129 @@ _ids = count()
 PROVIDERS = {"claude": "anthropic", "gpt": "openai", "o3": "openai", "gemini": "google"}
 
 
-def call(when: datetime, model: str, *, key: str = "k1", session: str | None = None) -> GatewayEvent:
+def call(when: datetime, model: str, *, key: str = "k1", session: str | None = None, team: str = "ml",
+         tokens: int = 8_000, output: int = 600) -> GatewayEvent:
     provider = next(p for prefix, p in PROVIDERS.items() if model.startswith(prefix))
-    cost, _ = compute_cost(model, provider, input_tokens=8_000, output_tokens=600, at=when)
+    cost, _ = compute_cost(model, provider, input_tokens=tokens, output_tokens=output, at=when)
     return GatewayEvent(event_id=f"m{next(_ids)}", event_time=when, gateway="litellm", api_key_hash=key,
-                        api_key_alias=f"{key}-alias", team="ml", session_id=session, model=model, provider=provider,
-                        input_tokens=8_000, output_tokens=600, cost_usd=cost)
+                        api_key_alias=f"{key}-alias", team=team, session_id=session, model=model, provider=provider,
+                        input_tokens=tokens, output_tokens=output, cost_usd=cost)
 
 
-def traffic(start: datetime, hours: int, per_hour: Callable[[datetime], int],
-            model_of: Callable[[datetime, int], str], **kw) -> list[GatewayEvent]:
-    events = []
-    for h in range(hours):
-        hour = start + timedelta(hours=h)
-        n = per_hour(hour)
-        events += [call(hour + timedelta(seconds=i * 3600 / n + 7), model_of(hour, i), **kw) for i in range(n)]
+def sessions(start: datetime, hours: float, per_hour: Callable[[datetime], float],
+             model_of: Callable[[int], str], *, key: str = "k1", calls: int = 8, **kw) -> list[GatewayEvent]:
+    """Sessions opened evenly at ``per_hour(t)`` an hour, each ``calls`` requests a minute apart on one model."""
+    events, t, end = [], start, start + timedelta(hours=hours)
+    number = 0
+    while t < end:
+        rate = per_hour(t)
+        if rate <= 0:
+            t += timedelta(hours=1)
+            continue
+        model = model_of(number)
+        sid = f"{key}-{t.isoformat()}"
+        events += [call(t + timedelta(minutes=i, seconds=7), model, key=key, session=sid, **kw) for i in range(calls)]
+        number += 1
+        t += timedelta(hours=1 / rate)
     return events
 
 
-def office(weekday: int, night: int = 1, weekend: int = 1) -> Callable[[datetime], int]:
+def office(weekday: float, night: float = 1, weekend: float = 1) -> Callable[[datetime], float]:
     return lambda t: weekend if t.weekday() >= 5 else (weekday if 9 <= t.hour < 18 else night)
 
 
-def usual_mix(_: datetime, i: int) -> str:
-    return "claude-haiku-4-5" if i % 4 == 0 else "claude-sonnet-4-5"
+def habit(share: float, rare: str = "claude-opus-4-1", usual: str = "claude-sonnet-4-5",
+          phase: int = 0) -> Callable[[int], str]:
+    """Every 1/share-th session on ``rare`` (deterministic), the rest on ``usual``."""
+    period = round(1 / share)
+    return lambda n: rare if (n + phase) % period == period // 2 else usual
+
+
+def by_time(events: list[GatewayEvent]) -> list[GatewayEvent]:
+    return sorted(events, key=lambda e: e.event_time)
 
 
 def drift_pages(events, config=None):
-    alerts = run_backtest(events, config or DetectorsConfig(), drain=timedelta(hours=6))
+    alerts = run_backtest(by_time(events), config or DetectorsConfig(), drain=timedelta(hours=6))
     return [a for a in alerts if a.detector == "model_mix_drift"]
 
 
-def test_pages_when_most_requests_move_to_a_frontier_model_it_never_used():
+def test_a_five_percent_habit_moving_to_85_percent_of_sessions_pages_within_the_hour():
     switch = T0 + timedelta(days=3, hours=10)
-    events = traffic(T0, 24 * 3 + 10, office(40, 3), usual_mix)
-    events += traffic(switch, 6, office(40, 3), lambda _, i: "claude-opus-4-1" if i % 20 < 17 else "claude-sonnet-4-5")
-    events += traffic(switch + timedelta(hours=6), 14, office(40, 3), usual_mix)
-    pages = drift_pages(events)
-    assert [a.action.value for a in pages] == ["trigger", "resolve"]
+    events = sessions(T0, 24 * 3 + 10, office(6, 1), habit(0.05))
+    events += sessions(switch, 6, office(6, 1), habit(0.15, rare="claude-sonnet-4-5", usual="claude-opus-4-1"))
+    events += sessions(switch + timedelta(hours=6), 14, office(6, 1), habit(0.05))
+    pages = [a for a in drift_pages(events) if a.scope == "key"]
+    assert [a.action.value for a in pages][0] == "trigger" and pages[-1].action.value == "resolve"
     trigger = pages[0]
-    assert timedelta(0) < trigger.fired_at - switch <= timedelta(minutes=30)
+    assert timedelta(0) < trigger.fired_at - switch <= timedelta(hours=1)
     assert "claude-opus-4-1 (frontier)" in trigger.summary and trigger.subject == "k1"
-    assert trigger.details["level"] == "model" and trigger.details["baseline_share"] == 0
-    assert trigger.root_cause[0].kind == "model" and trigger.root_cause[0].name == "claude-opus-4-1"
+    assert trigger.details["level"] == "model" and trigger.details["baseline_share"] < 0.1
+    assert trigger.details["drifted_sessions"] >= 3
     assert trigger.labels["key_alias"] == "k1-alias"
+    assert pages[-1].fired_at < switch + timedelta(hours=6 + 14)  # the drift ended: the episode resolves
+
+
+def test_one_frontier_session_on_a_sparse_key_is_not_drift_however_many_calls():
+    # a low-volume key: two sessions on a weekday, on sonnet; then one 300-call opus session worth ~$40
+    events = sessions(T0, 24 * 9, lambda t: 1 / 6 if t.weekday() < 5 and 9 <= t.hour < 21 else 0,
+                      lambda _: "claude-sonnet-4-5")
+    burn = T0 + timedelta(days=9, hours=14)
+    events += [call(burn + timedelta(seconds=8 * i), "claude-opus-4-1", session="one-big-session")
+               for i in range(300)]
+    assert drift_pages(events) == []
+
+
+def test_a_key_that_often_uses_the_model_needs_more_than_a_short_run_of_it():
+    # 40% of this key's sessions are on opus: four opus sessions in a row is ordinary
+    events = sessions(T0, 24 * 3 + 10, office(6, 1), habit(0.4, rare="claude-sonnet-4-5", usual="claude-opus-4-1"))
+    run_start = T0 + timedelta(days=3, hours=10)
+    events += sessions(run_start, 4 / 6, office(6, 1), lambda _: "claude-opus-4-1")
+    events += sessions(run_start + timedelta(hours=4 / 6), 10, office(6, 1),
+                       habit(0.4, rare="claude-sonnet-4-5", usual="claude-opus-4-1"))
+    assert drift_pages(events) == []
+
+
+def test_team_wide_drift_pages_the_team_sooner_than_its_sparse_keys():
+    keys = [f"t{i}" for i in range(5)]
+    switch = T0 + timedelta(days=3, hours=10)
+    events = []
+    for i, key in enumerate(keys):  # five sparse keys, 1.5 sessions an hour each in office hours
+        events += sessions(T0 + timedelta(minutes=7 * i), 24 * 3 + 10, office(1.5, 0.2), habit(0.05, phase=4 * i), key=key,
+                           team="search")
+        events += sessions(switch + timedelta(minutes=7 * i), 4, office(1.5, 0.2),
+                           habit(0.15, rare="claude-sonnet-4-5", usual="claude-opus-4-1"), key=key, team="search")
+    pages = drift_pages(events)
+    team = [a for a in pages if a.scope == "team" and a.action.value == "trigger"]
+    assert team and team[0].subject == "search"
+    assert timedelta(0) < team[0].fired_at - switch <= timedelta(hours=1)
+    key_triggers = [a.fired_at for a in pages if a.scope == "key" and a.action.value == "trigger"]
+    assert all(team[0].fired_at <= t for t in key_triggers)
+
+
+def test_a_team_is_judged_key_by_key_so_which_key_is_awake_is_not_drift():
+    # the frontier-heavy key works nights, the sonnet key days: the team's mix swings every 12 h
+    night_owl = sessions(T0, 24 * 5, lambda t: 3 if not 8 <= t.hour < 20 else 0.2,
+                         habit(0.1, rare="claude-sonnet-4-5", usual="claude-opus-4-1"), key="owl", team="search")
+    day_key = sessions(T0, 24 * 5, lambda t: 3 if 8 <= t.hour < 20 else 0.2, habit(0.05), key="lark",
+                       team="search")
+    assert drift_pages(night_owl + day_key) == []
 
 
 def test_tier_drift_pages_when_no_single_model_dominates():
     switch = T0 + timedelta(days=2, hours=10)
-    events = traffic(T0, 24 * 2 + 10, office(30, 3), lambda *_: "gpt-5-mini")
-    frontier = ("claude-sonnet-4-5", "o3", "gpt-4.1")  # similar prices: none takes 60% of the spend
-    events += traffic(switch, 3, office(150, 3), lambda _, i: frontier[i % 3])
-    pages = drift_pages(events)
+    events = sessions(T0, 24 * 2 + 10, office(6, 1), lambda _: "gpt-5-mini")
+    frontier = ("claude-sonnet-4-5", "o3", "gpt-4.1")
+    events += sessions(switch, 3, office(6, 1), lambda n: frontier[n % 3])
+    pages = [a for a in drift_pages(events) if a.scope == "key"]
     assert pages and pages[0].details["level"] == "tier" and pages[0].details["drifted"] == "frontier"
     assert "frontier-tier models" in pages[0].summary
 
 
 def test_tiers_follow_the_configured_price_thresholds_not_a_model_list():
     switch = T0 + timedelta(days=2, hours=10)
-    events = traffic(T0, 24 * 2 + 10, office(30, 3), usual_mix)
-    events += traffic(switch, 3, office(30, 3), lambda *_: "claude-opus-4-1")
+    events = sessions(T0, 24 * 2 + 10, office(6, 1), lambda _: "claude-haiku-4-5")
+    events += sessions(switch, 3, office(6, 1), lambda _: "claude-opus-4-1")
     config = DetectorsConfig.model_validate(
         {"model_mix_drift": {"tiers": TierThresholds(frontier_min_input_per_mtok=Decimal(20)).model_dump()}})
     [trigger, *_] = drift_pages(events, config)
@@ -85,20 +148,30 @@ def test_tiers_follow_the_configured_price_thresholds_not_a_model_list():
 
 def test_a_move_to_cheaper_models_is_not_a_page():
     switch = T0 + timedelta(days=2, hours=10)
-    events = traffic(T0, 24 * 2 + 10, office(30, 3), lambda *_: "claude-sonnet-4-5")
-    events += traffic(switch, 8, office(30, 3), lambda *_: "gpt-5-mini")
+    events = sessions(T0, 24 * 2 + 10, office(6, 1), lambda _: "claude-sonnet-4-5")
+    events += sessions(switch, 8, office(6, 1), lambda _: "gpt-5-mini")
     assert drift_pages(events) == []
+
+
+def test_the_dollar_floor_is_configurable():
+    switch = T0 + timedelta(days=2, hours=10)
+    events = sessions(T0, 24 * 2 + 10, office(6, 1), lambda _: "gpt-5-mini", tokens=200, output=50)
+    events += sessions(switch, 1, office(6, 1), lambda _: "claude-opus-4-1", tokens=200, output=50)  # ~$0.30 in all
+    assert drift_pages(events) == []
+    cheap = DetectorsConfig.model_validate({"model_mix_drift": {"min_drift_spend_usd": "0.05"}})
+    assert [a.action.value for a in drift_pages(events, cheap)][:1] == ["trigger"]
 
 
 def test_ordinary_life_is_quiet_seasonality_growth_new_and_sparse_keys():
     week = 24 * 7
-    seasonal = traffic(T0, week, office(50, 2, 0), usual_mix, key="seasonal")
-    growing = traffic(T0, week, lambda t: int(20 * (1 + (t - T0) / timedelta(days=7))), usual_mix, key="growing")
-    new_key = traffic(T0 + timedelta(days=4, hours=9), 30, office(30, 2), lambda *_: "claude-opus-4-1", key="new")
-    sparse = [call(T0 + timedelta(days=d, hours=11), "claude-opus-4-1" if d % 2 else "claude-sonnet-4-5",
-                   key="sparse") for d in range(7)]
-    events = sorted(seasonal + growing + new_key + sparse, key=lambda e: e.event_time)
-    assert drift_pages(events) == []
+    seasonal = sessions(T0, week, office(6, 0.5, 0), habit(0.05), key="seasonal", team="a")
+    growing = sessions(T0, week, lambda t: 2 * (1 + (t - T0) / timedelta(days=7)), habit(0.1), key="growing",
+                       team="b")
+    new_key = sessions(T0 + timedelta(days=4, hours=9), 30, office(4, 1), lambda _: "claude-opus-4-1", key="new",
+                       team="b")
+    sparse = sessions(T0, week, lambda t: 1 / 12, lambda n: "claude-opus-4-1" if n % 2 else "claude-sonnet-4-5",
+                      key="sparse", team="c")
+    assert drift_pages(seasonal + growing + new_key + sparse) == []
 
 
 def test_state_survives_a_snapshot_mid_drift():
@@ -107,10 +180,10 @@ def test_state_survives_a_snapshot_mid_drift():
     engine = Engine(DetectorsConfig())
     state = engine.new_state("key:k1")
     switch = T0 + timedelta(days=2, hours=10)
-    for e in traffic(T0, 24 * 2 + 10, office(30, 3), usual_mix):
+    for e in by_time(sessions(T0, 24 * 2 + 10, office(6, 1), habit(0.05))):
         engine.process(state, e)
     state = engine.loads(engine.dumps(state))
     alerts = []
-    for e in traffic(switch, 1, office(30, 3), lambda *_: "claude-opus-4-1"):
+    for e in by_time(sessions(switch, 2, office(6, 1), lambda _: "claude-opus-4-1")):
         alerts += engine.process(state, e)
     assert [a.detector for a in alerts if a.detector == "model_mix_drift"] == ["model_mix_drift"]

@@ -1,0 +1,263 @@
+"""context_bloat: requests carrying several times their usual input tokens (or cost), model for model.
+
+Prompt or context bloat -- an agent that stopped trimming its history, a retrieval step that
+now stuffs the whole corpus in, a template that repeats itself -- shows as spend per request
+growing several-fold at a steady call rate. The detector compares each request with the
+usual size of requests *to the same model* (the decayed mean of the log of input tokens, or
+of cost with ``metric: usd``, ``baseline_half_life_hours``), so a move to a pricier model is
+model_mix_drift's business, not bloat, and a cache that stopped hitting (same tokens, higher
+cost) is cache_hit_drop's.
+
+Evidence is counted in **sessions**: a session's context grows call by call, so one long
+session is large but ordinary. The detector looks at the newest ten minutes, twenty...
+up to ``window_minutes``; in each span it takes every session's mean log-size excess over
+its model's usual, leaves out the session that exceeds the most (a single long session, a
+runaway loop, is never bloat) and weighs the others by their requests (Kish's effective
+number). How far sessions stray when nothing is wrong is learnt from the subject's own
+expired buckets. A page needs all of:
+
+* growth: the others' requests at least ``min_factor`` x their models' usual size;
+* evidence: ``min_sessions`` sessions, and growth so far beyond ``normal_factor`` for that
+  many effective sessions that normal straying would reach it with probability below
+  ``significance`` (Bonferroni-corrected for the spans looked at);
+* money: the extra spend in the span at least ``min_extra_usd``;
+* a baseline: ``min_baseline_requests`` for the model and ``min_baseline_sessions`` of
+  straying learnt (new keys and new models wait).
+
+The baseline does not learn during an episode; the episode goes on while the whole window
+stays ``min_factor`` x its usual size, and a quiet night holds it.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import TYPE_CHECKING, NamedTuple
+
+from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
+from spendwatch.detectors.evidence import normal_tail
+from spendwatch.detectors.rolling import BucketWindow, DecayedSums
+from spendwatch.schemas.pricing import input_price_per_mtok
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from spendwatch.detectors.config import BaselineConfig, ContextBloatConfig
+
+_BUCKETS = 12
+_MAX_MODELS = 64
+
+
+@lru_cache(maxsize=4096)
+def _input_price(model: str, provider: str | None) -> float:
+    """USD per million input tokens (= micro-dollars per token), 0.0 when unknown."""
+    price = input_price_per_mtok(model, provider)
+    return float(price) if price is not None else 0.0
+
+
+class _Span(NamedTuple):
+    """The newest ``buckets`` buckets of the window."""
+
+    buckets: int
+    requests: float  # requests whose model has a baseline
+    cost: float  # what their size cost (input tokens at the input price, or the cost), micro-dollars
+    rest_requests: float  # the same without the session that exceeds the most...
+    rest_excess: float  # ...their summed log-size excess over their models' usual...
+    rest_cost: float
+    effective: float  # ...and Kish's effective number of those sessions
+    sessions: int
+
+
+class ContextBloat(Detector):
+    """Requests' size against the usual size of requests to the same model, with session evidence.
+
+    Examples
+    --------
+    A coding agent with about six sessions an hour, shorter and longer prompts mixed (8k to
+    30k input tokens, growing call by call); then its prompts carry four times as much context.
+    The session that grew most is left out and the others are compared with the model's usual:
+
+    >>> from spendwatch.detectors.baseline import SpendBaseline
+    >>> from spendwatch.detectors.contributors import Contributors
+    >>> from spendwatch.detectors.config import BaselineConfig, ContextBloatConfig
+    >>> ctx = Context("key", "k1", SpendBaseline(), Contributors(), {"key_alias": "ci-agent"})
+    >>> bloat = ContextBloat(ContextBloatConfig(), BaselineConfig(), "key", "k1")
+    >>> def session(ts, number, factor=1.0):
+    ...     findings = []
+    ...     base = (8_000, 12_000, 20_000, 30_000)[number % 4]
+    ...     for i in range(6):
+    ...         tokens = int((base + 1_000 * i) * factor)
+    ...         obs = Observation("request", ts + i * 60, cost=tokens * 3, model="claude-sonnet-4-5",
+    ...                           provider="anthropic", input_tokens=tokens, session_id=f"s{number}")
+    ...         bloat.learn_one(obs, ctx)
+    ...         findings = bloat.score_one(ctx, obs.ts, obs)
+    ...     return findings
+    >>> t0 = 1_762_041_600.0
+    >>> [f for n in range(2 * 24 * 6) for f in session(t0 + n * 600, n)]
+    []
+    >>> t1 = t0 + 2 * 86_400
+    >>> for n in range(12):
+    ...     findings = session(t1 + n * 600, 1000 + n, factor=4.0)
+    ...     if findings:
+    ...         break
+    >>> n, findings[0].summary
+    (3, 'key ci-agent: requests carry 3.3x the input tokens usual for their model over the last 40 min (24 requests, 4 sessions): about $4.02 of extra spend')
+
+    One long session on its own is not bloat:
+
+    >>> bloat = ContextBloat(ContextBloatConfig(), BaselineConfig(), "key", "k1")
+    >>> _ = [session(t0 + n * 600, n) for n in range(2 * 24 * 6)]
+    >>> session(t1, 5000, factor=20.0)
+    []
+    """
+
+    name = "context_bloat"
+    parts = {"window": BucketWindow, "baseline": DecayedSums}
+    config: ContextBloatConfig
+
+    def __init__(self, config: ContextBloatConfig, baseline_config: BaselineConfig, scope: str,
+                 subject: str) -> None:
+        super().__init__(config, baseline_config, scope, subject)
+        window_s = config.window_minutes * 60
+        self.window = BucketWindow(window_s, window_s / _BUCKETS)
+        self.baseline = DecayedSums(config.baseline_half_life_hours * 3600, max_names=2 * _MAX_MODELS)
+        self.abnormal = False
+        self.last_finding: Finding | None = None
+
+    def derive(self) -> None:
+        cfg = self.config
+        self._cfg_min_log = math.log(cfg.min_factor)
+        self._cfg_normal_log = math.log(cfg.normal_factor)
+
+    # -- learning ----------------------------------------------------------------------
+    def learn_one(self, obs: Observation, ctx: Context) -> None:
+        size = obs.input_tokens if self.config.metric == "input_tokens" else obs.cost
+        if not obs.ok or size <= 0:
+            return
+        size_log = math.log(size)
+        model_n, model_log = f"n:{obs.model}", f"l:{obs.model}"
+        count = self.baseline.get(model_n)
+        known = count >= self.config.min_baseline_requests
+        excess = size_log - self.baseline.get(model_log) / count if known else 0.0
+        session = obs.session_id or f"request:{obs.record_id}"
+        session_n, session_x, session_c = f"r:{session}", f"x:{session}", f"c:{session}"
+        # what the size costs: input tokens at the model's input price (output did not grow), or the cost itself
+        cost = float(obs.cost) if self.config.metric == "usd" else size * _input_price(obs.model, obs.provider)
+        for sums in (self.window.bucket_at(obs.ts), self.window.totals):
+            get = sums.get
+            sums[model_n] = get(model_n, 0.0) + 1.0
+            sums[model_log] = get(model_log, 0.0) + size_log
+            if known:
+                sums["known"] = get("known", 0.0) + 1.0
+                sums["excess"] = get("excess", 0.0) + excess
+                sums[session_n] = get(session_n, 0.0) + 1.0
+                sums[session_x] = get(session_x, 0.0) + excess
+                sums[session_c] = get(session_c, 0.0) + cost
+
+    def _roll(self, now: float) -> None:
+        """Expired buckets join the models' usual sizes and, session by session, how far sessions stray."""
+        window, baseline = self.window, self.baseline
+        bound = self._cfg_min_log
+        for index, sums in window.expire(now):
+            if self.abnormal:  # never learn from the anomaly being flagged
+                continue
+            learnt = {name: v for name, v in sums.items() if name[:2] in ("n:", "l:")}
+            squares = deviations = sessions = 0.0
+            for name, requests in sums.items():
+                if name.startswith("r:"):
+                    # a session's mean excess, clipped so that one bloated stretch does not teach that bloat is normal
+                    mean = max(-bound, min(bound, sums.get(f"x:{name[2:]}", 0.0) / requests))
+                    squares += requests * requests
+                    deviations += requests * requests * mean * mean
+                    sessions += 1.0
+            if squares:
+                learnt.update({"w2": squares, "dev": deviations, "sessions": sessions})
+            baseline.fold(index * window.bucket_s, learnt)
+
+    # -- scoring -----------------------------------------------------------------------
+    def _spans(self) -> Iterator[_Span]:
+        """The newest bucket, the newest two... the whole window: the spans bloat is looked for in."""
+        buckets = self.window.buckets
+        requests = cost = 0.0
+        per_session: dict[str, list[float]] = {}  # session -> [requests, summed excess, micro-dollars]
+        for j, index in enumerate(sorted(buckets, reverse=True), start=1):
+            bucket = buckets[index]
+            requests += bucket.get("known", 0.0)
+            for name, count in bucket.items():
+                if name.startswith("r:"):
+                    sums = per_session.setdefault(name[2:], [0.0, 0.0, 0.0])
+                    sums[0] += count
+                    sums[1] += bucket.get(f"x:{name[2:]}", 0.0)
+                    sums[2] += bucket.get(f"c:{name[2:]}", 0.0)
+            if not per_session:
+                continue
+            cost = sum(s[2] for s in per_session.values())
+            top_n, top_x, top_c = max(per_session.values(), key=lambda s: s[1])
+            weights = [s[0] for s in per_session.values()]
+            rest_w, rest_w2 = sum(weights) - top_n, sum(w * w for w in weights) - top_n * top_n
+            effective = rest_w * rest_w / rest_w2 if rest_w2 > 0 else 0.0
+            yield _Span(j, requests, cost, requests - top_n, sum(s[1] for s in per_session.values()) - top_x,
+                        cost - top_c, effective, len(per_session))
+
+    def _newest_growth(self) -> tuple[float, _Span] | None:
+        """The most improbable growth among the spans ending now, with its tail probability, if any."""
+        cfg, baseline, buckets = self.config, self.baseline, self.window.buckets
+        newest = buckets[max(buckets)] if buckets else {}
+        if newest.get("excess", 0.0) < self._cfg_min_log * newest.get("known", 0.0):
+            return None  # the newest ten minutes are ordinary: no span ending now shows new bloat
+        squares = baseline.get("w2")
+        variance = baseline.get("dev") / squares if squares > 0 else 0.0
+        looks = len(buckets)
+        best = None
+        for span in self._spans():
+            if (span.requests < cfg.min_requests or span.rest_requests <= 0 or span.effective + 1 < cfg.min_sessions
+                    or span.rest_excess < self._cfg_min_log * span.rest_requests):
+                continue
+            beyond = span.rest_excess / span.rest_requests - self._cfg_normal_log
+            tail = normal_tail(beyond * math.sqrt(span.effective / variance)) * looks if variance > 0 else 0.0
+            if tail < cfg.significance and (best is None or tail < best[0]):
+                best = (tail, span)
+        return best
+
+    def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
+        window, baseline, cfg = self.window, self.baseline, self.config
+        if now >= window.expires_from:
+            self._roll(now)
+        totals = window.totals
+        known = totals.get("known", 0.0)
+        if known < cfg.min_requests:
+            # too quiet to judge (a night): an active episode holds rather than resolving and re-paging
+            return [self.last_finding] if self.abnormal and self.last_finding is not None else []
+        was_abnormal = self.abnormal
+        self.abnormal, self.last_finding = False, None
+        if baseline.get("sessions") < cfg.min_baseline_sessions:
+            return []
+        growth = self._newest_growth()
+        if growth is not None:
+            tail, span = growth
+            factor = math.exp(span.rest_excess / span.rest_requests)
+        elif was_abnormal and totals.get("excess", 0.0) >= self._cfg_min_log * known:
+            # the episode goes on while the whole window stays bloated, evidence or not: only a recovery ends it
+            tail, span = 1.0, next(s for s in self._spans() if s.buckets == len(window.buckets))
+            factor = math.exp(totals.get("excess", 0.0) / known)
+        else:
+            return []
+        extra = span.cost * (1 - 1 / factor)
+        if not was_abnormal and extra < cfg.min_extra_usd * MICROS:
+            return []
+        self.abnormal = True
+        who = ctx.labels.get("key_alias") if ctx.scope == "key" else None
+        what = "input tokens" if cfg.metric == "input_tokens" else "cost per request"
+        summary = (
+            f"{ctx.scope} {who or ctx.subject}: requests carry {factor:.1f}x the {what} usual for their model "
+            f"over the last {span.buckets * window.bucket_s / 60:.0f} min ({int(span.requests)} requests, "
+            f"{span.sessions} sessions): about {usd(extra)} of extra spend"
+        )
+        self.last_finding = Finding(
+            abnormal=True, observed=round(factor, 2), expected=1.0, unit="ratio", summary=summary,
+            root_cause_kinds=("model", "session", "tag"),
+            details={"factor": round(factor, 2), "metric": cfg.metric, "requests": int(span.requests),
+                     "sessions": span.sessions, "effective_sessions": round(span.effective + 1, 1),
+                     "tail_probability": float(f"{tail:.3g}"), "estimated_extra_usd": round(extra / MICROS, 2)},
+        )
+        return [self.last_finding]

@@ -1,0 +1,129 @@
+"""context_bloat through the engine: requests growing several-fold model for model; quiet on ordinary mixes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from itertools import count
+
+import pytest
+
+from spendwatch.detectors.backtest import run_backtest
+from spendwatch.detectors.config import DetectorsConfig
+from spendwatch.schemas.event import GatewayEvent
+from spendwatch.schemas.pricing import compute_cost
+
+T0 = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
+_ids = count()
+PROVIDERS = {"claude": "anthropic", "gpt": "openai"}
+
+
+def call(when: datetime, tokens: int, *, key: str = "k1", session: str | None = None,
+         model: str = "claude-sonnet-4-5") -> GatewayEvent:
+    provider = next(p for prefix, p in PROVIDERS.items() if model.startswith(prefix))
+    cost, _ = compute_cost(model, provider, input_tokens=tokens, output_tokens=500, at=when)
+    return GatewayEvent(event_id=f"b{next(_ids)}", event_time=when, gateway="litellm", api_key_hash=key,
+                        api_key_alias=f"{key}-agent", session_id=session, model=model, provider=provider,
+                        input_tokens=tokens, output_tokens=500, cost_usd=cost)
+
+
+def wobble(n: int) -> float:
+    """A deterministic stand-in for a log-uniform size factor in [0.5, 2]."""
+    return 2 ** (((n * 7919) % 101) / 50 - 1)
+
+
+def sessions(start: datetime, hours: float, per_hour: Callable[[datetime], float], *, key: str = "k1",
+             growth: Callable[[datetime], float] = lambda t: 1.0, calls: Callable[[int], int] = lambda n: 8,
+             model: Callable[[int], str] = lambda n: "claude-sonnet-4-5", context: int = 12_000,
+             step: int = 1_500) -> list[GatewayEvent]:
+    """Sessions whose context starts at ``context`` x noise and grows ``step`` a call, x ``growth(t)``."""
+    events, t, end, number = [], start, start + timedelta(hours=hours), 0
+    while t < end:
+        rate = per_hour(t)
+        if rate <= 0:
+            t += timedelta(hours=1)
+            continue
+        size, first = context * wobble(number), t
+        for i in range(calls(number)):
+            when = first + timedelta(minutes=2 * i, seconds=3)
+            events.append(call(when, int((size + step * i) * growth(when)), key=key, session=f"{key}-{number}",
+                               model=model(number)))
+        number += 1
+        t += timedelta(hours=1 / rate)
+    return sorted(events, key=lambda e: e.event_time)
+
+
+def office(weekday: float, night: float = 0.5, weekend: float = 0.5) -> Callable[[datetime], float]:
+    return lambda t: weekend if t.weekday() >= 5 else (weekday if 9 <= t.hour < 18 else night)
+
+
+def bloat_pages(events, config=None):
+    alerts = run_backtest(sorted(events, key=lambda e: e.event_time), config or DetectorsConfig(),
+                          drain=timedelta(hours=6))
+    return [a for a in alerts if a.detector == "context_bloat"]
+
+
+@pytest.mark.parametrize("factor", [4.0, 8.0])
+def test_steady_several_fold_input_growth_pages_within_the_hour(factor):
+    grows = T0 + timedelta(days=3, hours=10)
+    ends = grows + timedelta(hours=6)
+    events = sessions(T0, 24 * 4, office(6), growth=lambda t: factor if grows <= t < ends else 1.0)
+    pages = bloat_pages(events)
+    assert [a.action.value for a in pages][:1] == ["trigger"] and pages[-1].action.value == "resolve"
+    trigger = pages[0]
+    assert timedelta(0) < trigger.fired_at - grows <= timedelta(hours=1)
+    assert trigger.observed >= 2.5 and "input tokens usual for their model" in trigger.summary
+    assert trigger.labels["key_alias"] == "k1-agent"
+    assert ends < pages[-1].fired_at < ends + timedelta(hours=4)
+
+
+def test_a_normal_mix_of_short_and_long_prompts_and_sessions_is_quiet():
+    # sizes over a 4x range, sessions of 1 to 60 calls (so some contexts grow very long), for a week
+    mixed = sessions(T0, 24 * 7, office(8, 1, 1), calls=lambda n: 1 + (n * 37) % 60)
+    sparse = sessions(T0, 24 * 7, lambda t: 0.4, key="sparse", calls=lambda n: 1 + n % 9, step=3_000)
+    assert bloat_pages(mixed + sparse) == []
+
+
+def test_one_long_session_is_not_bloat():
+    long_one = T0 + timedelta(days=3, hours=10)
+    events = sessions(T0, 24 * 4, office(2))
+    events += [call(long_one + timedelta(minutes=i), 12_000 + 4_000 * i, session="marathon") for i in range(60)]
+    assert bloat_pages(events) == []
+
+
+def test_a_move_to_a_pricier_model_is_mix_drift_not_bloat():
+    switch = T0 + timedelta(days=3, hours=10)
+    events = sessions(T0, 24 * 4, office(6),
+                      model=lambda n: "claude-opus-4-1" if n > 200 else "claude-haiku-4-5")
+    assert any(e.model == "claude-opus-4-1" and e.event_time < switch + timedelta(hours=12) for e in events)
+    usd = DetectorsConfig.model_validate({"context_bloat": {"metric": "usd"}})
+    assert bloat_pages(events) == [] and bloat_pages(events, usd) == []
+
+
+def test_the_dollar_floor_is_configurable():
+    grows = T0 + timedelta(days=3, hours=10)
+    events = sessions(T0, 24 * 4, office(6), context=300, step=20,  # tiny prompts: cents
+                      growth=lambda t: 5.0 if t >= grows else 1.0)
+    assert bloat_pages(events) == []
+    cheap = DetectorsConfig.model_validate({"context_bloat": {"min_extra_usd": "0.001"}})
+    assert [a.action.value for a in bloat_pages(events, cheap)][:1] == ["trigger"]
+
+
+def test_config_refuses_a_normal_factor_above_the_page_factor():
+    with pytest.raises(ValueError, match="normal_factor"):
+        DetectorsConfig.model_validate({"context_bloat": {"min_factor": 2, "normal_factor": 3}})
+
+
+def test_state_survives_a_snapshot_mid_bloat():
+    from spendwatch.detectors.engine import Engine
+
+    engine = Engine(DetectorsConfig())
+    state = engine.new_state("key:k1")
+    grows = T0 + timedelta(days=3, hours=10)
+    for e in sessions(T0, 24 * 3 + 10, office(6)):
+        engine.process(state, e)
+    state = engine.loads(engine.dumps(state))
+    alerts = []
+    for e in sessions(grows, 2, office(6), growth=lambda t: 6.0):
+        alerts += engine.process(state, e)
+    assert [a.action.value for a in alerts if a.detector == "context_bloat"][:1] == ["trigger"]
