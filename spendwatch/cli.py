@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backtest": ("spendwatch.detectors.backtest:backtest", "Replay events through the detectors; write the pages."),
     "evaluate": ("spendwatch.detectors.evaluate_cli:evaluate_command",
                  "Realistic traffic per seed -> labelled backtest: per-family recall and false pages."),
-    "score-series": ("spendwatch.detectors.score_series:score_series", "Score a timestamp,value CSV with the burn-rate model."),
+    "score-series": ("spendwatch.detectors.score_series:score_series", "Score a timestamp,value CSV: an anomaly likelihood per row (seasonal, online)."),
     "generate": ("spendwatch.traffic.cli:generate", "Generate synthetic gateway traffic with injected incidents."),
     "bench": ("spendwatch.streams.bench:bench", "Benchmark the pipeline against a plain consumer."),
     "sink": ("spendwatch.sinks.clickhouse.cli:sink", "Run the ClickHouse sink alone: events, outcomes, alerts -> ClickHouse."),
