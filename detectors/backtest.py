@@ -8,9 +8,10 @@ YAML thresholds, re-run against last month, compare the pages.
 
 Determinism: :func:`run_backtest` sorts the records by event time (stable), and before a
 record whose time crosses one or more tick boundaries it ticks the states at each
-crossed boundary, exactly as the stream workers do -- skipping only the calls that
-:meth:`Engine.tick` would return from at once (quiet states off the idle boundary, and
-quiet states without an idle-tick detector).
+crossed boundary, exactly as the stream workers do (:class:`~spendwatch.detectors.clock.TickClock`,
+which also bounds the ticks of a long gap) -- skipping only the calls that :meth:`Engine.tick`
+would return from at once (quiet states off the idle boundary, and quiet states without an
+idle-tick detector).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
+from spendwatch.detectors.clock import TickClock
 from spendwatch.detectors.config import DetectorsConfig
 from spendwatch.detectors.engine import Engine, SubjectState
 
@@ -84,39 +86,29 @@ def run_backtest(
     """
     config = settings if isinstance(settings, DetectorsConfig) else settings.detectors
     engine = Engine(config)
-    tick = config.tick_interval_seconds
-    idle = config.idle_tick_seconds
+    clock = TickClock(config.tick_interval_seconds, config.idle_tick_seconds, int(config.clock_catchup_hours * 3600))
     states: dict[str, SubjectState] = {}
     hot: dict[str, SubjectState] = {}  # states with an active episode: ticked at every boundary
     timed: dict[str, SubjectState] = {}  # states with a detector that needs idle ticks
-    next_tick: int | None = None
     ordered = sorted(records, key=_event_time)
     end = ordered[-1].event_time.timestamp() + drain.total_seconds() if ordered and drain else None
     for count, record in enumerate(chain(ordered, (None,)), 1):
         if record is None:  # after the last record: drain the clock
-            if end is None or next_tick is None:
+            if end is None or clock.next_tick is None:
                 return
             ts = end
         else:
             ts = record.event_time.timestamp()
-        if next_tick is None:
-            next_tick = (int(ts) // tick + 1) * tick
-        while next_tick <= ts:
-            on_idle_boundary = next_tick % idle == 0
-            if on_idle_boundary or hot:
-                now = datetime.fromtimestamp(next_tick, UTC)
-                for state in list({**timed, **hot}.values() if on_idle_boundary else hot.values()):
-                    alerts = engine.tick(state, now)
-                    if alerts:
-                        yield from alerts
-                    if state.episodes.active:  # type: ignore[union-attr]
-                        hot[state.key] = state
-                    else:
-                        hot.pop(state.key, None)
-                next_tick += tick
-            if not hot:  # nothing happens before the next idle boundary: jump there (or past this record)
-                next_idle = -(-next_tick // idle) * idle
-                next_tick = next_idle if next_idle <= ts else max(next_tick, (int(ts) // tick + 1) * tick)
+        for boundary, on_idle_boundary in clock.boundaries(ts, hot):
+            now = datetime.fromtimestamp(boundary, UTC)
+            for state in list({**timed, **hot}.values() if on_idle_boundary else hot.values()):
+                alerts = engine.tick(state, now)
+                if alerts:
+                    yield from alerts
+                if state.episodes.active:  # type: ignore[union-attr]
+                    hot[state.key] = state
+                else:
+                    hot.pop(state.key, None)
         if record is None:
             return
         for key in engine.routes(record):

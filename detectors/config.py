@@ -430,6 +430,12 @@ class DetectorsConfig(_Strict):
         description="A subject with no active episode is evaluated on the tick only at multiples of this "
         "(a multiple of tick_interval_seconds); subjects with an active episode on every tick.",
     )
+    clock_catchup_hours: float = Field(
+        default=48, gt=0, le=24 * 400,
+        description="Longest gap in event time the clock ticks through (so episodes repeat and resolve); past "
+        "it, the rest of a gap (a silent partition, a record dated far ahead) is skipped to its last idle tick, "
+        "so one advance costs a bounded number of ticks whatever the gap.",
+    )
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
     spend_spike: SpendSpikeConfig = Field(default_factory=SpendSpikeConfig)
     burn_rate: BurnRateConfig = Field(default_factory=BurnRateConfig)

@@ -21,6 +21,7 @@ ERROR_TYPES = (
     "unknown_format",  # valid JSON no adapter recognises
     "too_large",  # the message, or a list in it, is bigger than the configured cap
     "missing_attribution",  # neither an API key nor a user: spend nobody can own
+    "out_of_range",  # event_time outside the window live ingestion accepts (schemas/event_window.py)
 )
 
 

@@ -14,7 +14,7 @@ Money is an exact :class:`~decimal.Decimal` in US dollars, never a float.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from typing import Annotated
 
@@ -24,6 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 MAX_TOKENS = 100_000_000
 #: Largest cost one request may claim (USD); anything above is a corrupt message.
 MAX_COST_USD = Decimal("100000")
+#: Decimals of a per-event cost (ClickHouse ``Decimal(38, 12)``); more are rounded half-even, never truncated.
+COST_DECIMALS = 12
+COST_QUANTUM = Decimal(1).scaleb(-COST_DECIMALS)
 #: Longest identifier (key hash, user, session id, model name...).
 MAX_ID_LEN = 512
 
@@ -84,6 +87,15 @@ class GatewayEvent(BaseModel):
     latency_ms: float | None = Field(
         default=None, ge=0, le=86_400_000, allow_inf_nan=False, description="Request duration, milliseconds."
     )
+
+    @field_validator("cost_usd")
+    @classmethod
+    def _round_cost(cls, value: Decimal | None) -> Decimal | None:
+        """More than :data:`COST_DECIMALS` decimals (a computed price) rounds half-even to that many: what ClickHouse's
+        ``Decimal(38, 12)`` stores, so the stored sum equals the events' sum to the last digit."""
+        if value is not None and value.is_finite() and value.as_tuple().exponent < -COST_DECIMALS:
+            return value.quantize(COST_QUANTUM, rounding=ROUND_HALF_EVEN)
+        return value
 
     @field_validator("event_time")
     @classmethod

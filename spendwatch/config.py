@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -69,6 +70,16 @@ class Settings(BaseModel):
         elif in_pricing and not in_detector:
             self.detectors = self.detectors.model_copy(
                 update={"model_mix_drift": drift.model_copy(update={"tiers": pricing.tiers})})
+        return self
+
+    @model_validator(mode="after")
+    def _event_age_follows_retention(self) -> Settings:
+        """An event older than the ClickHouse raw retention would be dropped by its TTL at once: unless
+        ``adapters.event_time.max_age_days`` is set, live ingestion accepts events up to that age."""
+        window = self.adapters.event_time
+        if window.max_age_days is None:
+            self.adapters = self.adapters.model_copy(update={"event_time": window.model_copy(
+                update={"max_age_days": float(self.clickhouse.raw_retention_days)})})
         return self
 
 
@@ -361,13 +372,62 @@ def _walk(value: Any, path: Path_ = ()) -> Iterator[tuple[Path_, Any]]:
             yield from _walk(v, (*path, i))
 
 
+#: Query parameters of a URL whose value is a credential.
+_SECRET_PARAM = re.compile(r"(secret|password|passwd|token|key|sig|signature|auth|credential)", re.I)
+#: URL paths that carry a credential: Slack incoming webhooks, PagerDuty integration keys.
+_SECRET_PATH = re.compile(r"^(?P<keep>/services/|/integration/|/hooks/)(?P<secret>[^?#]+)")
+
+
+def mask_url_credentials(value: str) -> str | None:
+    """``value`` with the credentials typed into it masked, or ``None`` when it is not a URL holding any.
+
+    >>> mask_url_credentials("https://default:hunter2@ch.example.com:8443")
+    'https://********@ch.example.com:8443'
+    >>> mask_url_credentials("https://hooks.slack.com/services/T000/B000/XXXX")
+    'https://hooks.slack.com/services/********'
+    >>> mask_url_credentials("https://slack.com/api/?token=xoxb-1&team=a")
+    'https://slack.com/api/?token=********&team=a'
+    >>> mask_url_credentials("https://events.pagerduty.com/v2/enqueue") is None
+    True
+    """
+    if "://" not in value or any(c.isspace() for c in value.strip()):
+        return None
+    try:
+        url = urlsplit(value.strip())
+        url.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return None
+    if not url.scheme or not url.netloc:
+        return None
+    netloc, path, query, found = url.netloc, url.path, url.query, False
+    if "@" in netloc:
+        netloc, found = f"{MASK}@{netloc.rpartition('@')[2]}", True
+    secret_path = _SECRET_PATH.match(path)
+    if secret_path and secret_path.group("secret").strip("/"):
+        path, found = secret_path.group("keep") + MASK, True
+    if query:
+        params = parse_qsl(query, keep_blank_values=True)
+        if any(_SECRET_PARAM.search(k) and v for k, v in params):
+            query = "&".join(f"{k}={MASK if _SECRET_PARAM.search(k) and v else v}" for k, v in params)
+            found = True
+    return urlunsplit((url.scheme, netloc, path, query, url.fragment)) if found else None
+
+
 def _literal_secret_warnings(raw: dict[str, Any], file: str, lines: dict[Path_, int]) -> list[ConfigIssue]:
     warnings = []
     for path, value in _walk(raw):
-        if path and _is_secret_key(path[-1]) and isinstance(value, str) and value and "${" not in value:
+        if not path or not isinstance(value, str) or not value or "${" in value:
+            continue
+        if _is_secret_key(path[-1]):
             warnings.append(ConfigIssue(
                 file, _line_of(lines, path), _dotted(path), "looks like a secret written into the file",
                 f"put it in an environment variable and write ${{{str(path[-1]).upper()}}} instead",
+            ))
+        elif (masked := mask_url_credentials(value)) is not None:
+            warnings.append(ConfigIssue(
+                file, _line_of(lines, path), _dotted(path), f"a URL with a credential written into it ({masked})",
+                "write the URL without it and give the credential through the environment: the section's *_env "
+                "setting, or ${VAR} in the URL",
             ))
     return warnings
 
@@ -375,6 +435,8 @@ def _literal_secret_warnings(raw: dict[str, Any], file: str, lines: dict[Path_, 
 def _mask(value: Any, path: Path_, env_paths: set[Path_]) -> Any:
     if path in env_paths or (path and _is_secret_key(path[-1]) and isinstance(value, str) and value):
         return MASK
+    if isinstance(value, str) and (masked := mask_url_credentials(value)) is not None:
+        return masked
     if isinstance(value, dict):
         return {k: _mask(v, (*path, k), env_paths) for k, v in value.items()}
     if isinstance(value, list):

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import click
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
 from spendwatch.metrics import REGISTRY
@@ -260,6 +262,7 @@ async def start_observability_server(
     """
     app = web.Application()
     checks = add_observability_routes(app, checks)
+    redact_unparsed_request_logs()
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -309,3 +312,31 @@ __all__ = [
     "observability_server",
     "start_observability_server",
 ]
+
+
+class UnparsedRequestFilter(logging.Filter):
+    """Keeps what a request that aiohttp cannot parse would put in the log to the error's class.
+
+    aiohttp logs such a request with its exception, whose text quotes the offending line: a
+    header over the size limit is usually ``Authorization``, so its bearer token would be
+    logged. The record keeps its message, the exception's class and status; not its text.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg = f"{record.getMessage()}: {type(exc).__name__} (HTTP {exc.code}; request line and headers not logged)"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_UNPARSED_REQUEST_FILTER = UnparsedRequestFilter()
+
+
+def redact_unparsed_request_logs() -> None:
+    """Install :class:`UnparsedRequestFilter` on aiohttp's server logger (once; every HTTP server of spendwatch)."""
+    logger = logging.getLogger("aiohttp.server")
+    if _UNPARSED_REQUEST_FILTER not in logger.filters:
+        logger.addFilter(_UNPARSED_REQUEST_FILTER)

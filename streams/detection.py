@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from spendwatch.detectors.clock import TickClock
+
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
@@ -83,8 +85,9 @@ class PartitionDetector:
     stats: DetectorStats = field(default_factory=DetectorStats)
 
     def __post_init__(self) -> None:
-        self._tick_s = int(self.engine.tick_interval.total_seconds())
-        self._idle_s = int(self.engine.config.idle_tick_seconds)
+        config = self.engine.config
+        self._clock = TickClock(config.tick_interval_seconds, config.idle_tick_seconds,
+                                int(config.clock_catchup_hours * 3600))
         self._hot: dict[str, SubjectState] = {}  # states with an active episode: ticked at every boundary
         self._dirty: set[str] = set()
         self._alerts: list[Alert] = []
@@ -93,7 +96,6 @@ class PartitionDetector:
         self._seq = count()
         self._max_seen = -math.inf  # largest event time accepted
         self._processed = -math.inf  # largest event time processed
-        self._next_tick: int | None = None
         self.applied = 0  # records applied in this partition since it was created (persisted; for operators and tests)
         self._seen_through = -1  # highest envelope offset accepted
         self._replay_pending: dict[int, set[int]] = {}  # from the last commit: offset -> indices still waiting
@@ -115,7 +117,7 @@ class PartitionDetector:
         meta = orjson.loads(blob)
         self._max_seen = meta["max_seen"] if meta["max_seen"] is not None else -math.inf
         self._processed = meta["processed"] if meta["processed"] is not None else -math.inf
-        self._next_tick = meta["next_tick"]
+        self._clock.next_tick = meta["next_tick"]
         self.applied = meta.get("applied", 0)
         self._seen_through = meta["seen_through"]
         self._replay_pending = {int(o): set(idx) for o, idx in meta["pending"].items()}
@@ -195,25 +197,15 @@ class PartitionDetector:
                 del hot[key]
 
     def _advance_clock(self, ts: float) -> None:
-        """Tick at every boundary up to ``ts``, exactly as :func:`~spendwatch.detectors.backtest.run_backtest`.
+        """Tick the boundaries up to ``ts`` as :func:`~spendwatch.detectors.backtest.run_backtest` does.
 
         States with an active episode are ticked at every boundary, all states at idle
-        boundaries (the engine's tick is a no-op for the others in between).
+        boundaries (the engine's tick is a no-op for the others in between); a long gap costs
+        a bounded number of ticks (:class:`~spendwatch.detectors.clock.TickClock`).
         """
-        tick, idle = self._tick_s, self._idle_s
-        if self._next_tick is None:
-            self._next_tick = (int(ts) // tick + 1) * tick
         hot = self._hot
-        while self._next_tick <= ts:
-            boundary = self._next_tick
-            on_idle_boundary = boundary % idle == 0
-            if on_idle_boundary or hot:
-                self._tick(boundary, self.states if on_idle_boundary else hot)
-                self._next_tick = boundary + tick
-            if not hot:  # nothing happens before the next idle boundary: jump there (or past this record)
-                nt = self._next_tick
-                next_idle = -(-nt // idle) * idle
-                self._next_tick = next_idle if next_idle <= ts else max(nt, (int(ts) // tick + 1) * tick)
+        for boundary, on_idle_boundary in self._clock.boundaries(ts, hot):
+            self._tick(boundary, self.states if on_idle_boundary else hot)
 
     def _tick(self, boundary: int, states: dict[str, SubjectState]) -> None:
         self.stats.ticks += 1
@@ -262,7 +254,7 @@ class PartitionDetector:
         return orjson.dumps({
             "max_seen": None if self._max_seen == -math.inf else self._max_seen,
             "processed": None if self._processed == -math.inf else self._processed,
-            "next_tick": self._next_tick,
+            "next_tick": self._clock.next_tick,
             "seen_through": self._seen_through,
             "applied": self.applied,
             "pending": {str(o): sorted(idx) for o, idx in pending.items()},

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,7 +35,9 @@ from spendwatch.schemas.adapters import parse_into
 from spendwatch.schemas.dead_letter import DeadLetter
 from spendwatch.schemas.errors import ParseError
 from spendwatch.schemas.event import GatewayEvent
+from spendwatch.schemas.event_window import within_window
 from spendwatch.schemas.outcome import OutcomeEvent
+from spendwatch.schemas.redact import redact_bytes
 from spendwatch.streams.partitioner import key_partition
 
 if TYPE_CHECKING:
@@ -89,14 +92,19 @@ class ParsedBatch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
-def parse_batch(messages: Iterable[SourceMessage], adapters: AdaptersConfig, *, stage: str = "parse") -> ParsedBatch:
+def parse_batch(messages: Iterable[SourceMessage], adapters: AdaptersConfig, *, stage: str = "parse",
+                now: float | None = None) -> ParsedBatch:
     """Parse every message; bad ones become dead letters naming their source offset.
 
     ``messages`` are :class:`RawMessage` or anything with the same attributes (a Faust message).
     An unexpected exception from an adapter is a dead letter too (``error_type="internal"``),
-    so one odd message can never stop a worker.
+    so one odd message can never stop a worker. Records dated outside ``adapters.event_time``
+    around ``now`` (default: the wall clock) are dead letters (``out_of_range``), the others of
+    their message are kept.
     """
     out = ParsedBatch()
+    window = adapters.event_time
+    now = time.time() if now is None else now
     records, record_json = out.records, out.record_json
     to_json = {GatewayEvent: GatewayEvent.__pydantic_serializer__.to_json,  # = model_dump_json(), as bytes
                OutcomeEvent: OutcomeEvent.__pydantic_serializer__.to_json}
@@ -106,13 +114,13 @@ def parse_batch(messages: Iterable[SourceMessage], adapters: AdaptersConfig, *, 
         try:
             if raw is None:
                 raise ParseError("invalid_json", "empty message (null value)")
-            parsed = parse_into(raw, adapters, errors)
+            parsed = within_window(parse_into(raw, adapters, errors), window, now, errors)
         except ParseError as err:
             parsed = []
             errors.append(err)
         except Exception as exc:  # noqa: BLE001 - an adapter bug must not crash the worker
             out.dead_letters.append(DeadLetter.for_bytes(
-                raw or b"", reason=f"{type(exc).__name__}: {exc}"[:1000], error_type="internal",
+                redact_bytes(raw or b"")[0], reason=f"{type(exc).__name__}: {exc}"[:1000], error_type="internal",
                 **_source(msg, stage)))
             continue
         if errors:

@@ -41,7 +41,7 @@ def test_anthropic_without_cache_fields_is_plain():
 MODULES = [
     "spendwatch.schemas.errors", "spendwatch.schemas.normalize", "spendwatch.schemas.pricing",
     "spendwatch.schemas.redact", "spendwatch.schemas.adapters", "spendwatch.schemas.adapters.canonical",
-    "spendwatch.schemas.adapters.detect", "spendwatch.config",
+    "spendwatch.schemas.adapters.detect", "spendwatch.config", "spendwatch.schemas.event_window",
 ]
 
 

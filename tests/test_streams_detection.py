@@ -81,7 +81,7 @@ def test_parse_batch_dead_letters_name_their_source_and_keep_the_good_records() 
     assert [r.event_id for r in parsed.records] == ["e0", "e1", "e2"]
     assert [(d.source_partition, d.source_offset, d.error_type) for d in parsed.dead_letters] == [
         (2, 11, "invalid_json"), (2, 13, "validation"), (2, 14, "invalid_json")]
-    assert parsed.dead_letters[0].original == b"{not json"
+    assert parsed.dead_letters[0].original == b"{* *"  # words outside JSON strings could be text: blanked
     assert parsed.dead_letters[1].field and "cost" in parsed.dead_letters[1].field
     outs = dead_letter_outputs(parsed.dead_letters, TopicsConfig())
     assert outs[0].key == b"raw:2:11" and orjson.loads(outs[0].value)["reason"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from spendwatch.schemas.event_window import EventTimeConfig
 from spendwatch.schemas.pricing import TierThresholds
 
 
@@ -99,6 +100,10 @@ class AdaptersConfig(BaseModel):
     )
     litellm: LiteLLMAdapterConfig = Field(default_factory=LiteLLMAdapterConfig, description="LiteLLM payloads.")
     pricing: PricingConfig = Field(default_factory=PricingConfig, description="Cost computation and price tiers.")
+    event_time: EventTimeConfig = Field(
+        default_factory=EventTimeConfig,
+        description="Event times live ingestion accepts (ingest and the worker's parse stage; never the backtest).",
+    )
 
 
 DEFAULT_ADAPTERS_CONFIG = AdaptersConfig()

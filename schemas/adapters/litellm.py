@@ -97,11 +97,12 @@ def event_from_litellm(payload: Mapping[str, Any], config: AdaptersConfig | None
     model = text(payload.get("model"), "model") or text(payload.get("model_group"), "model_group")
     provider = text(payload.get("custom_llm_provider"), "custom_llm_provider")
     gateway_cost = money(payload.get("response_cost"), "response_cost")
-    if (
-        gateway_cost == 0 and status is Status.success and tokens.total > 0 and not payload.get("cache_hit")
-        and payload.get("response_cost_failure_debug_info")
-    ):
-        gateway_cost = None  # LiteLLM could not price it and wrote 0: not a real zero
+    zero_for_tokens = (gateway_cost == 0 and status is Status.success and tokens.total > 0
+                       and not payload.get("cache_hit"))
+    if zero_for_tokens:
+        # LiteLLM writes 0 when it cannot price a model (response_cost_failure_debug_info, or a custom
+        # deployment): not a real zero. Priced from the tokens (computed), else unknown with the reason.
+        gateway_cost = None
     cost = resolve_cost(
         gateway_cost=gateway_cost, tokens=tokens, model=model or "unknown", provider=provider, status=status,
         at=event_time, compute_missing=config.pricing.compute_missing_costs,
@@ -116,6 +117,10 @@ def event_from_litellm(payload: Mapping[str, Any], config: AdaptersConfig | None
             if retry["cost_usd"] is not None:
                 cost = retry
                 break
+
+    if zero_for_tokens and cost["cost_usd"] is None:
+        cost["cost_unknown_reason"] = (f"LiteLLM reported response_cost 0 for {tokens.total} tokens; "
+                                       f"{cost['cost_unknown_reason']}")[:1024]
 
     session = text(payload.get("session_id"), "session_id")
     if session is None and config.litellm.session_from_trace_id:

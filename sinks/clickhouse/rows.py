@@ -20,7 +20,7 @@ EVENT_COLUMNS = (
     "event_id", "event_time", "gateway", "key_scope", "api_key_hash", "api_key_alias", "user", "team", "org",
     "project", "tags", "session_id", "model", "provider", "model_tier", "status", "error_type",
     "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens",
-    "cost_usd", "cost_source", "latency_ms", "kafka_topic", "kafka_partition", "kafka_offset",
+    "cost_usd", "cost_source", "cost_unknown_reason", "latency_ms", "kafka_topic", "kafka_partition", "kafka_offset",
 )
 OUTCOME_COLUMNS = (
     "outcome_id", "event_time", "kind", "value", "key_scope", "api_key_hash", "user", "team", "session_id",
@@ -55,8 +55,8 @@ def event_row(event: GatewayEvent, topic: str, partition: int, offset: int) -> t
         price_tier(event.model, event.provider), event.status.value, event.error_type or "",
         event.input_tokens, event.cache_read_tokens, event.cache_write_tokens, event.output_tokens,
         event.reasoning_tokens,
-        event.cost_usd if event.cost_source is not CostSource.unknown and event.cost_usd is not None else 0,
-        event.cost_source.value, event.latency_ms, topic, partition, offset,
+        None if event.cost_source is CostSource.unknown else event.cost_usd,
+        event.cost_source.value, event.cost_unknown_reason or "", event.latency_ms, topic, partition, offset,
     )
 
 

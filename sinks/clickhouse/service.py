@@ -39,6 +39,7 @@ from pydantic import ValidationError
 from spendwatch.kafka_security import client_options
 from spendwatch.metrics import CLICKHOUSE_BACKLOG, CONSUMER_LAG, DEAD_LETTERS
 from spendwatch.schemas.dead_letter import DeadLetter
+from spendwatch.schemas.redact import redact_bytes
 
 from . import rows as R
 from .client import get_client
@@ -313,8 +314,11 @@ class ClickHouseSink:
             row = route.to_row(route.parse(record.value), tp.topic, tp.partition, record.offset)
         except Exception as exc:  # noqa: BLE001 - one bad record never stops the sink: it is dead-lettered
             error_type = "validation" if isinstance(exc, (ValidationError, ValueError)) else type(exc).__name__
+            # the original redacted, and a pydantic error without the input values it would quote (prompt text)
+            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(
+                include_url=False, include_context=False, include_input=False)) if isinstance(exc, ValidationError) else exc
             batch.dead_letters.append(DeadLetter.for_bytes(
-                record.value or b"", reason=f"not a valid {route.table.name} record: {exc}"[:2000],
+                redact_bytes(record.value or b"")[0], reason=f"not a valid {route.table.name} record: {detail}"[:2000],
                 error_type=error_type, stage="clickhouse", source_topic=tp.topic,
                 source_partition=tp.partition, source_offset=record.offset))
             return

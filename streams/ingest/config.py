@@ -104,6 +104,18 @@ class IngestConfig(BaseModel):
         default=64 * 1_048_576, ge=1024,
         description="Largest body after gzip decompression, bytes; bigger gets 413 (guards against gzip bombs).",
     )
+    max_inflight_body_bytes: int = Field(
+        default=256 * 1_048_576, ge=2048,
+        description="Most bytes all requests being handled may hold at once: their bodies as read, as inflated, "
+        "and an estimate of their parse (100 bytes per JSON value). A request that would go over gets 503 with "
+        "Retry-After (413 if it alone would), so memory stays bounded under any concurrency (eight gzip bombs at "
+        "once). At least max_body_bytes + max_decompressed_bytes.",
+    )
+    max_header_bytes: int = Field(
+        default=16_384, ge=1024, le=1_048_576,
+        description="Longest request line or header field, bytes (an Authorization header with a long JWT must fit); "
+        "longer gets 400 and, whatever the header, its value is never logged.",
+    )
     max_records_per_request: int = Field(
         default=10_000, ge=1,
         description="Most records (JSON objects, array elements, NDJSON lines, OTLP spans) one request may carry; "
@@ -132,6 +144,16 @@ class IngestConfig(BaseModel):
                     "not a token: put the token in that variable"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _one_request_fits_the_inflight_budget(self) -> IngestConfig:
+        if self.max_inflight_body_bytes < self.max_body_bytes + self.max_decompressed_bytes:
+            raise ValueError(
+                f"max_inflight_body_bytes={self.max_inflight_body_bytes} is below max_body_bytes + "
+                f"max_decompressed_bytes={self.max_body_bytes + self.max_decompressed_bytes}: a request within "
+                "the per-request limits could never be handled"
+            )
+        return self
 
     @model_validator(mode="after")
     def _dead_letters_fit_a_request(self) -> IngestConfig:

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,12 +44,16 @@ from spendwatch.schemas.adapters import dumps, parse_message
 from spendwatch.schemas.adapters.otel import events_from_otlp
 from spendwatch.schemas.errors import ParseError
 from spendwatch.schemas.event import GatewayEvent
+from spendwatch.schemas.event_window import split_by_window, within_window
 from spendwatch.schemas.outcome import OutcomeEvent
-from spendwatch.web import HealthChecks, add_observability_routes
+from spendwatch.web import HealthChecks, add_observability_routes, redact_unparsed_request_logs
 
 from . import otlp
 from .auth import ANONYMOUS, GatewayTokens
-from .bodies import EVENT_CONTENT_TYPES, BodyError, Record, check_content_length, decode_content, media_type, split_records
+from .bodies import (
+    EVENT_CONTENT_TYPES, BodyError, InflightBytes, Lease, Record, check_content_length, decode_content, media_type,
+    parse_cost_estimate, split_records,
+)
 from .producer import DurableProducer, KafkaUnavailable, Message, default_transactional_id
 from .redact import redact_record, truncate
 
@@ -62,6 +67,8 @@ TRACES_PATH = "/v1/traces"
 #: Most per-record errors listed in one response; the rest are counted.
 MAX_ERRORS_LISTED = 100
 RETRY_AFTER_S = "5"
+#: Bytes a protobuf OTLP body may take once decoded to dicts, per byte (charged to the in-flight budget).
+PROTOBUF_PARSE_FACTOR = 24
 #: Records parsed between two turns of the event loop.
 PARSE_SLICE = 200
 
@@ -102,6 +109,7 @@ class IngestService:
         self.topics = settings.kafka.topics
         self.producer = producer
         self.tokens = tokens
+        self.inflight = InflightBytes(self.config.max_inflight_body_bytes)
 
     # --- application ------------------------------------------------------------------
 
@@ -126,14 +134,21 @@ class IngestService:
             raise Unauthorized()
         return gateway
 
-    async def read_body(self, request: web.Request) -> bytes:
+    async def read_body(self, request: web.Request, lease: Lease) -> bytes:
+        """The body, inflated; every byte held is charged to ``lease`` (503 once the in-flight budget is spent)."""
         check_content_length(request.content_length, self.config.max_body_bytes)
         body = bytearray()
         async for chunk in request.content.iter_chunked(65_536):
+            lease.charge(len(chunk))
             body += chunk
             if len(body) > self.config.max_body_bytes:
                 raise BodyError(413, "body_too_large", f"body exceeds the limit of {self.config.max_body_bytes} bytes")
-        return decode_content(bytes(body), request.headers.get("Content-Encoding"), self.config.max_decompressed_bytes)
+        raw = bytes(body)
+        del body
+        decoded = decode_content(raw, request.headers.get("Content-Encoding"), self.config.max_decompressed_bytes, lease)
+        if decoded is not raw:
+            lease.release(len(raw))  # inflated: the compressed bytes are dropped on return
+        return decoded
 
     def stamp(self, record: CanonicalRecord, gateway: str) -> CanonicalRecord:
         if self.config.stamp_gateway and gateway != ANONYMOUS and isinstance(record, GatewayEvent):
@@ -170,18 +185,25 @@ class IngestService:
     # --- POST /v1/events ----------------------------------------------------------------
 
     async def handle_events(self, request: web.Request) -> web.Response:
+        with self.inflight.lease() as lease:  # held until answered: the body, its records, their parse
+            return await self._handle_events(request, lease)
+
+    async def _handle_events(self, request: web.Request, lease: Lease) -> web.Response:
         try:
             gateway = self.authenticate(request)
             kind = media_type(request.headers.get("Content-Type"))
             if kind not in EVENT_CONTENT_TYPES:
                 raise BodyError(415, "unsupported_media_type",
                                 f"Content-Type {kind!r} is not supported; send JSON or NDJSON")
-            body = await self.read_body(request)
+            body = await self.read_body(request, lease)
+            lease.charge(parse_cost_estimate(body))
             records = split_records(body, self.config.max_records_per_request)
+            lease.release(len(body))  # the records are all that is kept of it
+            del body
         except Unauthorized:
             return _json_error(401, "unauthorized", "missing or unknown bearer token", auth_challenge=True)
         except BodyError as exc:
-            return _json_error(exc.status, exc.error, exc.detail)
+            return _json_error(exc.status, exc.error, exc.detail, headers=_retry_after(exc))
 
         outcome = await self.parse_records_cooperatively(records, gateway)
         try:
@@ -219,6 +241,7 @@ class IngestService:
     def parse_records(self, records: list[Record], gateway: str, outcome: Outcome | None = None) -> Outcome:
         """Parse each record on its own: canonical records for the good, dead letters and errors for the bad."""
         outcome = outcome if outcome is not None else Outcome()
+        window, now, late = self.settings.adapters.event_time, time.time(), []
         for record in records:
             if record.error is not None:
                 self._reject(outcome, record, record.error)
@@ -228,6 +251,10 @@ class IngestService:
             except ParseError as exc:
                 self._reject(outcome, record, exc)
                 continue
+            parsed = within_window(parsed, window, now, late)
+            for error in late:
+                self._reject(outcome, record, error)
+            late.clear()
             outcome.records.extend(self.stamp(r, gateway) for r in parsed)
         return outcome
 
@@ -245,13 +272,18 @@ class IngestService:
     # --- POST /v1/traces ----------------------------------------------------------------
 
     async def handle_traces(self, request: web.Request) -> web.Response:
+        with self.inflight.lease() as lease:
+            return await self._handle_traces(request, lease)
+
+    async def _handle_traces(self, request: web.Request, lease: Lease) -> web.Response:
         kind = media_type(request.headers.get("Content-Type"))
         reply_as = kind if kind in otlp.TRACE_CONTENT_TYPES else otlp.JSON
         try:
             gateway = self.authenticate(request)
             if kind not in otlp.TRACE_CONTENT_TYPES:
                 otlp.decode_request(b"", kind)  # raises the 415
-            body = await self.read_body(request)
+            body = await self.read_body(request, lease)
+            lease.charge(parse_cost_estimate(body) if kind == otlp.JSON else PROTOBUF_PARSE_FACTOR * len(body))
             export = otlp.decode_request(body, kind)
             spans = otlp.count_spans(export)
             if spans > self.config.max_records_per_request:
@@ -260,7 +292,7 @@ class IngestService:
         except Unauthorized:
             return _otlp_error(reply_as, 401, "missing or unknown bearer token", auth_challenge=True)
         except BodyError as exc:
-            return _otlp_error(reply_as, exc.status, exc.detail)
+            return _otlp_error(reply_as, exc.status, exc.detail, headers=_retry_after(exc))
 
         errors: list[ParseError] = []
         outcome = Outcome()
@@ -268,11 +300,15 @@ class IngestService:
             events = events_from_otlp(export, self.settings.adapters, errors)
         except ParseError as exc:
             return _otlp_error(reply_as, 400, str(exc))
+        events, late = split_by_window(events, self.settings.adapters.event_time, time.time())
         outcome.records.extend(self.stamp(e, gateway) for e in events)
         for exc in errors:
             span = otlp.span_at(export, exc.field)
             original = redact_record(span if span is not None else export, b"")
             outcome.dead_letters.append((exc, original))
+        for event, exc in late:  # the canonical event names the span and carries no text
+            outcome.dead_letters.append((exc, dumps(event)))
+            errors.append(exc)
         try:
             await self.write(outcome, gateway)
         except KafkaUnavailable as exc:
@@ -288,6 +324,10 @@ class IngestService:
 def _key(record: CanonicalRecord) -> bytes | None:
     value = record.scope_value("key")
     return value.encode("utf-8") if value else None
+
+
+def _retry_after(exc: BodyError) -> dict[str, str] | None:
+    return {"Retry-After": RETRY_AFTER_S} if exc.status == 503 else None
 
 
 def _dumps(value: Any) -> str:
@@ -319,6 +359,9 @@ async def _count_requests(request: web.Request, handler: Callable[[web.Request],
         if request.path in (EVENTS_PATH, TRACES_PATH):
             INGEST_REQUESTS.labels(request.path, str(exc.status)).inc()
         raise
+    except Exception:  # a bug: answered and counted like any request, the body never logged
+        log.exception("unexpected error handling %s %s (body not logged)", request.method, request.path)
+        response = _json_error(500, "internal_error", "unexpected error; the request was not processed, retry later")
     if request.path in (EVENTS_PATH, TRACES_PATH):
         INGEST_REQUESTS.labels(request.path, str(response.status)).inc()
     return response
@@ -350,6 +393,20 @@ class RunningIngest:
         await self.producer.stop()
 
 
+async def serve(service: IngestService, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve ``service``'s application on ``host:port`` (0: a free port); the runner and the port."""
+    # Bodies are inflated by decode_content, which bounds the inflated size (aiohttp would not). A request
+    # aiohttp cannot parse (a header over max_header_bytes) is logged without its headers: a bearer token.
+    redact_unparsed_request_logs()
+    limit = service.config.max_header_bytes
+    runner = web.AppRunner(service.make_app(), access_log=None, auto_decompress=False,
+                           max_line_size=limit, max_field_size=limit)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
 async def start_ingest(
     settings: Settings, bootstrap_servers: str, tokens: GatewayTokens | None, *, wait_ready: bool = True,
 ) -> RunningIngest:
@@ -362,12 +419,7 @@ async def start_ingest(
     producer = DurableProducer(bootstrap_servers, producer_config,
                                client_options=client_options(settings.kafka.security))
     service = IngestService(settings, producer, tokens)
-    # Bodies are inflated by decode_content, which bounds the inflated size (aiohttp would not).
-    runner = web.AppRunner(service.make_app(), access_log=None, auto_decompress=False)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.ingest.host, settings.ingest.port)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve(service, settings.ingest.host, settings.ingest.port)
     if producer_config.transactional:
         producer.transactional_id = producer_config.transactional_id or default_transactional_id(
             producer_config.transactional_id_prefix, port)

@@ -4,6 +4,6 @@ SELECT
     count() AS requests,
     countIf(status = 'failure') AS failures,
     countIf(cost_source = 'unknown') AS unpriced_requests,
-    sum(cost_usd) AS spend_usd
+    sum(ifNull(cost_usd, 0)) AS spend_usd
 FROM events
 WHERE event_time >= {since:DateTime64(3, 'UTC')} AND event_time < {until:DateTime64(3, 'UTC')}
