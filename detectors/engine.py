@@ -33,7 +33,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation
-from spendwatch.detectors.baseline import SpendBaseline
+from spendwatch.detectors.baseline import RING_HOURS, SpendBaseline
 from spendwatch.detectors.contributors import Contributors
 from spendwatch.detectors.episodes import Episode, EpisodeBook, episode_dedup_key
 from spendwatch.detectors.snapshot import restore
@@ -391,7 +391,7 @@ class Engine:
                 )
                 if action is not None:
                     finding = Finding(abnormal=False, observed=0.0, episode=episode_id,
-                                      summary=f"{name} back to normal for {state.scope} {state.subject}")
+                                      summary=f"{name} back to normal for {_display_name(state)}")
                     alerts.append(self._alert(state, det, finding, action, episode.started, ts))  # type: ignore[union-attr]
 
     # -- alerts --------------------------------------------------------------------------
@@ -404,8 +404,8 @@ class Engine:
             now_vs = f"now {finding.observed:,.2f} {finding.unit}"
             if finding.expected is not None:
                 now_vs += f" (expected {finding.expected:,.2f})"
-            summary = f"{det.name} on {state.scope} {state.subject} back to normal: {now_vs}"
-        summary = summary or f"{det.name} on {state.scope} {state.subject}"
+            summary = f"{det.name} on {_display_name(state)} back to normal: {now_vs}"
+        summary = summary or f"{det.name} on {_display_name(state)}"
         if action == "resolve" and not summary.startswith("Resolved"):
             summary = f"Resolved: {summary}"
         return Alert(
@@ -424,7 +424,7 @@ class Engine:
             labels=labels,
             root_cause=[] if action == "resolve" else self._root_cause(state, finding),
             series=self._series(state),
-            details=finding.details,
+            details={**finding.details, **_episode_figures(state, started, ts)} if action == "resolve" else finding.details,
         )
 
     @staticmethod
@@ -450,3 +450,19 @@ class Engine:
                         baseline_usd=None if expected is None else Decimal(round(expected)) / MICROS)
             for start, spent, expected in state.baseline.hourly_series(24)
         ]
+
+
+def _display_name(state: SubjectState) -> str:
+    """``key <alias>`` when the key has one (a 64-hex hash is no name for a person), else ``<scope> <subject>``."""
+    alias = state.labels.get("key_alias") if state.scope == "key" else None
+    return f"key {alias}" if alias else f"{state.scope} {state.subject}"
+
+
+def _episode_figures(state: SubjectState, started: float, now: float) -> dict[str, Any]:
+    """What an episode lasted and what its subject spent meanwhile, for the resolve (hourly buckets: the hours
+    the episode touched, at most the baseline's ring)."""
+    first_hour = int(started // 3600)
+    hours = max(1, min(state.baseline.hour_index - first_hour + 1, RING_HOURS))
+    spent = sum(micros for _, micros, _ in state.baseline.hourly_series(hours))
+    return {"episode_minutes": round(max(0.0, now - started) / 60, 1),
+            "episode_spend_usd": str(Decimal(spent) / MICROS), "episode_spend_hours": hours}

@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 
 #: A file that marks a directory as the demo's own, so a re-run may wipe it.
 MARKER = ".spendwatch-demo"
+#: The console receiver's JSON lines, one per notification printed.
+PAGE_LOG = "pages.jsonl"
 #: Most records produced ahead of what the worker has parsed (keeps the replay "live").
 PRODUCE_AHEAD = 20_000
 #: The env vars that make the default pager configuration page real receivers.
@@ -96,9 +98,22 @@ def demo_config(data_dir: Path, bootstrap_servers: str, worker_port: int, partit
             # The replay compresses a week into minutes: wall-clock grouping waits are short.
             "route": {"receiver": "default", "group_by": ["..."], "group_wait": "1s", "group_interval": "2s",
                       "repeat_interval": "4h"},
+            # The default receivers, and the console's pages kept as JSON lines too: the closing report
+            # counts from them what was printed above.
+            "receivers": _receivers_with_page_log(data_dir / PAGE_LOG),
         },
         **({"detectors": detectors} if detectors else {}),
     }
+
+
+def _receivers_with_page_log(path: Path) -> list[dict[str, Any]]:
+    from spendwatch.sinks.paging.config import _default_receivers
+
+    receivers = [r.model_dump(mode="json", exclude_none=True) for r in _default_receivers()]
+    for receiver in receivers:
+        for console in receiver["console"]:
+            console["path"] = str(path)
+    return receivers
 
 
 def budgets_for(traffic: Any) -> dict[str, Any] | None:
@@ -188,7 +203,8 @@ class WorkerProgress:
     ok: int  # raw messages parsed into canonical events and outcomes
     dead: int  # raw messages sent to the dead-letter topic
     detector_batches: int
-    alerts: int
+    alerts: int  # every alert: triggers, repeats and resolves
+    episodes: int = 0  # triggers: one per episode
 
     @property
     def parsed(self) -> int:
@@ -201,12 +217,13 @@ class WorkerProgress:
         >>> WorkerProgress.parse('''spendwatch_events_in_total{result="ok",source="kafka"} 40.0
         ... spendwatch_events_in_total{result="dead_letter",source="kafka"} 2.0
         ... spendwatch_detector_batch_seconds_count 7.0
-        ... spendwatch_alerts_total{action="trigger",detector="burn_rate"} 3.0''')
-        WorkerProgress(ok=40, dead=2, detector_batches=7, alerts=3)
+        ... spendwatch_alerts_total{action="trigger",detector="burn_rate"} 3.0
+        ... spendwatch_alerts_total{action="resolve",detector="burn_rate"} 1.0''')
+        WorkerProgress(ok=40, dead=2, detector_batches=7, alerts=4, episodes=3)
         """
         from prometheus_client.parser import text_string_to_metric_families
 
-        totals = {"ok": 0.0, "dead_letter": 0.0, "batches": 0.0, "alerts": 0.0}
+        totals = {"ok": 0.0, "dead_letter": 0.0, "batches": 0.0, "alerts": 0.0, "episodes": 0.0}
         for family in text_string_to_metric_families(text):
             for s in family.samples:
                 if s.name == "spendwatch_events_in_total" and s.labels.get("source") == "kafka":
@@ -215,7 +232,10 @@ class WorkerProgress:
                     totals["batches"] += s.value
                 elif s.name == "spendwatch_alerts_total":
                     totals["alerts"] += s.value
-        return cls(int(totals["ok"]), int(totals["dead_letter"]), int(totals["batches"]), int(totals["alerts"]))
+                    if s.labels.get("action") == "trigger":
+                        totals["episodes"] += s.value
+        return cls(int(totals["ok"]), int(totals["dead_letter"]), int(totals["batches"]), int(totals["alerts"]),
+                   int(totals["episodes"]))
 
 
 async def scrape(url: str, attempts: int = 4) -> WorkerProgress:
@@ -312,6 +332,7 @@ class Detection:
     detector: str | None = None
     fired_at: datetime | None = None
     summary: str = ""
+    dedup_key: str | None = None  # the episode of the first matching alert
 
     @property
     def minutes_to_detect(self) -> float | None:
@@ -362,9 +383,54 @@ def match_detections(truths: list[Any], alerts: list[dict[str, Any]]) -> list[De
             kind=t.kind, negative=t.negative, subject=t.subject, expected_detector=t.detector, start=t.start,
             bound_minutes=t.ttd_bound_minutes,
             detector=first["detector"] if first else None, fired_at=first["fired_at"] if first else None,
-            summary=first["summary"] if first else "",
+            summary=first["summary"] if first else "", dedup_key=first.get("dedup_key") if first else None,
         ))
     return out
+
+
+@dataclass
+class PagesPrinted:
+    """What the console receiver printed, from its JSON lines (one per notification)."""
+
+    first: set[str] = field(default_factory=set)  # episodes (dedup keys) whose first page was printed
+    pages: int = 0  # first pages of episodes still firing when delivered
+    cleared: int = 0  # first pages of episodes that fired and cleared within one group wait
+    repeats: int = 0
+    resolves: int = 0
+
+    @classmethod
+    def read(cls, path: Path) -> PagesPrinted:
+        """Count a page log.
+
+        >>> import json, tempfile
+        >>> log = Path(tempfile.mkdtemp()) / "pages.jsonl"
+        >>> _ = log.write_text("\\n".join(json.dumps(r) for r in [
+        ...     {"announced": {"a": "trigger"}, "cleared": []}, {"announced": {"a": "repeat"}, "cleared": []},
+        ...     {"announced": {"b": "resolve"}, "cleared": [{"dedup_key": "b"}]}, {"announced": {"a": "resolve"}}]))
+        >>> printed = PagesPrinted.read(log)
+        >>> sorted(printed.first), printed.pages, printed.cleared, printed.repeats, printed.resolves
+        (['a', 'b'], 1, 1, 1, 1)
+        """
+        import orjson
+
+        printed = cls()
+        if not path.exists():
+            return printed
+        for line in path.read_bytes().splitlines():
+            record = orjson.loads(line)
+            cleared = {a["dedup_key"] for a in record.get("cleared") or ()}
+            for key, action in (record.get("announced") or {}).items():
+                if key in cleared:
+                    printed.cleared += 1
+                    printed.first.add(key)
+                elif action == "trigger":
+                    printed.pages += 1
+                    printed.first.add(key)
+                elif action == "repeat":
+                    printed.repeats += 1
+                else:
+                    printed.resolves += 1
+        return printed
 
 
 def _ago(minutes: float | None) -> str:
@@ -375,9 +441,12 @@ def _ago(minutes: float | None) -> str:
     return f"{minutes / 60:.1f} h"
 
 
-async def print_report(console: Console, sink: Any, truths: list[Any]) -> list[Detection]:
-    """The closing report, from ClickHouse through the sink's (the only) chDB client."""
+async def print_report(console: Console, sink: Any, truths: list[Any], printed: PagesPrinted) -> list[Detection]:
+    """The closing report, from ClickHouse through the sink's (the only) chDB client; ``printed`` is what the
+    console receiver printed above."""
     from rich.table import Table
+
+    from spendwatch.sinks.clickhouse.report import print_table
 
     total = (await sink.query(
         "SELECT sum(requests), toFloat64(sum(cost_usd)), sum(cache_read_tokens) / greatest(sum(input_tokens), 1) "
@@ -396,25 +465,31 @@ async def print_report(console: Console, sink: Any, truths: list[Any]) -> list[D
             table.add_column(col, justify=justify)  # type: ignore[arg-type]
         for name, requests, spend, cache in rows:
             table.add_row(str(name), f"{requests:,}", f"${spend:,.2f}", f"{cache:.0%}")
-        console.print(table)
+        print_table(console, table)
 
     raw_alerts = await sink.query(
-        "SELECT detector, scope, subject, fired_at, summary, labels FROM alert_events "
+        "SELECT detector, scope, subject, fired_at, summary, labels, dedup_key FROM alert_events "
         "WHERE action = 'trigger' ORDER BY fired_at")
-    alerts = [{"detector": d, "scope": sc, "subject": su, "summary": sm, "labels": dict(lb),
-               "fired_at": fa if fa.tzinfo else fa.replace(tzinfo=UTC)} for d, sc, su, fa, sm, lb in raw_alerts]
+    alerts = [{"detector": d, "scope": sc, "subject": su, "summary": sm, "labels": dict(lb), "dedup_key": dk,
+               "fired_at": fa if fa.tzinfo else fa.replace(tzinfo=UTC)} for d, sc, su, fa, sm, lb, dk in raw_alerts]
     detections = match_detections(truths, alerts)
-    table = Table(title=f"Injected incidents, time to detect in event time (UTC); {len(alerts)} alerts in all",
-                  title_justify="left")
-    for col in ("incident", "should page", "paged by", "started", "detected in", "bound"):
+    table = Table(title="Injected incidents, time to detect in event time (UTC)", title_justify="left")
+    for col in ("incident", "should page", "paged by", "started", "detected in", "bound", "first page"):
         table.add_column(col, no_wrap=True)
     for d in detections:
         if d.negative:
             continue
         ok = d.minutes_to_detect is not None and (d.bound_minutes is None or d.minutes_to_detect <= d.bound_minutes)
+        page = "-" if d.dedup_key is None else "printed" if d.dedup_key in printed.first else "[red]not printed[/red]"
         table.add_row(d.kind, d.expected_detector or "-", d.detector or "[red]missed[/red]", d.start.strftime("%a %H:%M"),
-                      f"[{'green' if ok else 'yellow'}]{_ago(d.minutes_to_detect)}[/]", _ago(d.bound_minutes))
-    console.print(table)
+                      f"[{'green' if ok else 'yellow'}]{_ago(d.minutes_to_detect)}[/]", _ago(d.bound_minutes), page)
+    print_table(console, table)
+    muted = len({a["dedup_key"] for a in alerts} - printed.first)
+    console.print(f"{len(alerts)} episodes opened (the progress bar's count); printed above: "
+                  f"{printed.pages + printed.cleared} first pages ({printed.cleared} of them fired and cleared within "
+                  f"one group wait), {printed.repeats} repeats, {printed.resolves} resolves"
+                  + (f"; {muted} not printed (muted: inhibited by an open page of their team, or silenced)"
+                     if muted else ""))
     noisy = [d for d in detections if d.negative and d.fired_at is not None]
     quiet = [d for d in detections if d.negative and d.fired_at is None]
     console.print(f"Ordinary-life scenarios that must not page ({', '.join(d.kind for d in quiet + noisy)}): "
@@ -483,14 +558,15 @@ async def run_demo(opts: DemoOptions, console: Console) -> list[Detection]:
         console.print(f"  worker ready (its metrics: {metrics_url}); pages print below as they fire")
 
         await _replay_with_progress(console, replay, traffic, broker.bootstrap_servers, topics.raw, metrics_url,
-                                    worker, pager_task)
-        await _drain(settings, sink, pager, worker, metrics_url)
-        detections = await print_report(console, sink, truths)
+                                    worker, pager_task, lambda: _drain(settings, sink, pager, worker, metrics_url))
+        detections = await print_report(console, sink, truths, PagesPrinted.read(data_dir / PAGE_LOG))
         console.rule()
-        console.print(f"Done in {time.monotonic() - began:.0f}s. Data: {data_dir} (Kafka log, chDB, worker state, "
-                      "logs/). Explore it:")
-        console.print(f"  spendwatch report --config {config_path}")
-        console.print(f"  spendwatch query --config {config_path} "
+        command, config = spendwatch_command(), _shortest(config_path)
+        console.print(f"Done in {time.monotonic() - began:.0f}s. Data: {_shortest(data_dir)} (Kafka log, chDB, "
+                      f"worker state, logs/, {PAGE_LOG}). Explore it (the demo week is in the past: `--since 7d` "
+                      "counts back from its last event):")
+        console.print(f"  {command} report --config {config} --since 7d")
+        console.print(f"  {command} query --config {config} "
                       "\"SELECT team, sum(cost_usd) AS usd FROM events GROUP BY team ORDER BY usd DESC\"")
         return detections
     finally:
@@ -505,6 +581,32 @@ async def run_demo(opts: DemoOptions, console: Console) -> list[Detection]:
         if worker is not None:
             await asyncio.to_thread(worker.stop)
         await asyncio.to_thread(broker.stop)
+
+
+def spendwatch_command(argv0: str | None = None) -> str:
+    """How to run ``spendwatch`` again from here: as typed (``.venv/bin/spendwatch``) unless the same program
+    is first on PATH, then plain ``spendwatch``; under ``python -m`` the console script beside the interpreter.
+
+    >>> spendwatch_command("/nonexistent/bin/spendwatch")
+    '/nonexistent/bin/spendwatch'
+    """
+    argv0 = argv0 if argv0 is not None else sys.argv[0]
+    script = Path(argv0)
+    if script.name != "spendwatch":
+        beside = Path(sys.executable).with_name("spendwatch")
+        script = beside if beside.exists() else Path("spendwatch")
+    on_path = shutil.which("spendwatch")
+    if on_path and script.exists() and Path(on_path).resolve() == script.resolve():
+        return "spendwatch"
+    return str(_shortest(script))
+
+
+def _shortest(path: Path) -> Path:
+    """``path`` relative to the working directory when it is inside it (what a user types), else absolute."""
+    absolute = path.absolute()
+    with contextlib.suppress(ValueError):
+        return absolute.relative_to(Path.cwd())
+    return absolute
 
 
 def _log_to_file(path: Path) -> None:
@@ -541,12 +643,13 @@ async def _start_sink_and_pager(settings: Settings, bootstrap_servers: str) -> t
 
 
 async def _replay_with_progress(console: Console, replay: Replay, traffic: Any, bootstrap_servers: str, topic: str,
-                                metrics_url: str, worker: Child, pager_task: asyncio.Task) -> None:
-    """Produce the window while a progress bar follows the worker's synthetic clock."""
+                                metrics_url: str, worker: Child, pager_task: asyncio.Task, drain: Any) -> None:
+    """Produce the window while a progress bar follows the worker's synthetic clock; the bar stays up while
+    ``drain()`` waits for the last detections and pages, so its final count is the final one."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     start, end = replay.window(traffic)
-    latest = WorkerProgress(0, 0, 0, 0)
+    latest = WorkerProgress(0, 0, 0, 0, 0)
 
     async def poll() -> WorkerProgress:
         nonlocal latest
@@ -563,7 +666,8 @@ async def _replay_with_progress(console: Console, replay: Replay, traffic: Any, 
         def show() -> None:
             sim = replay.simulated_time(latest.parsed)
             bar.update(task, completed=(sim - start) if sim else 0, clock=_day(sim or start),
-                       counts=f"{latest.parsed:,}/{replay.produced:,} events, {latest.alerts} alerts")
+                       counts=f"{latest.parsed:,}/{replay.produced:,} events, {latest.episodes} "
+                       f"episode{'' if latest.episodes == 1 else 's'}")
 
         producing = asyncio.create_task(_produce(replay, traffic, bootstrap_servers, topic, poll))
         while not producing.done():
@@ -575,6 +679,12 @@ async def _replay_with_progress(console: Console, replay: Replay, traffic: Any, 
         while (await poll()).parsed < replay.produced:
             show()
             await asyncio.sleep(0.5)  # polling the worker's metrics: it offers no event to await
+        draining = asyncio.create_task(drain())
+        while not draining.done():
+            await asyncio.wait([draining], timeout=0.5)
+            await poll()
+            show()
+        draining.result()
         bar.update(task, completed=end - start)
         show()
 
@@ -620,7 +730,7 @@ async def _drain(settings: Settings, sink: Any, pager: Any, worker: Child, metri
         elif time.monotonic() - quiet_since >= quiet_needed:
             break
         await asyncio.sleep(0.5)  # polling the worker's metrics: it offers no event to await
-    done = last or WorkerProgress(0, 0, 0, 0)
+    done = last or WorkerProgress(0, 0, 0, 0, 0)
     # 2. ClickHouse: every event, outcome and alert the worker emitted is stored (exactly once).
     while time.monotonic() < deadline:
         await sink.flush()
@@ -663,7 +773,9 @@ def demo(days: float, from_day: float, keys: int, teams: int, seed: int, partiti
     from rich.console import Console
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    console = Console()
+    # soft_wrap: a printed command stays on one line to copy, also when piped (80 columns otherwise);
+    # tables widen to their natural width (report.print_table)
+    console = Console(soft_wrap=True)
     opts = DemoOptions(data_dir=data_dir, days=days, keys=keys, teams=teams, seed=seed, partitions=partitions,
                        from_day=from_day)
     loop = asyncio.new_event_loop()

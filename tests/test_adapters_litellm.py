@@ -257,3 +257,40 @@ def test_unknown_model_without_cost_keeps_tokens(openai_success):
     assert event.cost_usd is None and event.cost_source is CostSource.unknown
     assert "acme-finetune-v2" in event.cost_unknown_reason
     assert event.input_tokens == payload["prompt_tokens"]
+
+
+@pytest.fixture(scope="module")
+def routed_and_bare() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The same model called as the proxy routes it (``openai/gpt-4o``) and as SDK users write it (``gpt-4o``)."""
+    routed, _ = _run(lambda: _complete(model="openai/gpt-4o", mock_response=SECRET_ANSWER, metadata=dict(PROXY_METADATA)))
+    bare, _ = _run(lambda: _complete(model="gpt-4o", mock_response=SECRET_ANSWER, metadata=dict(PROXY_METADATA)))
+    return routed, bare
+
+
+def test_a_provider_prefixed_model_is_the_same_model(routed_and_bare):
+    """spend_by_model, the mix-drift baselines and the price tiers group by ``model``: one name per model."""
+    routed, bare = routed_and_bare
+    assert routed["hidden_params"]["litellm_model_name"] == "openai/gpt-4o"
+    # what the proxy logs when its deployment is `model: openai/gpt-4o`, and what its OTel spans name
+    proxy = {**routed, "model": "openai/gpt-4o", "custom_llm_provider": None}
+    attributes = {"gen_ai.request.model": "openai/gpt-4o", "gen_ai.operation.name": "chat",
+                  "gen_ai.usage.input_tokens": bare["prompt_tokens"], "gen_ai.usage.output_tokens": bare["completion_tokens"],
+                  "metadata.user_api_key_hash": PROXY_METADATA["user_api_key_hash"]}
+    span = {"name": "litellm_request", "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+            "startTimeUnixNano": "1767225600000000000", "endTimeUnixNano": "1767225601000000000",
+            "attributes": [{"key": k, "value": {"intValue": str(v)} if isinstance(v, int) else {"stringValue": v}}
+                           for k, v in attributes.items()]}
+    events = [e for p in (routed, bare, proxy) for e in parse_message(orjson.dumps(p))]
+    events += parse_message_partial(span).records
+    assert len(events) == 4
+    assert {(e.model, e.provider) for e in events} == {("gpt-4o", "openai")}
+    costs = {e.cost_usd for e in events[:3]}
+    assert len(costs) == 1 and costs.pop() > 0  # the same tokens cost the same, priced under the one name
+
+
+def test_the_gateway_provider_is_kept_beside_the_model(openai_success):
+    payload, _ = openai_success
+    [event] = parse_message({**payload, "model": "openai/gpt-4o-mini", "custom_llm_provider": "azure"})
+    assert (event.model, event.provider) == ("gpt-4o-mini", "azure")
+    [event] = parse_message({**payload, "model": "meta-llama/Llama-3.3-70B-Instruct", "response_cost": 0.001})
+    assert event.model == "meta-llama/Llama-3.3-70B-Instruct"  # a vendor's own namespace is part of the name

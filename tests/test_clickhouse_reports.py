@@ -126,6 +126,18 @@ def test_report_and_query_commands(loaded, tmp_path):
     assert out.exit_code == 0, out.output
     assert "no rows in this window" in out.output
 
+    # the data is in the past (as the demo's week is): a relative --since counts back from its last event
+    total = sum(e.cost_usd or 0 for e in events)
+    last = max(e.event_time for e in events)
+    out = runner.invoke(cli, ["report", "total_spend", "-c", config, "--since", "7d"])
+    assert out.exit_code == 0, out.output
+    assert f"No events in the last 7d; the latest is at {last:%Y-%m-%d %H:%M} UTC" in out.output
+    assert f"{total:,.6f}" in out.output and f"{len(events):,}" in out.output
+    out = runner.invoke(cli, ["report", "total_spend", "-c", config, "--since", "1h"])  # the last hour of the data only
+    assert out.exit_code == 0 and f"{total:,.6f}" not in out.output, out.output
+    out = runner.invoke(cli, ["report", "total_spend", "-c", config, "--since", "7d", "--until", "2030-01-01"])
+    assert "No events in the last" not in out.output  # an explicit window is taken as it is
+
     assert runner.invoke(cli, ["report", "nope", "-c", config]).exit_code == 2
     assert runner.invoke(cli, ["report", "--since", "yesterday-ish", "-c", config]).exit_code == 2
 

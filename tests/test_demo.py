@@ -25,8 +25,13 @@ SPENDWATCH = str(Path(sys.executable).with_name("spendwatch"))
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPENDWATCH_PAGERDUTY", "SPENDWATCH_SLACK"))}
-    return {**env, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    """The environment of a user's shell piping the demo somewhere: no COLUMNS (rich then assumes 80)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SPENDWATCH_PAGERDUTY", "SPENDWATCH_SLACK")) and k not in ("COLUMNS", "LINES")}
+    # the README's command runs .venv/bin/spendwatch without activating the venv: spendwatch is not on PATH
+    bin_dir = str(Path(SPENDWATCH).parent)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p and p != bin_dir)
+    return {**env, "PYTHONUNBUFFERED": "1"}
 
 
 def processes_mentioning(text: str) -> list[str]:
@@ -50,7 +55,7 @@ def test_short_demo_pages_the_injected_incidents_reports_and_cleans_up(tmp_path)
     data_dir = tmp_path / "demo"
     result = subprocess.run(
         [SPENDWATCH, "demo", *SHORT_DEMO, "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=300, env=_env(),
+        capture_output=True, text=True, timeout=300, env=_env(), cwd=tmp_path,
     )
     out = result.stdout
     assert result.returncode == 0, f"stdout:\n{out[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
@@ -60,24 +65,41 @@ def test_short_demo_pages_the_injected_incidents_reports_and_cleans_up(tmp_path)
     # 1 s group_wait, and Alertmanager-style grouping then sends nothing for it; its detection is
     # checked in the report below. The session burn stays open and is always paged.
     pages = re.findall(r"^\[\w+\] PAGE .*\n\s+who: .*detector: (\w+)", out, re.MULTILINE)
-    assert "session_burn" in pages, out[-4000:]
+    assert "session_burn" in pages and "error_storm" in pages, out[-4000:]
+    # one count of episodes everywhere: the progress bar, the closing summary, the PAGE lines printed
+    bar = int(re.findall(r"events, (\d+) episodes?", out)[-1])
+    summary = re.search(r"^(\d+) episodes opened .*printed above: (\d+) first pages", out, re.MULTILINE)
+    assert summary and int(summary[1]) == bar == int(summary[2]) == len(pages), out[-4000:]
+    assert "not printed" not in out
+    # a page names a key by alias and a short hash, once; a resolve says what the episode was, never "$0.00"
+    assert not re.search(r"[0-9a-f]{64}", out)
+    assert not re.search(r"RESOLVED .*\n.*how much: \$0\.00 ", out)
     # The report came from ClickHouse, with spend, the incidents and their time to detect.
     report = out[out.index("Report (from ClickHouse)"):]
     assert re.search(r"[\d,]+ requests, \$[\d,]+\.\d\d spent, prompt cache hit ratio \d+\.\d%", report)
     for incident in ("error_storm", "session_burn"):
         row = next(line for line in report.splitlines() if line.strip("│ ").startswith(incident))
-        assert "missed" not in row and " min" in row, row
+        assert "missed" not in row and " min" in row and row.rstrip(" │").endswith("printed"), row
     assert "Spend by team" in report and "Spend by model" in report
+    assert "…" not in report  # piped, the tables keep their natural width (no cut cells)
 
     # Every process it started is gone, and the data stays for `spendwatch report`.
     assert processes_mentioning(str(data_dir)) == []
     config = data_dir / "spendwatch.yaml"
-    assert f"spendwatch report --config {config}" in out
+    # the commands it prints run as printed: the same program the demo was started with, on one line each
+    report_line = next(line.strip() for line in out.splitlines() if " report --config " in line)
+    assert report_line == f"{SPENDWATCH} report --config demo/spendwatch.yaml --since 7d"  # relative to where it ran
     after = subprocess.run([SPENDWATCH, "query", "--config", str(config),
                             "--format", "csv", "SELECT count() FROM alert_events WHERE action = 'trigger'"],
                            capture_output=True, text=True, timeout=120, env=_env())
     assert after.returncode == 0, after.stderr
-    assert int(after.stdout.strip().splitlines()[-1]) >= 2
+    assert int(after.stdout.strip().splitlines()[-1]) == bar
+    # --since 7d finds the (past) demo data
+    week = subprocess.run([*report_line.split(), "total_spend"], capture_output=True, text=True, timeout=120, env=_env(),
+                          cwd=tmp_path)
+    assert week.returncode == 0, week.stderr
+    requests = re.search(r"[\d,]+ requests", report)[0].split()[0]
+    assert "No events in the last 7d" in week.stdout and re.search(rf"│\s+{requests} │", week.stdout), week.stdout
 
 
 @pytest.mark.slow

@@ -64,6 +64,35 @@ def test_compose_runs_apache_kafka_in_kraft_mode(compose):
     assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == 1
 
 
+def test_kafka_keeps_its_log_on_the_mounted_volume(compose):
+    """apache/kafka writes to /tmp/kraft-combined-logs unless told: recreating the container lost every topic."""
+    kafka = compose["services"]["kafka"]
+    log_dirs = kafka["environment"]["KAFKA_LOG_DIRS"].split(",")
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in kafka["volumes"]}
+    for log_dir in log_dirs:
+        assert log_dir in mounts and mounts[log_dir] in compose["volumes"], (log_dir, mounts)
+
+
+def test_ingest_starts_with_the_optional_tokens_empty_and_requires_them_once_set(monkeypatch):
+    """.env.example calls SPENDWATCH_INGEST_TOKENS optional: empty, ingest serves without auth (loudly, on the
+    host's loopback only by default) instead of restart-looping; set, the tokens are required."""
+    from spendwatch.streams.ingest.server import load_tokens, unauthenticated_warning
+
+    settings = load_settings(DEPLOY / "docker" / "spendwatch.yaml")
+    env_example = (DEPLOY / "docker" / ".env.example").read_text()
+    assert re.search(r"^SPENDWATCH_INGEST_TOKENS=$", env_example, re.MULTILINE)
+    monkeypatch.setenv("SPENDWATCH_INGEST_TOKENS", "")
+    assert load_tokens(settings) is None
+    assert "NO AUTHENTICATION" in unauthenticated_warning(settings, "http://0.0.0.0:8787")
+    monkeypatch.setenv("SPENDWATCH_INGEST_TOKENS", "litellm=s3cret-token-1")
+    assert load_tokens(settings).gateway_for("Bearer s3cret-token-1") == "litellm"
+
+
+def test_unauthenticated_ingest_is_published_on_loopback_by_default(compose):
+    [port] = compose["services"]["ingest"]["ports"]
+    assert port.startswith("${SPENDWATCH_INGEST_BIND:-127.0.0.1}:")
+
+
 def test_compose_services_wait_for_healthy_dependencies_and_use_the_config(compose):
     services = compose["services"]
     assert SPENDWATCH_SERVICES <= set(services)

@@ -16,7 +16,9 @@ import spendwatch.streams
 import spendwatch.streams.ingest
 
 MODULES = sorted(m.name for package in (spendwatch.detectors, spendwatch.streams, spendwatch.streams.ingest)
-                 for m in pkgutil.iter_modules(package.__path__, f"{package.__name__}.")) + ["spendwatch.broker_quirks", "spendwatch.kafka_security", "spendwatch.gc_tuning"]
+                 for m in pkgutil.iter_modules(package.__path__, f"{package.__name__}.")) + [
+    "spendwatch.broker_quirks", "spendwatch.kafka_security", "spendwatch.gc_tuning", "spendwatch.schemas.model_names",
+    "spendwatch.sinks.paging.notification"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from detector_kit import T0, event, flat, hourly_traffic, of, office_hours, only, run
@@ -169,6 +170,33 @@ def test_ticks_resolve_episodes_without_new_events():
     [resolve] = of(ticks, "session_burn")
     assert resolve.action.value == "resolve" and resolve.dedup_key == alerts[0].dedup_key
     assert not state.episodes.active
+
+
+def test_a_resolve_names_the_key_by_alias_and_says_what_the_episode_cost():
+    """The console printed "how much: $0.00" and the 64-hex hash for a resolve the detector gave no figures for."""
+    from spendwatch.sinks.paging.console import render_text
+    from spendwatch.sinks.paging.notification import Notification, comparison
+
+    key = "0e6c316344be2daf008cbf5c3285f8ad0e933832d9e1f1e2c857cba8c37160c7"
+    engine = Engine(MINE)
+    state = engine.new_state(f"key:{key}")
+    burst = [event(T0 + timedelta(minutes=m), 5, key=key, alias="ci-agent", session="s") for m in range(15)]
+    [trigger] = of([a for e in burst for a in engine.process(state, e)], "session_burn")
+    ticks, now = [], T0 + timedelta(minutes=15)
+    while now < T0 + timedelta(hours=3):
+        ticks += engine.tick(state, now)
+        now += engine.tick_interval
+    [resolve] = of(ticks, "session_burn")
+    assert key not in resolve.summary and "key ci-agent" in resolve.summary
+    assert resolve.details["episode_minutes"] > 15
+    assert Decimal(resolve.details["episode_spend_usd"]) == 75  # the $75 burst, all in the episode's hour
+    assert "$0.00" not in comparison(resolve) and "$75.00 spent" in comparison(resolve)
+    for alert in (trigger, resolve):
+        page = render_text(Notification(id="n", integration="default/console/0", receiver="default", group_key="g",
+                                        group_labels={}, incident_key="i", firing=[alert] * (alert is trigger),
+                                        resolved=[alert] * (alert is resolve), covers=[alert.notification_id],
+                                        announced={alert.dedup_key: alert.action}))
+        assert page.count(key) == 0 and page.count(key[:8]) == 1, page
 
 
 def test_ticks_are_noops_for_quiet_subjects_except_idle_tick_detectors_on_the_hour():

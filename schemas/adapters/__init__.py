@@ -19,6 +19,7 @@ import orjson
 
 from spendwatch.schemas.errors import ParseError
 from spendwatch.schemas.event import GatewayEvent
+from spendwatch.schemas.model_names import split_provider
 from spendwatch.schemas.outcome import OutcomeEvent
 
 from . import canonical, cloudevents, litellm, openrouter, otel
@@ -77,6 +78,22 @@ def _parse_one(data: Any, config: AdaptersConfig, errors: list[ParseError] | Non
 
 
 def _parse(raw: Any, config: AdaptersConfig | None, errors: list[ParseError] | None) -> list[Record]:
+    records = _parse_records(raw, config, errors)
+    for i, record in enumerate(records):
+        if isinstance(record, GatewayEvent) and "/" in record.model:
+            records[i] = _one_model_name(record)
+    return records
+
+
+def _one_model_name(event: GatewayEvent) -> GatewayEvent:
+    """``openai/gpt-4o`` (LiteLLM proxy) and ``gpt-4o`` (SDK) are one model: see :mod:`~spendwatch.schemas.model_names`."""
+    model, provider = split_provider(event.model, event.provider)
+    if model == event.model:
+        return event
+    return event.model_copy(update={"model": model, "provider": provider})
+
+
+def _parse_records(raw: Any, config: AdaptersConfig | None, errors: list[ParseError] | None) -> list[Record]:
     config = config or DEFAULT_ADAPTERS_CONFIG
     try:
         if isinstance(raw, bytes) and len(raw) <= config.max_message_bytes and b'"event_id"' in raw and b'"cost_usd"' in raw:

@@ -10,7 +10,7 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -86,24 +86,47 @@ def db_status(config_path: str | None) -> None:
 
 
 def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    from .report import parse_time
+    from .report import parse_time, relative_span
 
     if value is None:
         return None
     try:
-        return parse_time(value)
+        parsed = parse_time(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+    if param.name == "since" and (span := relative_span(value)) is not None:
+        ctx.meta["since_span"] = (value.strip(), span)
+    return parsed
+
+
+def _anchor_to_data(client: Any, since: datetime, until: datetime | None, value: str, span: Any,
+                    console: Any) -> tuple[datetime, datetime | None]:
+    """A relative ``--since`` over data that ends before it (the demo's week, a stopped pipeline) counts back
+    from the latest event instead of showing empty tables, and says so."""
+    if until is not None:
+        return since, until
+    latest = client.query("SELECT max(event_time), count() FROM events").result_rows[0]
+    last, count = latest[0], latest[1]
+    if not count or last is None:
+        return since, until
+    last = last if last.tzinfo else last.replace(tzinfo=since.tzinfo)
+    if last >= since:
+        return since, until
+    console.print(f"[yellow]No events in the last {value}; the latest is at {last:%Y-%m-%d %H:%M} UTC: showing the "
+                  f"{value} up to it.[/yellow] (--since/--until with dates choose any window.)")
+    return last - span, last + timedelta(milliseconds=1)
 
 
 @click.command("report")
 @click.argument("name", required=False)
-@click.option("--since", callback=_time, help="Start (inclusive): 2026-11-01, 2026-11-01T12:00, or 7d / 24h ago.")
+@click.option("--since", callback=_time, help="Start (inclusive): 2026-11-01, 2026-11-01T12:00, or 7d / 24h ago "
+              "(counted back from the latest event when the data ends before that, e.g. the demo's past week).")
 @click.option("--until", callback=_time, help="End (exclusive), same forms. Default: now and beyond.")
 @click.option("--list", "list_only", is_flag=True, help="List the reports and exit.")
 @click.option("--sql", "show_sql", is_flag=True, help="Print each report's SQL under its table.")
 @config_option
-def report(name: str | None, since: datetime | None, until: datetime | None, list_only: bool,
+@click.pass_context
+def report(ctx: click.Context, name: str | None, since: datetime | None, until: datetime | None, list_only: bool,
            show_sql: bool, config_path: str | None) -> None:
     """Spend reports as terminal tables: NAME, or all of them (see --list)."""
     from rich.console import Console
@@ -112,7 +135,7 @@ def report(name: str | None, since: datetime | None, until: datetime | None, lis
     from .report import available_reports, print_table, render, run_report
 
     reports = available_reports()
-    console = Console()
+    console = Console(soft_wrap=True)
     if list_only:
         for r in reports.values():
             console.print(f"[bold]{r.name}[/bold]  {r.title}")
@@ -120,6 +143,8 @@ def report(name: str | None, since: datetime | None, until: datetime | None, lis
     if name is not None and name not in reports:
         raise click.BadParameter(f"unknown report {name!r}; one of: {', '.join(reports)}", param_hint="NAME")
     with _client(config_path) as client:
+        if since is not None and "since_span" in ctx.meta:
+            since, until = _anchor_to_data(client, since, until, *ctx.meta["since_span"], console)
         for r in ([reports[name]] if name else list(reports.values())):
             try:
                 result = run_report(client, r, since, until)

@@ -60,6 +60,19 @@ def available_reports() -> dict[str, Report]:
     return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
+def relative_span(value: str) -> timedelta | None:
+    """The span of a relative time (``7d``, ``24h``, ``30m``), or ``None`` for a date.
+
+    >>> relative_span("7d"), relative_span("2026-11-01")
+    (datetime.timedelta(days=7), None)
+    """
+    relative = re.fullmatch(r"(\d+)([dhm])", value.strip())
+    if not relative:
+        return None
+    amount, unit = int(relative.group(1)), relative.group(2)
+    return {"d": timedelta(days=amount), "h": timedelta(hours=amount), "m": timedelta(minutes=amount)}[unit]
+
+
 def parse_time(value: str, now: datetime | None = None) -> datetime:
     """``2026-11-01``, ``2026-11-01T12:00``, or relative to now: ``7d``, ``24h``, ``30m``.
 
@@ -68,11 +81,8 @@ def parse_time(value: str, now: datetime | None = None) -> datetime:
     >>> parse_time("2d", now=datetime(2026, 11, 3, tzinfo=UTC))
     datetime.datetime(2026, 11, 1, 0, 0, tzinfo=datetime.timezone.utc)
     """
-    relative = re.fullmatch(r"(\d+)([dhm])", value.strip())
-    if relative:
-        amount, unit = int(relative.group(1)), relative.group(2)
-        delta = {"d": timedelta(days=amount), "h": timedelta(hours=amount), "m": timedelta(minutes=amount)}[unit]
-        return (now or datetime.now(UTC)) - delta
+    if (span := relative_span(value)) is not None:
+        return (now or datetime.now(UTC)) - span
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:

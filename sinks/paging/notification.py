@@ -114,7 +114,20 @@ def fmt_value(value: float | Decimal | None, unit: str) -> str:
 
 
 def comparison(alert: Alert) -> str:
-    """'$812.00 vs $95.00 expected (8.5x)' — how much, compared to what."""
+    """'$812.00 vs $95.00 expected (8.5x)' — how much, compared to what.
+
+    A resolve says what the episode was: how long, what the subject spent in its hours, and the
+    figure now when the detector gave one (never a bare "$0.00").
+
+    >>> from datetime import datetime, UTC
+    >>> end = Alert(action="resolve", detector="error_storm", scope="key", subject="k", severity="error",
+    ...             fired_at=datetime(2026, 11, 5, tzinfo=UTC), summary="s", observed=0.0, dedup_key="d",
+    ...             details={"episode_minutes": 42.0, "episode_spend_usd": "12.3456", "episode_spend_hours": 2})
+    >>> comparison(end)
+    'episode over after 42 min; $12.35 spent in its 2 h'
+    """
+    if alert.action == Action.resolve and "episode_minutes" in alert.details:
+        return _episode_text(alert)
     text = fmt_value(alert.observed, alert.unit)
     if alert.expected is not None:
         text += f" vs {fmt_value(alert.expected, alert.unit)} expected"
@@ -123,11 +136,31 @@ def comparison(alert: Alert) -> str:
     return text
 
 
+def _episode_text(alert: Alert) -> str:
+    minutes = float(alert.details["episode_minutes"])
+    lasted = f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+    text = f"episode over after {lasted}"
+    if (spent := alert.details.get("episode_spend_usd")) is not None:
+        text += f"; {fmt_value(Decimal(spent), 'usd')} spent in its {alert.details.get('episode_spend_hours', 1)} h"
+    if alert.expected is not None:
+        text += f"; now {fmt_value(alert.observed, alert.unit)} vs {fmt_value(alert.expected, alert.unit)} expected"
+    return text
+
+
+def short_hash(subject: str) -> str:
+    """A key hash short enough to read and still tell keys apart: its first 8 characters.
+
+    >>> short_hash("0e6c316344be2daf008cbf5c3285f8ad0e933832d9e1f1e2c857cba8c37160c7"), short_hash("sk-9f2c")
+    ('0e6c3163…', 'sk-9f2c')
+    """
+    return subject if len(subject) <= 12 else subject[:8] + "…"
+
+
 def owner(alert: Alert) -> str:
-    """Who owns it, compactly: 'key support-agent (sk-…9f2c), team payments'."""
+    """Who owns it, compactly: 'key support-agent (0e6c3163…), team payments'."""
     labels = alert.labels
     if alert.scope == "key" and labels.get("key_alias"):
-        who = f"key {labels['key_alias']} ({alert.subject})"
+        who = f"key {labels['key_alias']} ({short_hash(alert.subject)})"
     else:
         who = f"{alert.scope} {alert.subject}"
     if alert.scope != "team" and labels.get("team"):

@@ -444,10 +444,22 @@ def load_tokens(settings: Settings) -> GatewayTokens | None:
     return tokens
 
 
+def unauthenticated_warning(settings: Settings, url: str) -> str:
+    """What ``spendwatch ingest`` says, loudly, when it serves without a token."""
+    return (f"WARNING: NO AUTHENTICATION. spendwatch ingest accepts any request on {url}: "
+            f"{settings.ingest.tokens_env} holds no token and ingest.allow_unauthenticated is true, so anyone who "
+            f"can reach this port can write spend events. Set {settings.ingest.tokens_env}='gateway-name=<token>' "
+            "before exposing it beyond this host.")
+
+
 async def _serve(settings: Settings, bootstrap_servers: str, tokens: GatewayTokens | None) -> None:
     running = await start_ingest(settings, bootstrap_servers, tokens, wait_ready=False)
     auth = f"{len(tokens)} gateway token(s)" if tokens else "NO authentication"
     click.echo(f"spendwatch ingest on {running.url} ({EVENTS_PATH}, {TRACES_PATH}; {auth}) -> Kafka {bootstrap_servers}")
+    if tokens is None:
+        warning = unauthenticated_warning(settings, running.url)
+        click.secho(warning, fg="yellow", bold=True, err=True)
+        log.warning(warning)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
