@@ -87,3 +87,58 @@ def test_ordinary_life_is_quiet_seasonality_growth_bursts_and_sparse_keys():
     burst = [call(STORM + timedelta(seconds=2 * i), False, key="burst") for i in range(30)]  # a 1-minute blip
     sparse = [call(T0 + timedelta(days=d, hours=9), d % 2 == 0, key="sparse") for d in range(7)]
     assert storm_pages(seasonal + growing + burst + sparse) == []
+
+
+def sparse_day(day: datetime, *, key: str, fail: set[int] = frozenset()) -> list[GatewayEvent]:
+    """20 requests a working day, in 10 two-call sessions across office hours; calls in ``fail`` fail."""
+    events = []
+    for i in range(20):
+        when = day + timedelta(hours=8, minutes=27 * i + 4)
+        events.append(call(when, i not in fail, key=key, session=f"{key}-{day:%d}-{i // 2}"))
+    return events
+
+
+def sdk_call(when: datetime, attempts: str, *, key: str, session: str) -> list[GatewayEvent]:
+    """One client call and its SDK retries, 20 s apart: ``"ffo"`` fails twice, then succeeds."""
+    return [call(when + timedelta(seconds=20 * i), outcome == "o", key=key, session=session, error="api_error")
+            for i, outcome in enumerate(attempts)]
+
+
+def sparse_history(key: str) -> list[GatewayEvent]:
+    """Seven working days of a sparse key, one ordinary failure every other day."""
+    return [e for d in range(7) for e in sparse_day(T0 + timedelta(days=d), key=key, fail={5} if d % 2 else set())]
+
+
+STORM_HOUR = T0 + timedelta(days=7, hours=10)
+
+
+def test_a_sparse_key_whose_calls_fail_60_percent_for_an_hour_pages():
+    # 20 requests a day; in one hour three calls, 5 of their 8 attempts failing (62%)
+    storm = (sdk_call(STORM_HOUR, "ffo", key="sparse", session="a") + sdk_call(STORM_HOUR + timedelta(minutes=25), "fo",
+             key="sparse", session="b") + sdk_call(STORM_HOUR + timedelta(minutes=50), "ffo", key="sparse", session="c"))
+    pages = storm_pages(sparse_history("sparse") + storm)
+    assert pages and pages[0].action.value == "trigger"
+    assert STORM_HOUR < pages[0].fired_at <= STORM_HOUR + timedelta(hours=1)
+    assert pages[0].details["failures"] >= 4 and pages[0].expected <= 0.03
+
+
+def test_three_failures_in_a_row_on_a_sparse_key_are_one_unlucky_call():
+    # one call failing and failing its two SDK retries (the attempts straddle a minute boundary)
+    unlucky = sdk_call(STORM_HOUR + timedelta(seconds=45), "fff", key="sparse", session="a")
+    after = sdk_call(STORM_HOUR + timedelta(minutes=20), "o", key="sparse", session="b")
+    assert storm_pages(sparse_history("sparse") + unlucky + after) == []
+
+
+def test_a_heavy_key_at_two_percent_failures_never_pages():
+    # ~3,000 requests a working day for a week, 1 in 50 failing
+    assert storm_pages(traffic(T0, 24 * 7, office(300, 30, 30), fail_every=50, key="heavy")) == []
+
+
+def test_a_provider_blip_of_a_minute_is_not_the_keys_storm():
+    busy = traffic(T0, 24 * 3, office(600, 60, 60), key="busy")
+    blip_start = T0 + timedelta(days=2, hours=11, seconds=5)
+    blip = [call(blip_start + timedelta(seconds=2 * i), False, key="busy", session=f"s{i % 7}", error="api_error")
+            for i in range(25)]  # everything fails for 50 s
+    assert storm_pages(busy + blip) == []
+    longer = [call(blip_start + timedelta(seconds=6 * i), False, key="busy", session=f"s{i % 7}") for i in range(60)]
+    assert [a.action.value for a in storm_pages(busy + longer)][:1] == ["trigger"]  # six minutes is a storm
