@@ -134,6 +134,12 @@ class ErrorStorm(Detector):
         self.baseline = DecayedSums(config.baseline_half_life_hours * 3600)
         self.abnormal = False
 
+    def derive(self) -> None:
+        window = self.__dict__.get("window")  # restored from a snapshot: follow the configured windows
+        if window is not None and window.window_s != max(self.config.windows_minutes) * 60:
+            window.window_s = max(self.config.windows_minutes) * 60
+            window._set_first(window.first)
+
     def learn_one(self, obs: Observation, ctx: Context) -> None:
         window = self.window
         if obs.ts >= window.expires_from:

@@ -142,3 +142,14 @@ def test_a_provider_blip_of_a_minute_is_not_the_keys_storm():
     assert storm_pages(busy + blip) == []
     longer = [call(blip_start + timedelta(seconds=6 * i), False, key="busy", session=f"s{i % 7}") for i in range(60)]
     assert [a.action.value for a in storm_pages(busy + longer)][:1] == ["trigger"]  # six minutes is a storm
+
+
+def test_a_snapshot_restored_under_longer_windows_keeps_them():
+    from spendwatch.detectors.config import BaselineConfig, ErrorStormConfig
+    from spendwatch.detectors.error_storm import ErrorStorm
+
+    old = ErrorStorm(ErrorStormConfig(windows_minutes=(10,)), BaselineConfig(), "key", "k1")
+    restored = ErrorStorm.__new__(ErrorStorm)
+    restored.__setstate__(old.__getstate__())
+    restored.bind(ErrorStormConfig(), BaselineConfig())
+    assert restored.window.window_s == 240 * 60
