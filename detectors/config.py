@@ -448,34 +448,49 @@ class EfficiencyConfig(DetectorSettings):
 
 
 class ErrorStormConfig(DetectorSettings):
-    """Failure and retry rates that signal a doom loop (a client hammering a failing endpoint)."""
+    """Failures far above the key's own failure rate (a retry doom loop, a broken deployment), by a binomial tail."""
 
     implementation: ClassVar[str] = "spendwatch.detectors.error_storm:ErrorStorm"
+    retired: ClassVar[frozenset[str]] = frozenset({"window_minutes"})
 
-    window_minutes: int = Field(
-        default=10, ge=1, le=240,
-        description="An episode lasts while requests fail within this window; the summary's error types and "
-        "sessions are counted over it.",
+    windows_minutes: tuple[int, ...] = Field(
+        default=(10, 60, 240), min_length=1,
+        description="Trailing windows the failures are counted over (short catches a busy key at once, long "
+        "gathers a sparse key's few calls); each is tested at significance / their count.",
     )
-    evidence_nats: float = Field(
-        default=14.0, gt=0,
-        description="Page once the evidence (a CUSUM of the log-likelihood ratio over requests: failing at the "
-        "storm ratio against the usual one) reaches this (14: odds of about a million to one); the time to page "
-        "scales with the request rate.",
+    significance: float = Field(
+        default=1e-6, gt=0, lt=1,
+        description="Page when P(at least this many failures | the window's requests, the usual rate) is at "
+        "most this (binomial tail; split over the windows).",
     )
-    min_failures: int = Field(default=5, ge=1, description="...with at least this many failures...")
-    min_minutes: float = Field(default=2, ge=0, description="...over at least this many minutes (a blip is not a storm).")
+    min_failures: int = Field(default=4, ge=1, description="...and at least this many requests failed...")
+    min_failure_units: int = Field(
+        default=2, ge=1,
+        description="...in at least this many distinct (session, minute) pairs: one call and its SDK retries "
+        "failing in a row count once...",
+    )
+    min_stormy_minutes: int = Field(
+        default=2, ge=1,
+        description="...in at least this many distinct minutes in which at least failure_ratio of the requests "
+        "failed (a provider blip of a minute or two is not the key's storm)...",
+    )
     failure_ratio: float = Field(
-        default=0.3, gt=0, lt=1, description="The storm's failure ratio the evidence weighs (or baseline_factor x "
-        "the usual ratio, when higher)..."
+        default=0.2, gt=0, le=1, description="...at least this share of the window's requests..."
     )
     baseline_factor: float = Field(
-        default=5.0, ge=1, description="...a subject that usually fails a lot needs a storm this x its usual ratio."
+        default=3.0, ge=1, description="...and at least this x the usual failure rate (1% -> 3% is no storm)."
     )
-    min_usual_ratio: float = Field(
-        default=0.02, gt=0, lt=1, description="The usual failure ratio is taken as at least this (new keys too)."
+    prior_failure_rate: float = Field(
+        default=0.02, gt=0, lt=1,
+        description="Failure rate assumed for a key with little history (an ordinary LLM API's 1-2%).",
     )
-    baseline_half_life_hours: float = Field(default=72, gt=0, description="Half-life of the usual failure ratio.")
+    prior_requests: float = Field(
+        default=50, ge=0, description="Weight of that prior, in requests, in the usual failure rate."
+    )
+    min_reference_rate: float = Field(
+        default=0.01, ge=0, lt=1, description="The usual failure rate is never taken below this."
+    )
+    baseline_half_life_hours: float = Field(default=72, gt=0, description="Half-life of the usual failure rate.")
     repeat_interval_minutes: float = Field(default=60, gt=0, description="Re-notify this often while it storms.")
     resolve_after_minutes: float = Field(default=15, ge=0, description="Normal this long before resolving.")
 
