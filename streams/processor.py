@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from faust.types import TP
 
 from spendwatch import metrics
+from spendwatch.streams import faust_internals
 from spendwatch.streams.dedup import RecentRecordIds, chunk_partition, record_key
 from spendwatch.streams.detection import PartitionDetector, is_meta_key, partition_items
 from spendwatch.streams.produce import SentBatch, send_batches
@@ -77,9 +78,7 @@ class StreamProcessor:
         self._unstored: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)  # sent, not yet committed
         self._changelog_offsets: dict[int, int] = {}
         self._last_meta: dict[int, bytes] = {}
-        self._original_commit: Any = None
-        self._original_resume: Any = None
-        self._original_seek: Any = None
+        self._originals: faust_internals.ConsumerOriginals | None = None
         self._held_resume: set[TP] = set()
         self._inflight: list[Any] = []  # produce futures of the parse stage, awaited before each commit
         self._send_error: BaseException | None = None
@@ -96,13 +95,10 @@ class StreamProcessor:
         if not self.app.in_worker:
             raise RuntimeError("install the commit hook after creating the faust.Worker")
         consumer = self.app.consumer
-        if self._original_commit is None:
-            self._original_commit = consumer.commit
-            consumer.commit = self.commit_hook  # type: ignore[method-assign]
-            self._original_resume = consumer.resume_partitions
-            self._original_seek = consumer.perform_seek
-            consumer.resume_partitions = self._resume_partitions  # type: ignore[method-assign]
-            consumer.perform_seek = self._perform_seek  # type: ignore[method-assign]
+        if self._originals is None:
+            self._originals = faust_internals.hook_consumer(consumer, commit=self.commit_hook,
+                                                            resume_partitions=self._resume_partitions,
+                                                            perform_seek=self._perform_seek)
             consumer.handle_in_batches(self.topics.raw, self.handle_raw)
 
     # Faust's recovery resumes the stream partitions and only then seeks them to their committed
@@ -116,13 +112,13 @@ class StreamProcessor:
             self._held_resume |= held
             tps -= held
         if tps:
-            self._original_resume(tps)
+            self._originals.resume_partitions(tps)
 
     async def _perform_seek(self) -> None:
-        await self._original_seek()
+        await self._originals.perform_seek()
         held, self._held_resume = self._held_resume, set()
         if held:
-            self._original_resume(held)
+            self._originals.resume_partitions(held)
 
     def _transactional_id(self, topic: str, partition: int) -> str | None:
         """The transactional producer of the source partition being handled."""
@@ -147,7 +143,7 @@ class StreamProcessor:
 
     # -- stage 1: parse and route ----------------------------------------------------------
     async def handle_raw(self, messages: Sequence[Message]) -> None:
-        """Parse one fetch of the raw topic (handed over by the consumer, see :mod:`spendwatch.streams.consumer`)."""
+        """Parse one fetch of the raw topic (handed over by the consumer, :class:`~spendwatch.streams.faust_internals.FastDrainConsumer`)."""
         async with self.lock:
             consumer = self.app.consumer
             generation = self.app.consumer_generation_id
@@ -393,8 +389,8 @@ class StreamProcessor:
         sent = time.perf_counter()
         await self._flush()
         flushed = time.perf_counter()
-        before = dict(consumer._committed_offset)
-        done = await self._original_commit(topics, start_new_transaction=start_new_transaction)
+        before = faust_internals.committed_offsets(consumer)
+        done = await self._originals.commit(topics, start_new_transaction=start_new_transaction)
         committed = time.perf_counter()
         metrics.COMMIT_SECONDS.labels("sends").observe(sent - started)
         metrics.COMMIT_SECONDS.labels("flush").observe(flushed - sent)
@@ -402,11 +398,11 @@ class StreamProcessor:
         if self.app.in_transaction:
             # routed partition p's state went out in p's transaction (its producer serves every source topic of
             # routed's partition group); that transaction committed if any of those topics' offsets for p advanced
-            groups = self.app.assignor._topic_groups
-            routed_group = groups.get(self.topics.routed)
-            partitions = {tp.partition for tp, offset in consumer._committed_offset.items()
+            group = self._topic_group
+            routed_group = group(self.topics.routed)
+            partitions = {tp.partition for tp, offset in faust_internals.committed_offsets(consumer).items()
                           if offset is not None and offset != before.get(tp)
-                          and routed_group is not None and groups.get(tp.topic) == routed_group}
+                          and routed_group is not None and group(tp.topic) == routed_group}
         else:
             partitions = set(self._unstored)
         self._store(partitions)
@@ -422,16 +418,18 @@ class StreamProcessor:
             writes = self._unstored.pop(partition, None)
             if not writes:
                 continue
-            db_for_partition = getattr(store, "_db_for_partition", None)
             for key, blob in writes:
-                if db_for_partition is not None:  # RocksDB keeps one database per partition
-                    db_for_partition(partition).put(key, blob)
-                    store._key_index[key] = partition
-                else:
-                    store.data[key] = blob
+                faust_internals.store_put(store, partition, key, blob)
             offset = self._changelog_offsets.get(partition)
             if offset is not None:
                 store.set_persisted_offset(TP(changelog, partition), offset)
+
+    def _topic_group(self, topic: str) -> int | None:
+        """The assignor's partition group of ``topic`` (topics of one group share transactional producers)."""
+        try:
+            return self.app.assignor.group_for_topic(topic)
+        except KeyError:
+            return None
 
     def _report_lag(self) -> None:
         consumer = self.app.consumer
@@ -439,7 +437,7 @@ class StreamProcessor:
         for tp in consumer.assignment():
             try:
                 highwater = consumer.highwater(tp)
-                position = consumer._read_offset.get(tp)
+                position = faust_internals.read_offset(consumer, tp)
             except Exception:  # noqa: BLE001 - lag is best effort
                 continue
             if highwater is not None and position is not None:
