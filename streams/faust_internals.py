@@ -207,7 +207,7 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
     shielded from the fetcher's cancellation, and the commit before the revoke waits for
     it). A message handed to an agent after a rebalance is recognised by its consumer
     generation and dropped there (the stages' currency test,
-    :func:`spendwatch.streams.commit_protocol.currency`). Read offsets and gap tracking are
+    :meth:`spendwatch.streams.commit_protocol.CommitProtocol.currency`). Read offsets and gap tracking are
     Faust's, unchanged.
     """
 
