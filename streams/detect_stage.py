@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from spendwatch import metrics
 from spendwatch.streams.detection import PartitionDetector, is_meta_key, partition_items
-from spendwatch.streams.pipeline import decode_envelope
+from spendwatch.detectors.observation_wire import decode_envelope
 
 if TYPE_CHECKING:
     from faust.types import EventT
