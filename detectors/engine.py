@@ -36,6 +36,7 @@ from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observ
 from spendwatch.detectors.baseline import RING_HOURS, SpendBaseline
 from spendwatch.detectors.contributors import Contributors
 from spendwatch.detectors.episodes import Episode, EpisodeBook, episode_dedup_key
+from spendwatch.detectors.observation_wire import from_row, request_row
 from spendwatch.detectors.snapshot import restore
 from spendwatch.schemas.alert import Action, Alert, RootCause, SeriesPoint, Severity
 from spendwatch.schemas.event import GatewayEvent
@@ -83,67 +84,7 @@ def observe(record: Record) -> Observation:
             outcome_kind=record.kind, outcome_value=record.value, key_hash=record.api_key_hash, user=record.user,
             team=record.team, record_id=record.outcome_id,
         )
-    return Observation(*request_row(record))
-
-
-def request_row(event: GatewayEvent) -> tuple[Any, ...]:
-    """The :class:`Observation` of a request as its field values, in declaration order.
-
-    What :func:`observe` builds its observation from; the stream's parse stage sends the row
-    itself (in an envelope) without building the object.
-
-    >>> event = GatewayEvent(event_id="e1", event_time=datetime(2026, 11, 23, 9, tzinfo=UTC), gateway="litellm",
-    ...                      api_key_hash="k1", user="ann", team="ml", org="acme", model="o3", provider="openai",
-    ...                      session_id="s1", tags=("a",), status="failure", error_type="E", input_tokens=10,
-    ...                      cache_read_tokens=4, cache_write_tokens=1, output_tokens=3, reasoning_tokens=2,
-    ...                      cost_usd=Decimal("1.2345675"), api_key_alias="ci")
-    >>> Observation(*request_row(event)) == Observation(
-    ...     kind="request", ts=event.event_time.timestamp(), cost=1_234_567, cost_known=True, model="o3",
-    ...     provider="openai", session_id="s1", tags=("a",), ok=False, error_type="E", input_tokens=10,
-    ...     cache_read_tokens=4, cache_write_tokens=1, output_tokens=3, reasoning_tokens=2, key_hash="k1",
-    ...     key_alias="ci", user="ann", team="ml", org="acme", record_id="e1")
-    True
-    """
-    cost = event.cost_usd
-    return ("request", event.event_time.timestamp(), 0 if cost is None else int(cost * MICROS), cost is not None,
-            event.model, event.provider, event.session_id, event.tags, event.status == "success",
-            event.error_type, event.input_tokens, event.cache_read_tokens, event.cache_write_tokens,
-            event.output_tokens, event.reasoning_tokens, None, 0.0, event.api_key_hash, event.api_key_alias,
-            event.user, event.team, event.org, event.event_id)
-
-
-def observe_canonical(kind: str, data: dict[str, Any]) -> Observation:
-    """What :func:`observe` gives, from a record's canonical JSON instead of the record.
-
-    ``kind`` is ``"request"`` or ``"outcome"`` and ``data`` the parsed ``model_dump_json()``
-    of a validated :class:`GatewayEvent` / :class:`OutcomeEvent` (every field present). The
-    stream's detect stage reads records that its parse stage validated and serialised, so
-    it skips building the pydantic model again (several times cheaper).
-
-    >>> event = GatewayEvent(event_id="e1", event_time=datetime(2026, 11, 23, 9, 30, 1, 250, tzinfo=UTC),
-    ...                      gateway="litellm", api_key_hash="k1", model="o3", cost_usd=Decimal("1.2345675"),
-    ...                      tags=("a", "b"), input_tokens=10, output_tokens=2)
-    >>> import orjson
-    >>> observe_canonical("request", orjson.loads(event.model_dump_json())) == observe(event)
-    True
-    """
-    ts = datetime.fromisoformat(data["event_time"]).timestamp()
-    if kind == "outcome":
-        return Observation(
-            kind="outcome", ts=ts, cost_known=False, session_id=data["session_id"], outcome_kind=data["kind"],
-            outcome_value=data["value"], key_hash=data["api_key_hash"], user=data["user"], team=data["team"],
-            record_id=data["outcome_id"],
-        )
-    cost = data["cost_usd"]
-    return Observation(
-        kind="request", ts=ts, cost=0 if cost is None else int(Decimal(cost) * MICROS), cost_known=cost is not None,
-        model=data["model"], provider=data["provider"], session_id=data["session_id"], tags=tuple(data["tags"]),
-        ok=data["status"] == "success", error_type=data["error_type"],
-        input_tokens=data["input_tokens"], cache_read_tokens=data["cache_read_tokens"],
-        cache_write_tokens=data["cache_write_tokens"], output_tokens=data["output_tokens"],
-        reasoning_tokens=data["reasoning_tokens"], key_hash=data["api_key_hash"], key_alias=data["api_key_alias"],
-        user=data["user"], team=data["team"], org=data["org"], record_id=data["event_id"],
-    )
+    return from_row(request_row(record))  # the row the stream's parse stage sends (detectors/observation_wire.py)
 
 
 _LABEL_FIELDS = (("key_hash", "key_hash"), ("key_alias", "key_alias"), ("user", "user"), ("team", "team"),

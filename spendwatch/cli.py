@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "Realistic traffic per seed -> labelled backtest: per-family recall and false pages."),
     "score-series": ("spendwatch.detectors.score_series:score_series", "Score a timestamp,value CSV: an anomaly likelihood per row (seasonal, online)."),
     "generate": ("spendwatch.traffic.cli:generate", "Generate synthetic gateway traffic with injected incidents."),
-    "bench": ("spendwatch.streams.bench:bench", "Benchmark the pipeline against a plain consumer."),
+    "bench": ("spendwatch.benchmarks.pipeline:bench", "Benchmark the pipeline against a plain consumer."),
     "sink": ("spendwatch.sinks.clickhouse.cli:sink", "Run the ClickHouse sink alone: events, outcomes, alerts -> ClickHouse."),
     "db": ("spendwatch.sinks.clickhouse.cli:db", "ClickHouse schema: migrate, status."),
     "report": ("spendwatch.sinks.clickhouse.cli:report", "Spend reports from ClickHouse, as terminal tables."),

@@ -1,7 +1,7 @@
 """The stages' entry points: thin loops that hand batches to the processor.
 
 * raw: parsed a whole fetch at a time, handed over by the consumer itself
-  (:mod:`spendwatch.streams.consumer`): Faust's per-message path into an agent costs
+  (:class:`spendwatch.streams.faust_internals.FastDrainConsumer`): Faust's per-message path into an agent costs
   more than parsing the message;
 * routed: an agent taking batches (``noack_take``) of envelopes, each already a batch
   of records.

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 
 from spendwatch.kafka_security import faust_credentials
+from spendwatch.streams.faust_internals import HookedApp
 from spendwatch.streams.membership import member_client_id
 from spendwatch.streams.partitioner import CachedDefaultPartitioner
 
@@ -33,26 +34,21 @@ if TYPE_CHECKING:
 STATE_TABLE = "detector-state"
 
 
-class SpendwatchApp(faust.App):
+class SpendwatchApp(HookedApp):
     """A Faust app that lets the stream processor commit its hot state before partitions are revoked.
 
     Its consumer hands messages to the agents without Faust's per-message tasks
-    (:mod:`spendwatch.streams.consumer`).
+    (:class:`spendwatch.streams.faust_internals.FastDrainConsumer`).
     """
 
-    processor: Any = None
+    @property
+    def processor(self) -> Any:
+        """The worker's stream processor (None until wired); it commits before a revoke, forgets after."""
+        return self.revoke_hooks
 
-    def _new_transport(self) -> Any:
-        from spendwatch.streams.consumer import FastDrainTransport
-
-        return FastDrainTransport(self.conf.broker_consumer, self)
-
-    async def _on_partitions_revoked(self, revoked: set) -> None:  # type: ignore[override]
-        if self.processor is not None:
-            await self.processor.before_revoke(revoked)
-        await super()._on_partitions_revoked(revoked)
-        if self.processor is not None:
-            self.processor.after_revoke(revoked)
+    @processor.setter
+    def processor(self, processor: Any) -> None:
+        self.revoke_hooks = processor
 
 
 @dataclass

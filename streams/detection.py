@@ -147,7 +147,7 @@ class PartitionDetector:
 
     # -- input ---------------------------------------------------------------------------
     def accept(self, offset: int, entries: list[tuple[list[str], Observation]]) -> list[Alert]:
-        """Take one envelope (:func:`~spendwatch.streams.pipeline.decode_envelope`); alerts wait for :meth:`flush`."""
+        """Take one envelope (:func:`~spendwatch.detectors.observation_wire.decode_envelope`); alerts wait for :meth:`flush`."""
         if offset <= self._seen_through:
             wanted = self._replay_pending.pop(offset, set())
         else:

@@ -14,9 +14,9 @@ truncated or recreated, or its last write never committed). Its local database i
 and Faust rebuilds it from the changelog: discard and recover, never crash-loop.
 
 The persisted offset lives in the partition's database under the store's ``offset_key``,
-written by Faust's ``set_persisted_offset`` (:meth:`StreamProcessor._store`); that layout is
-Faust's, so the check runs only on the Faust versions it was written against
-(:data:`SUPPORTED_FAUST`) and is skipped with a warning on others.
+written by Faust's ``set_persisted_offset`` after each commit (:mod:`spendwatch.streams.store_writes`);
+that layout is Faust's, and the worker checks the Faust version and the store's attributes before it
+gets here (:func:`spendwatch.streams.faust_internals.check`).
 """
 
 from __future__ import annotations
@@ -31,16 +31,6 @@ if TYPE_CHECKING:
     from spendwatch.streams.app import StreamsApp
 
 log = logging.getLogger(__name__)
-
-#: faust-streaming versions whose RocksDB store layout this module reads (major.minor)
-SUPPORTED_FAUST = ("0.15",)
-
-
-def faust_supported() -> bool:
-    from importlib.metadata import version
-
-    return version("faust-streaming").rsplit(".", 1)[0] in SUPPORTED_FAUST
-
 
 def persisted_offset(path: Path, offset_key: bytes) -> int | None:
     """The changelog offset a partition's RocksDB database says it holds (None: none recorded)."""
@@ -76,10 +66,6 @@ def discard_state_ahead_of_changelog(streams: StreamsApp, ends: Mapping[int, int
     """
     store = streams.state.data
     if not hasattr(store, "partition_path"):  # the memory store: nothing local survives a restart
-        return []
-    if not faust_supported():
-        log.warning("faust-streaming is not %s: the local state store is not checked against the changelog",
-                    " or ".join(SUPPORTED_FAUST))
         return []
     discarded = []
     for partition, end in sorted(ends.items()):

@@ -18,19 +18,14 @@ True
 
 from __future__ import annotations
 
-import dataclasses
-import operator
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import TYPE_CHECKING, Any, Protocol
 
-import orjson
-
-from spendwatch.detectors.base import Observation
-from spendwatch.detectors.engine import observe, observe_canonical, request_row
+from spendwatch.detectors.engine import observe
+from spendwatch.detectors.observation_wire import encode_envelope, encode_row, request_row
 from spendwatch.schemas.adapters import parse_into
 from spendwatch.schemas.dead_letter import DeadLetter
 from spendwatch.schemas.errors import ParseError
@@ -48,11 +43,6 @@ if TYPE_CHECKING:
 
 #: Records per envelope on the routed topic (keeps each message well under Kafka's 1 MB default).
 ENVELOPE_MAX_RECORDS = 500
-#: First element of an envelope: how its records are written (1, unmarked: canonical JSON; 2: observation rows).
-ENVELOPE_FORMAT = 2
-#: An :class:`Observation`'s field values, in declaration order (its constructor's positional order).
-observation_row = operator.attrgetter(*(f.name for f in dataclasses.fields(Observation)))
-_RECORD_KINDS = {"e": "request", "o": "outcome"}  # format 1 envelopes
 
 
 @dataclass(slots=True, frozen=True)
@@ -177,7 +167,7 @@ def route_records(batch: ParsedBatch, routes: Callable[[Record], list[str]], par
         keys = routes(record)
         if not keys:
             continue
-        row = request_row(record) if type(record) is GatewayEvent else observation_row(observe(record))
+        row = request_row(record) if type(record) is GatewayEvent else encode_row(observe(record))
         if len(keys) == 1:
             by_partition[state_partition(keys[0], partitions)].append((keys, row))
             continue
@@ -192,39 +182,11 @@ def route_records(batch: ParsedBatch, routes: Callable[[Record], list[str]], par
 def envelope_outputs(routed: dict[int, list[Any]], topic: str) -> list[Output]:
     """Envelopes for the routed topic: at most :data:`ENVELOPE_MAX_RECORDS` records each.
 
-    An envelope is a JSON array: :data:`ENVELOPE_FORMAT`, then one ``[state keys, observation row]``
-    per record (the :class:`~spendwatch.detectors.base.Observation` fields in declaration order).
+    The format (state keys and each record's observation as a row) is
+    :mod:`spendwatch.detectors.observation_wire`'s, which also decodes them.
     """
     outputs = []
     for partition, entries in sorted(routed.items()):
         for start in range(0, len(entries), ENVELOPE_MAX_RECORDS):
-            chunk = entries[start:start + ENVELOPE_MAX_RECORDS]
-            outputs.append(Output(topic, None, orjson.dumps([ENVELOPE_FORMAT, *chunk]), partition))
+            outputs.append(Output(topic, None, encode_envelope(entries[start:start + ENVELOPE_MAX_RECORDS]), partition))
     return outputs
-
-
-def decode_envelope(value: bytes) -> list[tuple[list[str], Observation]]:
-    """The ``(state keys, observation)`` entries of one envelope.
-
-    The parse stage has made each record's :class:`Observation` (what the detectors read) with
-    :func:`~spendwatch.detectors.engine.observe`, as the backtest does; the envelope carries it
-    as a row of field values, so nothing is parsed or validated twice. Envelopes written before
-    format 2 (records as canonical JSON) are still read.
-
-    >>> from spendwatch.detectors.base import Observation
-    >>> obs = Observation(kind="request", ts=1795463911.25, cost=1_234_567, model="o3", tags=("a", "b"))
-    >>> [(keys, again)] = decode_envelope(orjson.dumps([ENVELOPE_FORMAT, [["key:k1"], observation_row(obs)]]))
-    >>> keys, again == obs
-    (['key:k1'], True)
-    """
-    entries = orjson.loads(value)
-    if entries and entries[0] == ENVELOPE_FORMAT:
-        return [(keys, _observation(row)) for keys, row in islice(entries, 1, None)]
-    return [(keys, observe_canonical(_RECORD_KINDS[kind], data)) for kind, keys, data in entries]
-
-
-def _observation(row: list[Any]) -> Observation:
-    obs = Observation(*row)
-    if obs.tags:
-        obs.tags = tuple(obs.tags)
-    return obs

@@ -12,12 +12,11 @@ records keep their order within a topic partition.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from faust.exceptions import ProducerSendError
+from spendwatch.streams import faust_internals
 
 if TYPE_CHECKING:
     from faust.transport.drivers.aiokafka import Producer
@@ -37,15 +36,6 @@ class SentBatch:
         return self.future.result().offset + self.records - 1
 
 
-def _aiokafka_producer(producer: Producer, transactional_id: str | None) -> Any:
-    if transactional_id is None:
-        return producer._ensure_producer()
-    aio = producer._transaction_producers.get(transactional_id)
-    if aio is None:
-        raise ProducerSendError(f"No transaction producer found for : {transactional_id}")
-    return aio
-
-
 async def send_batches(producer: Producer, outputs: Iterable[Output],
                        transactional_id: str | None = None) -> list[SentBatch]:
     """Hand ``outputs`` to ``producer`` (Faust's), in ``transactional_id``'s transaction if given.
@@ -53,26 +43,25 @@ async def send_batches(producer: Producer, outputs: Iterable[Output],
     An output without a partition goes where the producer's partitioner puts its key. The
     returned batches are not awaited: their futures fail if the broker does not take them.
     """
-    aio = _aiokafka_producer(producer, transactional_id)
+    aio = faust_internals.aiokafka_producer(producer, transactional_id)
     grouped: dict[tuple[str, int], list[Output]] = {}
     # the partition lists the producer's partitioner takes, read once per topic: aiokafka's own
     # per-record lookup (``_partition``) rebuilds both from the metadata for every record
     partitions: dict[str, tuple[list[int], list[int]]] = {}
-    partitioner = aio._partitioner
+    partitioner = faust_internals.producer_partitioner(aio)
     for out in outputs:
         partition = out.partition
         if partition is None:
             lists = partitions.get(out.topic)
             if lists is None:
-                await aio.client._wait_on_metadata(out.topic)
-                metadata = aio.client.cluster
+                metadata = await faust_internals.wait_on_metadata(aio, out.topic)
                 lists = partitions[out.topic] = (list(metadata.partitions_for_topic(out.topic)),
                                                  list(metadata.available_partitions_for_topic(out.topic)))
             partition = partitioner(out.key, *lists)
         grouped.setdefault((out.topic, partition), []).append(out)
     if not grouped:
         return []
-    lock = producer._trn_locks[transactional_id] if transactional_id else contextlib.nullcontext()
+    lock = faust_internals.transaction_lock(producer, transactional_id)
     sent: list[SentBatch] = []
     async with lock:
         for (topic, partition), outs in grouped.items():

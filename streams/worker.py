@@ -106,10 +106,12 @@ def ensure_topics(streams: StreamsApp, bootstrap_servers: str) -> None:
 async def _partition_counts(bootstrap_servers: str, topics: list[str], options: dict[str, Any]) -> dict[str, int]:
     from aiokafka import AIOKafkaConsumer
 
+    from spendwatch.streams import faust_internals
+
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, **options)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
+        await faust_internals.force_metadata_update(consumer)
         return {t: len(consumer.partitions_for_topic(t) or ()) for t in topics}
     finally:
         await consumer.stop()
@@ -147,6 +149,8 @@ def run_worker(settings: Settings, *, web_port: int | None = None, loglevel: str
     """Run a worker in the foreground until SIGTERM/SIGINT (blocking)."""
     import faust
 
+    from spendwatch.streams import faust_internals
+
     with ExitStack() as stack:
         bootstrap = settings.kafka.bootstrap_servers
         if not bootstrap:
@@ -156,6 +160,7 @@ def run_worker(settings: Settings, *, web_port: int | None = None, loglevel: str
             stack.callback(broker.stop)
             bootstrap = broker.bootstrap_servers
             log.warning("kafka.bootstrap_servers is unset: started the embedded broker on %s", bootstrap)
+        faust_internals.check()  # before anything relies on Faust's or aiokafka's internals
         broker_quirks.apply(settings.kafka.broker)
         streams = build_worker_app(settings, bootstrap_servers=bootstrap, web_port=web_port, node_name=node_name)
         ensure_topics(streams, bootstrap)

@@ -1,4 +1,4 @@
-"""Runs the numpydoc examples of every spendwatch.detectors and spendwatch.streams module as doctests.
+"""Runs the numpydoc examples of every spendwatch.detectors, .streams and .benchmarks module as doctests.
 
 (``pytest --doctest-modules`` does not work with the folder mapping of setup.py.)
 """
@@ -11,11 +11,13 @@ import pkgutil
 
 import pytest
 
+import spendwatch.benchmarks
 import spendwatch.detectors
 import spendwatch.streams
 import spendwatch.streams.ingest
 
-MODULES = sorted(m.name for package in (spendwatch.detectors, spendwatch.streams, spendwatch.streams.ingest)
+MODULES = sorted(m.name for package in (spendwatch.detectors, spendwatch.streams, spendwatch.streams.ingest,
+                                        spendwatch.benchmarks)
                  for m in pkgutil.iter_modules(package.__path__, f"{package.__name__}.")) + [
     "spendwatch.broker_quirks", "spendwatch.kafka_security", "spendwatch.gc_tuning", "spendwatch.schemas.model_names",
     "spendwatch.sinks.paging.notification"]

@@ -16,7 +16,8 @@ from spendwatch.detectors.backtest import run_backtest
 from spendwatch.detectors.engine import Engine
 from spendwatch.schemas.event import GatewayEvent
 from spendwatch.streams.detection import PartitionDetector
-from spendwatch.streams.pipeline import RawMessage, decode_envelope, envelope_outputs, parse_batch, route_records
+from spendwatch.detectors.observation_wire import decode_envelope
+from spendwatch.streams.pipeline import RawMessage, envelope_outputs, parse_batch, route_records
 
 from ingest_offline import offline_ingest, offline_settings
 from streams_kit import event

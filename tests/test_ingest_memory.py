@@ -2,7 +2,7 @@
 as inflated and as parsed (estimated), is charged to one in-flight budget; over it, 503 and Retry-After.
 
 The RSS figures under eight concurrent 60 MB gzip bombs are measured by
-``python -m spendwatch.streams.ingest.bombs`` (docs/operations.md), not here.
+``python -m spendwatch.benchmarks.ingest_bombs`` (docs/operations.md), not here.
 """
 
 from __future__ import annotations

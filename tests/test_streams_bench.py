@@ -44,7 +44,7 @@ def test_bench_clock_stops_only_once_every_raw_message_is_committed(kafka_bootst
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.structs import OffsetAndMetadata
 
-    from spendwatch.streams.bench import _follow_progress
+    from spendwatch.benchmarks.pipeline import _follow_progress
     from streams_kit import produce
 
     raw, changelog, group = f"{unique_prefix}-raw", f"{unique_prefix}-changelog", f"{unique_prefix}-app"

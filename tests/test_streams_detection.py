@@ -16,6 +16,7 @@ from spendwatch.config import Settings
 from spendwatch.detectors.backtest import run_backtest
 from spendwatch.detectors.config import DetectorsConfig
 from spendwatch.detectors.engine import Engine
+from spendwatch.detectors.observation_wire import decode_envelope
 from spendwatch.streams.config import TopicsConfig
 from spendwatch.streams.detection import PartitionDetector, partition_items
 from spendwatch.streams.pipeline import (
@@ -23,7 +24,6 @@ from spendwatch.streams.pipeline import (
     RawMessage,
     canonical_outputs,
     dead_letter_outputs,
-    decode_envelope,
     envelope_outputs,
     parse_batch,
     route_records,

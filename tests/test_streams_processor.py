@@ -1,4 +1,4 @@
-"""The stream processor's commit-side rules that need no broker."""
+"""The commit protocol's rules that need no broker (:mod:`spendwatch.streams.commit_protocol`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class _App:
 def _processor() -> StreamProcessor:
     processor = StreamProcessor.__new__(StreamProcessor)  # only the send bookkeeping is used here
     processor.app = _App()
-    processor._inflight = []
+    processor.inflight = []
     processor._send_error = None
     return processor
 
@@ -31,22 +31,22 @@ async def test_a_failed_send_of_the_parse_stage_blocks_every_later_commit() -> N
     ok, failed = loop.create_future(), loop.create_future()
     ok.set_result(None)
     failed.set_exception(ConnectionError("broker gone"))
-    processor._inflight += [ok, failed]
+    processor.inflight += [ok, failed]
 
     with pytest.raises(ConnectionError):
-        await processor._await_inflight()
+        await processor.await_inflight()
     assert len(processor.app.crashed) == 1  # the worker stops; a restart replays from the last commit
     with pytest.raises(ConnectionError):  # sticky: nothing may be committed past the lost output
-        await processor._await_inflight()
+        await processor.await_inflight()
 
 
 async def test_sends_are_awaited_before_the_commit_goes_on() -> None:
     processor = _processor()
     pending = asyncio.get_running_loop().create_future()
-    processor._inflight.append(pending)
-    waiter = asyncio.ensure_future(processor._await_inflight())
+    processor.inflight.append(pending)
+    waiter = asyncio.ensure_future(processor.await_inflight())
     await asyncio.sleep(0)
     assert not waiter.done()  # still waiting for the broker's acknowledgement
     pending.set_result(None)
     await waiter
-    assert processor._inflight == [] and not processor.app.crashed
+    assert processor.inflight == [] and not processor.app.crashed

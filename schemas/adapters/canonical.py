@@ -2,7 +2,7 @@
 
 This is the fast path stream workers use for the ``events`` topic: one pydantic
 ``model_validate_json`` per message (measured faster than ``orjson.loads`` + ``model_validate``,
-see ``schemas/bench_parse.py``); only messages that fail it (a cost to compute, bad input) take
+see ``spendwatch/benchmarks/parse.py``); only messages that fail it (a cost to compute, bad input) take
 the slower path through ``orjson`` that computes the cost or names the bad field.
 """
 

@@ -462,7 +462,7 @@ async def serve(service: IngestService, host: str, port: int) -> tuple[web.AppRu
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, runner.addresses[0][1]
 
 
 async def start_ingest(

@@ -1,6 +1,6 @@
 """Benchmark: events per second of :func:`run_backtest` against a reference loop, same run.
 
-    python -m spendwatch.detectors.bench_backtest [--events 200000] [--keys 200] [--days 14] [--workers 2]
+    python -m spendwatch.benchmarks.backtest [--events 200000] [--keys 200] [--days 14] [--workers 2]
 
 The reference is the least any replay must do: walk the same records in event-time order
 and sum each key's cost in a dict. Both are timed on already-parsed records (the engine's

@@ -13,7 +13,7 @@ The reference, measured in the same run, is the same server with no in-flight ca
 (``ingest.max_inflight_body_bytes`` set to 1 TB), for ``batch`` and ``zeros`` only: the uncapped
 ``array`` bomb needs about 1.5 GB per request and could take the machine down::
 
-    python -m spendwatch.streams.ingest.bombs --concurrency 8 --inflate-mb 60
+    python -m spendwatch.benchmarks.ingest_bombs --concurrency 8 --inflate-mb 60
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def bomb(kind: str, size: int) -> bytes:
     if kind == "batch":  # a valid batch within every per-request limit: 10,000 calls with long prompts
         import orjson
 
-        from spendwatch.streams.ingest.loadtest import litellm_payload
+        from spendwatch.benchmarks.ingest_load import litellm_payload
 
         records = max(1, min(10_000, size // 6000))
         prompt = "y" * (size // records - 1500)

@@ -13,7 +13,7 @@ a separate process (so client and server do not share one event loop):
 The run is bounded in requests (``--requests``) and in time (``--max-seconds`` per target).
 It prints sustained events per second and request latency percentiles for both::
 
-    python -m spendwatch.streams.ingest.loadtest --requests 300 --batch 100 --concurrency 8
+    python -m spendwatch.benchmarks.ingest_load --requests 300 --batch 100 --concurrency 8
 
 With no ``--bootstrap-servers`` it starts the embedded broker in a temporary directory.
 """

@@ -1,6 +1,6 @@
 """Benchmark: score-series against a rolling z-score on labelled synthetic series, same run.
 
-    python -m spendwatch.detectors.bench_score_series [--seeds 5] [--days 21]
+    python -m spendwatch.benchmarks.score_series [--seeds 5] [--days 21]
 
 Each series is a daily sine (with a weekend dip) plus Gaussian noise at 5-minute,
 hourly or 1-minute resolution, with labelled anomalies: isolated spikes, a dip, and a

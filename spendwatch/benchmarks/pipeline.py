@@ -190,10 +190,12 @@ async def _latency(bootstrap: str, topics: Any, keys: int, start: datetime, inci
     """Milliseconds from producing a runaway call to reading its committed page."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+    from spendwatch.streams import faust_internals
+
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **options, group_id=None, enable_auto_commit=False,
                                 isolation_level="read_committed")
     await consumer.start()
-    await consumer._client.force_metadata_update()
+    await faust_internals.force_metadata_update(consumer)
     tps = [TopicPartition(topics.alerts, p) for p in consumer.partitions_for_topic(topics.alerts) or ()]
     consumer.assign(tps)
     await consumer.seek_to_end(*tps)

@@ -1,6 +1,6 @@
 """Insert throughput of the sink's batched writes, against a plain JSONEachRow insert in the same run.
 
-    python -m spendwatch.sinks.clickhouse.bench --rows 200000 --batch 50000
+    python -m spendwatch.benchmarks.clickhouse_sink --rows 200000 --batch 50000
 
 Both paths write the same generated events into a freshly migrated ``events`` table (with its
 materialized views) on embedded chDB in a temporary directory:
@@ -24,10 +24,10 @@ import orjson
 from spendwatch.schemas.event import GatewayEvent
 from spendwatch.traffic import generate
 
-from . import rows as R
-from .client import get_client
-from .config import ClickHouseConfig
-from .migrate import migrate
+from spendwatch.sinks.clickhouse import rows as R
+from spendwatch.sinks.clickhouse.client import get_client
+from spendwatch.sinks.clickhouse.config import ClickHouseConfig
+from spendwatch.sinks.clickhouse.migrate import migrate
 
 
 def _events(n: int) -> list[GatewayEvent]:

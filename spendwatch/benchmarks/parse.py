@@ -1,6 +1,6 @@
 """Parse throughput per gateway format, against plain ``orjson.loads`` of the same bytes.
 
-Run: ``.venv/bin/python -m spendwatch.schemas.bench_parse [--n 20000]``
+Run: ``.venv/bin/python -m spendwatch.benchmarks.parse [--n 20000]``
 
 Prints events per CPU-second for each format through :func:`parse_message` (and the canonical fast path
 :func:`~spendwatch.schemas.adapters.canonical.parse_event`), next to the reference rate of just
@@ -18,10 +18,11 @@ from typing import Any
 
 import orjson
 
+import spendwatch.schemas
 from spendwatch.schemas.adapters import dumps, parse_message
 from spendwatch.schemas.adapters.canonical import parse_event
 
-SAMPLES = Path(__file__).resolve().parent / "samples"
+SAMPLES = Path(spendwatch.schemas.__file__).resolve().parent / "samples"
 MODELS = [("gpt-4o-mini", "openai"), ("claude-sonnet-4-5", "anthropic"), ("gpt-4o", "openai"),
           ("gemini-2.0-flash", "google")]
 

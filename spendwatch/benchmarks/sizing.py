@@ -1,6 +1,6 @@
 """Sizing benchmark: events/s of one stream worker and its memory per 10k keys.
 
-    python deploy/bench_sizing.py [--events 40000] [--keys 10000] [--partitions 4]
+    python -m spendwatch.benchmarks.sizing [--events 40000] [--keys 10000] [--partitions 4]
 
 Runs the real thing on this machine: the embedded broker and one ``spendwatch worker``
 (a child process, exactly-once, default detectors). ``--events`` canonical events over

@@ -1,0 +1,63 @@
+"""The start-up check of the Faust/aiokafka internals the stream worker relies on (no broker)."""
+
+from __future__ import annotations
+
+import faust
+import pytest
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from spendwatch.streams import faust_internals
+
+
+@pytest.fixture(autouse=True)
+def _uncached():
+    faust_internals.check.cache_clear()
+    yield
+    faust_internals.check.cache_clear()
+
+
+def test_the_pinned_versions_have_everything() -> None:
+    assert faust_internals.missing() == []
+    faust_internals.check()
+
+
+def test_instance_attributes_are_found_without_an_instance() -> None:
+    # set in __init__ only: found in its source, not on the class
+    assert not hasattr(faust_aiokafka.Consumer, "_committed_offset")
+    assert faust_internals._declares(faust_aiokafka.Consumer, "_committed_offset")
+    assert not faust_internals._declares(faust_aiokafka.Consumer, "_no_such_attribute")
+
+
+def test_a_missing_method_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faust.transport.consumer import Consumer
+
+    monkeypatch.delattr(Consumer, "_drain_messages")  # where Faust defines it
+    with pytest.raises(faust_internals.FaustInternalsError, match=r"Consumer\._drain_messages is missing"):
+        faust_internals.check()
+
+
+def test_a_missing_class_attribute_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(faust_aiokafka.Producer, "_trn_locks")
+    monkeypatch.delattr(faust.App, "_new_transport")
+    problems = faust_internals.missing()
+    assert any(p.endswith("Producer._trn_locks is missing") for p in problems)
+    assert any(p.endswith("App._new_transport is missing") for p in problems)
+
+
+def test_an_attribute_set_only_in_init_is_checked_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(faust_internals, "REQUIRED", ((lambda: faust_aiokafka.Consumer, ("_read_offset",)),))
+    assert faust_internals.missing() == []
+    monkeypatch.setattr(faust_internals, "REQUIRED", ((lambda: faust_aiokafka.Consumer, ("_read_offsets",)),))
+    assert faust_internals.missing() == ["faust.transport.drivers.aiokafka.Consumer._read_offsets is missing"]
+
+
+def test_an_unsupported_version_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(faust_internals.SUPPORTED, "faust-streaming", ("0.99",))
+    with pytest.raises(faust_internals.FaustInternalsError, match=r"faust-streaming 0\.15\.\d+ is installed.*0\.99\.x"):
+        faust_internals.check()
+
+
+def test_the_app_uses_the_fast_drain_consumer() -> None:
+    app = faust_internals.HookedApp("faust-internals-test", broker="kafka://localhost:1")
+    assert isinstance(app.transport, faust_internals.FastDrainTransport)
+    assert app.transport.Consumer is faust_internals.FastDrainConsumer
