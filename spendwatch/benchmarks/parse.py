@@ -111,8 +111,8 @@ _EVENTS = TypeAdapter(list[GatewayEvent])
 def joined_batch(messages: list[RawMessage], adapters: AdaptersConfig, now: float) -> ParsedBatch:
     """The candidate: one ``validate_json`` over the fetch joined into a JSON array, per message on any failure.
 
-    Not exact for hostile input (a message that is not one JSON object can pair with its neighbour and still
-    give one record per message), one reason it is not the worker's path."""
+    Not exact for hostile input (a message holding one object and the start of a second, next to one that ends
+    it, gives one record each although neither is valid JSON alone), one reason it is not the worker's path."""
     out = ParsedBatch()
     window = adapters.event_time
     oldest, latest = window.bounds(now)
