@@ -25,6 +25,10 @@ consumer that reads a partition from before its aborted transactions, which is h
 ``read_committed`` consumer advances; it is installed only when
 ``kafka.broker: noida-db`` (set automatically for the embedded broker).
 
+The aiokafka internals patched and read here are in the worker's start-up check
+(:mod:`spendwatch.streams.faust_internals`), so an aiokafka upgrade that moves one stops the worker
+with its name.
+
 >>> apply("noida-db"); apply("noida-db")  # idempotent
 >>> from aiokafka.consumer.fetcher import Fetcher, PartitionRecords
 >>> PartitionRecords._spendwatch_stale_abort_filter, Fetcher._spendwatch_empty_fetch_backoff

@@ -24,10 +24,20 @@ perform_seek`` (public, but swapped)         partitions resume only after the se
 ``AIOKafkaProducer._partitioner``,           the partition of a keyed record in a batch send (:func:`producer_partitioner`,
 ``AIOKafkaClient._wait_on_metadata``         :func:`wait_on_metadata`)
 ``AIOKafkaConsumer._client``                 fresh topic metadata (:func:`force_metadata_update`)
+``PartitionRecords.__init__``,               noida-db: stale aborted transactions ignored
+``_unpack_records``,                         (:mod:`spendwatch.broker_quirks`, which passes
+``_aborted_producers``, ``_tp``,             ``tp, records, aborted_transactions,
+``next_fetch_offset``                        fetch_offset`` in that order)
+``Fetcher._proc_fetch_request``              noida-db: a pause after an empty fetch (broker_quirks)
+``GroupCoordinator._send_req``,              noida-db: a group leader that never syncs is evicted
+``_session_timeout_ms``, ``member_id``,      (broker_quirks)
+``group_id``,
+``SyncGroupRequest._group_assignment``
 ===========================================  =====================================================================
 
 These were written against faust-streaming 0.15 and aiokafka 0.14 (:data:`SUPPORTED`).
-:func:`check` verifies the installed versions and that every attribute above exists; the
+:func:`check` verifies the installed versions, that every attribute above exists and that the
+methods broker_quirks wraps take the parameters it passes (:data:`PARAMETERS`); the
 worker calls it before it starts (:func:`spendwatch.streams.worker.run_worker`), so an
 upgrade that moves one of them stops the worker with the name of what is missing instead
 of losing records in a rebalance.
@@ -101,6 +111,29 @@ REQUIRED: tuple[tuple[Callable[[], type], tuple[str, ...]], ...] = (
     (lambda: _aiokafka_classes()[1], ("_partitioner", "create_batch", "send_batch", "send", "client")),
     (lambda: _aiokafka_classes()[2], ("_wait_on_metadata", "force_metadata_update", "cluster")),
     (_rocksdb_store, ("_db_for_partition", "_key_index", "offset_key", "partition_path", "set_persisted_offset")),
+    # spendwatch.broker_quirks (noida-db only, but an upgrade that moves them must stop the worker all the same)
+    (lambda: _broker_quirks_classes()[0], ("__init__", "_unpack_records", "_aborted_producers", "_tp",
+                                           "next_fetch_offset")),
+    (lambda: _broker_quirks_classes()[1], ("_proc_fetch_request",)),
+    (lambda: _broker_quirks_classes()[2], ("_send_req", "_session_timeout_ms", "member_id", "group_id")),
+    (lambda: _broker_quirks_classes()[3], ("_group_assignment",)),
+)
+
+
+def _broker_quirks_classes() -> tuple[type, type, type, type, type]:
+    from aiokafka.consumer.fetcher import Fetcher, PartitionRecords
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+    from aiokafka.protocol.group import LeaveGroupRequest, SyncGroupRequest
+
+    return PartitionRecords, Fetcher, GroupCoordinator, SyncGroupRequest, LeaveGroupRequest
+
+
+#: (class, method, its leading parameters after ``self``): the wrappers in broker_quirks pass these positionally.
+PARAMETERS: tuple[tuple[Callable[[], type], str, tuple[str, ...]], ...] = (
+    (lambda: _broker_quirks_classes()[0], "__init__", ("tp", "records", "aborted_transactions", "fetch_offset")),
+    (lambda: _broker_quirks_classes()[1], "_proc_fetch_request", ("assignment", "node_id", "request")),
+    (lambda: _broker_quirks_classes()[2], "_send_req", ("request",)),
+    (lambda: _broker_quirks_classes()[4], "__init__", ("group", "member_id")),
 )
 
 
@@ -142,6 +175,19 @@ def missing() -> list[str]:
             continue
         problems += [f"{cls.__module__}.{cls.__qualname__}.{attr} is missing" for attr in attrs
                      if not _declares(cls, attr)]
+    for owner, method, expected in PARAMETERS:
+        try:
+            cls = owner()
+            function = getattr(cls, method)
+        except (ImportError, AttributeError):
+            continue  # named above
+        try:
+            params = list(inspect.signature(function).parameters)[1:]
+        except (TypeError, ValueError):
+            params = []
+        if tuple(params[:len(expected)]) != expected:
+            problems.append(f"{cls.__module__}.{cls.__qualname__}.{method} takes ({', '.join(params)}); "
+                            f"spendwatch.broker_quirks passes ({', '.join(expected)}) first")
     return problems
 
 

@@ -61,3 +61,46 @@ def test_the_app_uses_the_fast_drain_consumer() -> None:
     app = faust_internals.HookedApp("faust-internals-test", broker="kafka://localhost:1")
     assert isinstance(app.transport, faust_internals.FastDrainTransport)
     assert app.transport.Consumer is faust_internals.FastDrainConsumer
+
+
+@pytest.mark.parametrize(("module", "cls", "attr"), [
+    ("aiokafka.consumer.fetcher", "PartitionRecords", "_unpack_records"),
+    ("aiokafka.consumer.fetcher", "Fetcher", "_proc_fetch_request"),
+    ("aiokafka.consumer.group_coordinator", "GroupCoordinator", "_send_req"),
+])
+def test_a_method_broker_quirks_patches_is_checked(monkeypatch: pytest.MonkeyPatch, module: str, cls: str,
+                                                   attr: str) -> None:
+    import importlib
+
+    monkeypatch.delattr(getattr(importlib.import_module(module), cls), attr)
+    with pytest.raises(faust_internals.FaustInternalsError, match=rf"{module}\.{cls}\.{attr} is missing"):
+        faust_internals.check()
+
+
+def test_an_instance_attribute_broker_quirks_reads_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiokafka.consumer.fetcher import PartitionRecords
+
+    assert faust_internals._declares(PartitionRecords, "_aborted_producers")
+    original_init = PartitionRecords.__init__
+
+    def renamed(self, tp, records, aborted_transactions, fetch_offset, *args):  # no _aborted_producers, _tp ...
+        original_init(self, tp, records, aborted_transactions, fetch_offset, *args)
+
+    monkeypatch.setattr(PartitionRecords, "__init__", renamed)
+    problems = faust_internals.missing()
+    assert "aiokafka.consumer.fetcher.PartitionRecords._aborted_producers is missing" in problems
+    assert "aiokafka.consumer.fetcher.PartitionRecords.next_fetch_offset is missing" in problems
+
+
+def test_a_reordered_signature_of_a_wrapped_method_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiokafka.consumer.fetcher import PartitionRecords
+
+    def reordered(self, tp, aborted_transactions, records, fetch_offset, *args):
+        pass
+
+    monkeypatch.setattr(PartitionRecords, "__init__", reordered)
+    with pytest.raises(faust_internals.FaustInternalsError,
+                       match=r"PartitionRecords\.__init__ takes \(tp, aborted_transactions, records, fetch_offset, "
+                             r"args\); spendwatch\.broker_quirks passes \(tp, records, aborted_transactions, "
+                             r"fetch_offset\) first"):
+        faust_internals.check()
