@@ -85,6 +85,33 @@ def poisson_lower(n: float, z: float) -> float:
     return n * base**3 if base > 0 else 0.0
 
 
+def day_sigma(counts: list[int], weekend: list[bool]) -> float:
+    """Day-to-day spread of daily counts beyond Poisson noise, on the log scale (robust: 1.4826 x MAD).
+
+    Each day is compared with the mean of its kind (weekday or weekend); the Poisson part of the
+    spread of ``log(n + 1)`` (about ``1 / (mean + 1)``) is taken out.
+
+    >>> round(day_sigma([100, 104, 96, 101, 99, 20, 21], [False] * 5 + [True] * 2), 2)   # steady, quiet weekends
+    0.0
+    >>> round(day_sigma([100, 160, 60, 130, 80, 20, 21], [False] * 5 + [True] * 2), 2)   # +-40% day to day
+    0.32
+    >>> day_sigma([3], [False])
+    0.0
+    """
+    if len(counts) < 3:
+        return 0.0
+    means = {}
+    for kind in (False, True):
+        of_kind = [n for n, w in zip(counts, weekend, strict=True) if w == kind]
+        means[kind] = sum(of_kind) / len(of_kind) if of_kind else 0.0
+    residuals = sorted(math.log((n + 1) / (means[w] + 1)) for n, w in zip(counts, weekend, strict=True))
+    middle = residuals[len(residuals) // 2]
+    deviations = sorted(abs(r - middle) for r in residuals)
+    sigma = 1.4826 * deviations[len(deviations) // 2]
+    mean = sum(counts) / len(counts)
+    return math.sqrt(max(0.0, sigma**2 - 1 / (mean + 1)))
+
+
 def is_weekend(hour_index: int) -> bool:
     """Saturday or Sunday (UTC) for an absolute hour index (``ts // 3600``).
 
@@ -165,6 +192,8 @@ class SpendSpike(Detector):
         self._cfg_starts = [0.0] * 24  # usual new sessions per hour of day on today's kind of day
         self._cfg_rest = [0.0] * 25  # usual spend from the start of hour h to the end of the day
         self._cfg_dispersion = 1.0  # variance / mean of the hourly session starts
+        self._cfg_day_sessions = 0.0  # mean new sessions per day over the daily mean's days
+        self._cfg_day_sigma = 0.0  # day-to-day log-scale spread of the daily session count beyond Poisson
         self._cfg_big_session = float("inf")  # a session spending more than this is not ordinary traffic
         self._cfg_bound: tuple[int, float] | None = None  # (bucket, upper bound of the rate ratio): see _may_cross
 
@@ -256,6 +285,11 @@ class SpendSpike(Detector):
         self._cfg_dispersion = max(1.0, squares / total) if total else 1.0
         sessions = sum(self._cfg_starts)
         self._cfg_big_session = BIG_SESSION * rest / sessions if sessions else float("inf")
+        # sessions a day over the same days as the daily mean, and how much more than Poisson they vary
+        # from day to day (log scale, median absolute deviation: an incident day in the week barely moves it)
+        counts = [sum(starts_ring[(first + h) % RING_HOURS] for h in range(24)) for first in days]
+        self._cfg_day_sessions = sum(counts) / len(counts) if counts else 0.0
+        self._cfg_day_sigma = day_sigma(counts, [is_weekend(first) for first in days])
 
     def _usual(self, table: list[float], now: float, seconds: int) -> float:
         """The usual amount over the ``seconds`` before ``now`` from an hour-of-day table."""
@@ -331,10 +365,17 @@ class SpendSpike(Detector):
                 leaving += hours[gone % RING_HOURS] * share
         return max(today + ratio * rest, running - leaving + ratio * ahead)
 
-    def _many_sessions(self) -> bool:
-        """Whether the last 24 hours started significantly more sessions than a usual day."""
+    def _day_ratio(self) -> float:
+        """Lower confidence bound on the last 24 hours' new sessions over the mean day's.
+
+        Quasi-Poisson with the key's own day-to-day spread: a day's count varies by Poisson noise
+        and by the day (a busy Tuesday); the second grows with volume, so on a busy key a day of
+        twice the sessions is weaker evidence than on a steady one."""
+        usual = self._cfg_day_sessions
         started = sum(self.hourly_starts[h % RING_HOURS] for h in range(self.hour - 23, self.hour + 1))
-        return self._session_ratio(started, sum(self._cfg_starts), self.config.confidence_z) > 1
+        phi = 1.0 + usual * (math.exp(self._cfg_day_sigma**2) - 1.0)
+        prior, z = self.config.prior_sessions, self.config.confidence_z
+        return poisson_lower((started + prior) / phi, z) * phi / max(usual + prior, 1e-9)
 
     # -- scoring -------------------------------------------------------------------------
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
@@ -352,8 +393,11 @@ class SpendSpike(Detector):
         if self._cfg_history:
             # only ordinary traffic counts: what sessions spent beyond the big-session cap is left out
             running_trimmed = running - self.trimmed_24h
-            if running_trimmed > line and running_trimmed - line >= self._cfg_min_excess and self._many_sessions():
-                trigger = "running"
+            # and counted in sessions at the usual spend per session: more ordinary traffic, significantly
+            if running_trimmed > line and running_trimmed - line >= self._cfg_min_excess:
+                ordinary = min(running_trimmed, self._day_ratio() * mean)
+                if ordinary > line and ordinary - line >= self._cfg_min_excess:
+                    trigger = "running"
             elif baseline.today > 0 and mean > 0 and self._may_cross(baseline, now, running_trimmed):
                 evidence = self._ratio(baseline, now)
                 if evidence[0] > 1:
