@@ -163,6 +163,7 @@ class SpendSpike(Detector):
         self.hour = -1  # hour index of the newest hourly slot
         self.bucket = -1  # index of the newest 10-minute bucket
         self.sessions: dict[str, list[float]] = {}  # session -> [last seen, micro-dollars] (recent sessions only)
+        self.paged_at = -math.inf  # when the last abnormal finding was
 
     _ARRAYS = (("hourly_starts", "i", RING_HOURS), ("recent_starts", "i", _BUCKETS), ("trimmed", "q", RUNNING_BUCKETS))
 
@@ -176,6 +177,8 @@ class SpendSpike(Detector):
         if "trimmed" not in state:  # a snapshot from before the session counts: start them now
             state = {**state, "hour": -1, "bucket": -1, "sessions": {}, "trimmed_today": 0, "trimmed_24h": 0,
                      **{name: bytes(array(code).itemsize * n) for name, code, n in self._ARRAYS}}
+        if "paged_at" not in state:
+            state = {**state, "paged_at": -math.inf}
         super().__setstate__(state)
         for name, code, _ in self._ARRAYS:
             setattr(self, name, array(code, state[name]))
@@ -395,7 +398,9 @@ class SpendSpike(Detector):
             running_trimmed = running - self.trimmed_24h
             # and counted in sessions at the usual spend per session: more ordinary traffic, significantly
             if running_trimmed > line and running_trimmed - line >= self._cfg_min_excess:
-                ordinary = min(running_trimmed, self._day_ratio() * mean)
+                # (once paged, the dollars alone keep the episode open while the spike is in the 24 hours)
+                ordinary = running_trimmed if now - self.paged_at < DAY else min(running_trimmed,
+                                                                                  self._day_ratio() * mean)
                 if ordinary > line and ordinary - line >= self._cfg_min_excess:
                     trigger = "running"
             elif baseline.today > 0 and mean > 0 and self._may_cross(baseline, now, running_trimmed):
@@ -407,6 +412,8 @@ class SpendSpike(Detector):
                         trigger = "projection"
         elif self._cfg_absolute is not None and running > self._cfg_absolute:
             trigger = "absolute"
+        if trigger:
+            self.paged_at = now
         if not trigger and not ctx.normal_findings:
             return []
         observed = running if trigger != "projection" else projected
