@@ -368,14 +368,31 @@ class SpendSpike(Detector):
                 leaving += hours[gone % RING_HOURS] * share
         return max(today + ratio * rest, running - leaving + ratio * ahead)
 
-    def _day_ratio(self) -> float:
-        """Lower confidence bound on the last 24 hours' new sessions over the mean day's.
+    def _project_sessions(self, now: float, ratio: float) -> float:
+        """New sessions today so far plus ``ratio`` x the usual rest of the day, or the last 24 hours'
+        with the next :data:`HORIZON_HOURS` at that ratio (as :meth:`_project` does for the dollars)."""
+        hour = int(now) // HOUR
+        into = (now - hour * HOUR) / HOUR
+        starts, usual = self.hourly_starts, self._cfg_starts
+        today = sum(starts[h % RING_HOURS] for h in range(hour - hour % 24, hour + 1))
+        rest = usual[hour % 24] * (1 - into) + sum(usual[h] for h in range(hour % 24 + 1, 24))
+        day = sum(starts[h % RING_HOURS] for h in range(hour - 23, hour + 1))
+        ahead = leaving = 0.0
+        for k in range(HORIZON_HOURS + 1):
+            share = (1 - into) if k == 0 else into if k == HORIZON_HOURS else 1.0
+            ahead += usual[(hour + k) % 24] * share
+            leaving += starts[(hour - 24 + k) % RING_HOURS] * share if k else 0.0
+        return max(today + ratio * rest, day - leaving + ratio * ahead)
+
+    def _day_ratio(self, started: float | None = None) -> float:
+        """Lower confidence bound on a day's new sessions (default: the last 24 hours') over the mean day's.
 
         Quasi-Poisson with the key's own day-to-day spread: a day's count varies by Poisson noise
         and by the day (a busy Tuesday); the second grows with volume, so on a busy key a day of
         twice the sessions is weaker evidence than on a steady one."""
         usual = self._cfg_day_sessions
-        started = sum(self.hourly_starts[h % RING_HOURS] for h in range(self.hour - 23, self.hour + 1))
+        if started is None:
+            started = sum(self.hourly_starts[h % RING_HOURS] for h in range(self.hour - 23, self.hour + 1))
         phi = 1.0 + usual * (math.exp(self._cfg_day_sigma**2) - 1.0)
         prior, z = self.config.prior_sessions, self.config.confidence_z
         return poisson_lower((started + prior) / phi, z) * phi / max(usual + prior, 1e-9)
@@ -409,7 +426,11 @@ class SpendSpike(Detector):
                     projected = self._project(baseline, now, baseline.today - self.trimmed_today, running_trimmed,
                                               evidence[0])
                     if projected > line and projected - line >= self._cfg_min_excess:
-                        trigger = "projection"
+                        # the day's sessions so projected must make the line too, against the day-to-day spread
+                        sessions_day = projected if now - self.paged_at < DAY else (
+                            self._day_ratio(self._project_sessions(now, evidence[0])) * mean)
+                        if sessions_day > line and sessions_day - line >= self._cfg_min_excess:
+                            trigger = "projection"
         elif self._cfg_absolute is not None and running > self._cfg_absolute:
             trigger = "absolute"
         if trigger:
