@@ -79,7 +79,7 @@ class SpendSpikeConfig(DetectorSettings):
 
     factor: float = Field(default=3.0, gt=1, description="Page when 24h spend exceeds factor x the 7-day daily mean.")
     min_excess_usd: Decimal = Field(
-        default=Decimal("50"), ge=0, description="...and exceeds that line by at least this many dollars."
+        default=Decimal("1"), ge=0, description="...and exceeds that line by at least this many dollars."
     )
     absolute_usd: Decimal | None = Field(
         default=Decimal("2000"), ge=0,

@@ -384,18 +384,24 @@ class SpendSpike(Detector):
             leaving += starts[(hour - 24 + k) % RING_HOURS] * share if k else 0.0
         return max(today + ratio * rest, day - leaving + ratio * ahead)
 
-    def _day_ratio(self, started: float | None = None) -> float:
-        """Lower confidence bound on a day's new sessions (default: the last 24 hours') over the mean day's.
+    def _day_sessions(self, started: float | None = None) -> float:
+        """A day's new sessions (default: the last 24 hours') in dollars of the mean day, or 0 if not
+        significantly more than a usual day's.
 
-        Quasi-Poisson with the key's own day-to-day spread: a day's count varies by Poisson noise
-        and by the day (a busy Tuesday); the second grows with volume, so on a busy key a day of
-        twice the sessions is weaker evidence than on a steady one."""
+        The count over the mean day's, shrunk as if ``prior_sessions`` more had been seen at the usual
+        rate, times the daily mean: the day as more ordinary traffic would make it. Significance is a
+        quasi-Poisson lower bound (``confidence_z``) with the key's own day-to-day spread: a day's
+        count varies by Poisson noise and by the day (a busy Tuesday), the second growing with
+        volume, so on a busy or erratic key a day of twice the sessions is weaker evidence than on a
+        steady one."""
         usual = self._cfg_day_sessions
         if started is None:
             started = sum(self.hourly_starts[h % RING_HOURS] for h in range(self.hour - 23, self.hour + 1))
-        phi = 1.0 + usual * (math.exp(self._cfg_day_sigma**2) - 1.0)
         prior, z = self.config.prior_sessions, self.config.confidence_z
-        return poisson_lower((started + prior) / phi, z) * phi / max(usual + prior, 1e-9)
+        phi = 1.0 + usual * (math.exp(self._cfg_day_sigma**2) - 1.0)
+        if poisson_lower(started / phi, z) * phi <= usual:
+            return 0.0
+        return (started + prior) / max(usual + prior, 1e-9) * self._cfg_mean
 
     # -- scoring -------------------------------------------------------------------------
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
@@ -417,7 +423,7 @@ class SpendSpike(Detector):
             if running_trimmed > line and running_trimmed - line >= self._cfg_min_excess:
                 # (once paged, the dollars alone keep the episode open while the spike is in the 24 hours)
                 ordinary = running_trimmed if now - self.paged_at < DAY else min(running_trimmed,
-                                                                                  self._day_ratio() * mean)
+                                                                                  self._day_sessions())
                 if ordinary > line and ordinary - line >= self._cfg_min_excess:
                     trigger = "running"
             elif baseline.today > 0 and mean > 0 and self._may_cross(baseline, now, running_trimmed):
@@ -428,7 +434,7 @@ class SpendSpike(Detector):
                     if projected > line and projected - line >= self._cfg_min_excess:
                         # the day's sessions so projected must make the line too, against the day-to-day spread
                         sessions_day = projected if now - self.paged_at < DAY else (
-                            self._day_ratio(self._project_sessions(now, evidence[0])) * mean)
+                            self._day_sessions(self._project_sessions(now, evidence[0])))
                         if sessions_day > line and sessions_day - line >= self._cfg_min_excess:
                             trigger = "projection"
         elif self._cfg_absolute is not None and running > self._cfg_absolute:
