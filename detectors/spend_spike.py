@@ -389,19 +389,17 @@ class SpendSpike(Detector):
         significantly more than a usual day's.
 
         The count over the mean day's, shrunk as if ``prior_sessions`` more had been seen at the usual
-        rate, times the daily mean: the day as more ordinary traffic would make it. Significance is a
-        quasi-Poisson lower bound (``confidence_z``) with the key's own day-to-day spread: a day's
-        count varies by Poisson noise and by the day (a busy Tuesday), the second growing with
-        volume, so on a busy or erratic key a day of twice the sessions is weaker evidence than on a
-        steady one."""
+        rate, times the daily mean: the day as more ordinary traffic would make it. It must also be
+        significant against the key's own days: ``log(count / usual)`` over ``confidence_z`` standard
+        deviations of a day's log count (the key's day-to-day spread, log scale, plus Poisson noise),
+        so a busy or erratic key needs more than a steady one."""
         usual = self._cfg_day_sessions
         if started is None:
             started = sum(self.hourly_starts[h % RING_HOURS] for h in range(self.hour - 23, self.hour + 1))
-        prior, z = self.config.prior_sessions, self.config.confidence_z
-        phi = 1.0 + usual * (math.exp(self._cfg_day_sigma**2) - 1.0)
-        if poisson_lower(started / phi, z) * phi <= usual:
+        spread = math.sqrt(self._cfg_day_sigma**2 + 1 / (usual + 1))
+        if math.log((started + 1) / (usual + 1)) <= self.config.confidence_z * spread:
             return 0.0
-        return (started + prior) / max(usual + prior, 1e-9) * self._cfg_mean
+        return (started + self.config.prior_sessions) / max(usual + self.config.prior_sessions, 1e-9) * self._cfg_mean
 
     # -- scoring -------------------------------------------------------------------------
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
