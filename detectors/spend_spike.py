@@ -21,14 +21,18 @@ break it, both paged (``details["trigger"]``):
     The spend over the last 24 hours is already over the line (the request that crosses it pages).
 
 Either way the excess must come from more ordinary traffic: a session spending more than
-:data:`BIG_SESSION` x the usual spend per session counts only that much, and the sessions
-started must be significantly more than usual (a quasi-Poisson bound, with the key's own
-dispersion of hourly session starts). One long session on a small key is not a spend spike
-(a runaway one is runaway_loop's page).
+:data:`BIG_SESSION` x the usual spend per session counts only that much, and the day (the last 24
+hours, or today as projected) is counted in sessions too. That count must be significantly more
+than a usual day's against the key's own day-to-day spread (log scale, robust: see
+:func:`day_sigma`), and, at the usual spend per session, make the line itself. So a noisy key
+needs more, a steady small key pages on a real 3x day, and a day of 3x the dollars from bigger
+sessions (not more of them) is not a spend spike. One long session on a small key is not one
+either (a runaway one is runaway_loop's page). Once paged, the dollars alone keep the episode
+open while the spike is in the last 24 hours.
 
 Both need the excess over the line to be at least ``min_excess_usd`` (the configurable dollar
-floor). A subject with fewer than ``baseline.min_history_days`` complete days is judged only by
-the absolute guard ``absolute_usd``.
+floor, for keys spending cents). A subject with fewer than ``baseline.min_history_days``
+complete days is judged only by the absolute guard ``absolute_usd``.
 """
 
 from __future__ import annotations

@@ -137,12 +137,12 @@ def test_a_sparse_key_pages_on_a_genuine_3x_day():
 
 
 def test_a_sparse_noisy_key_does_not_page():
-    """The same sparse key with 50% day-to-day noise (twice the realistic traffic's) (and its heavy-tailed sessions' cost): three weeks, no page,
-    though single days reach 3x its 7-day mean in dollars."""
+    """The same sparse key with 50% day-to-day noise (twice the realistic traffic's) and calls of very
+    unequal cost: three weeks, no page, though single days reach 3x its 7-day mean in dollars."""
     for seed in range(4):
         rng = random.Random(seed)
         events = sessions_traffic(T0, 24 * 21, 8, seed=200 + seed, dollars=0.25, noise=0.5)
-        # sessions of very unequal length, as real ones are: each one's calls cost log-normal (sigma 1)
+        # each call's cost log-normal (sigma 1)
         events = [e.model_copy(update={"cost_usd": round(e.cost_usd * Decimal(str(rng.lognormvariate(-0.5, 1))), 6)})
                   for e in events]
         assert not of(run(events, CONFIG), "spend_spike"), seed
