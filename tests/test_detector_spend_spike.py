@@ -182,3 +182,15 @@ def test_a_single_large_but_normal_session_does_not_page():
     history = hourly_traffic(T0, 24 * 8, flat(5.0))  # $120/day
     session = [event(T0 + timedelta(days=8, hours=11, minutes=m), 2, session="big-refactor") for m in range(40)]
     assert not run(history + session, CONFIG)
+
+
+def test_a_snapshot_from_before_the_page_time_loads():
+    from spendwatch.detectors.config import BaselineConfig, SpendSpikeConfig
+    from spendwatch.detectors.spend_spike import SpendSpike
+
+    spike = SpendSpike(SpendSpikeConfig(), BaselineConfig(), "key", "k1")
+    state = spike.__getstate__()
+    del state["paged_at"]  # written by the previous release
+    restored = SpendSpike.__new__(SpendSpike)
+    restored.__setstate__(state)
+    assert restored.paged_at == -math.inf
