@@ -393,8 +393,7 @@ class SpendSpike(Detector):
         significantly more than a usual day's.
 
         The count over the mean day's, shrunk as if ``prior_sessions`` more had been seen at the usual
-        rate, times the daily mean: the day as more ordinary traffic would make it (the dollar floor
-        is the real dollars' business). It must also be
+        rate, times the daily mean: the day as more ordinary traffic would make it. It must also be
         significant against the key's own days: ``log(count / usual)`` over ``confidence_z`` standard
         deviations of a day's log count (the key's day-to-day spread, log scale, plus Poisson noise),
         so a busy or erratic key needs more than a steady one."""
@@ -404,8 +403,7 @@ class SpendSpike(Detector):
         spread = math.sqrt(self._cfg_day_sigma**2 + 1 / (usual + 1))
         if math.log((started + 1) / (usual + 1)) <= self.config.confidence_z * spread:
             return 0.0
-        prior = self.config.prior_sessions
-        return (started + prior) / max(usual + prior, 1e-9) * self._cfg_mean
+        return (started + self.config.prior_sessions) / max(usual + self.config.prior_sessions, 1e-9) * self._cfg_mean
 
     # -- scoring -------------------------------------------------------------------------
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
@@ -428,7 +426,7 @@ class SpendSpike(Detector):
                 # (once paged, the dollars alone keep the episode open while the spike is in the 24 hours)
                 ordinary = running_trimmed if now - self.paged_at < DAY else min(running_trimmed,
                                                                                   self._day_sessions())
-                if ordinary > line:
+                if ordinary > line and ordinary - line >= self._cfg_min_excess:
                     trigger = "running"
             elif baseline.today > 0 and mean > 0 and self._may_cross(baseline, now, running_trimmed):
                 evidence = self._ratio(baseline, now)
@@ -439,7 +437,7 @@ class SpendSpike(Detector):
                         # the day's sessions so projected must make the line too, against the day-to-day spread
                         sessions_day = projected if now - self.paged_at < DAY else (
                             self._day_sessions(self._project_sessions(now, evidence[0])))
-                        if sessions_day > line:
+                        if sessions_day > line and sessions_day - line >= self._cfg_min_excess:
                             trigger = "projection"
         elif self._cfg_absolute is not None and running > self._cfg_absolute:
             trigger = "absolute"
