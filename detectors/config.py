@@ -79,7 +79,9 @@ class SpendSpikeConfig(DetectorSettings):
 
     factor: float = Field(default=3.0, gt=1, description="Page when 24h spend exceeds factor x the 7-day daily mean.")
     min_excess_usd: Decimal = Field(
-        default=Decimal("50"), ge=0, description="...and exceeds that line by at least this many dollars."
+        default=Decimal("1"), ge=0,
+        description="...and exceeds that line by at least this many dollars (the floor for keys spending cents: "
+        "whether a key's excess is real is judged by its sessions against its own day-to-day spread).",
     )
     absolute_usd: Decimal | None = Field(
         default=Decimal("2000"), ge=0,
@@ -89,7 +91,8 @@ class SpendSpikeConfig(DetectorSettings):
     confidence_z: float = Field(
         default=2.0, gt=0,
         description="The day is projected from the last 30-120 min at the lower confidence bound (this many "
-        "standard deviations) of the rise in new sessions: more sessions are needed on a sparse key.",
+        "standard deviations) of the rise in new sessions, and the day's sessions must be this many standard "
+        "deviations of the key's own day-to-day spread above a usual day's: more are needed on a sparse or noisy key.",
     )
     prior_sessions: float = Field(
         default=2.0, ge=0,

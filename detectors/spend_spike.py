@@ -21,14 +21,18 @@ break it, both paged (``details["trigger"]``):
     The spend over the last 24 hours is already over the line (the request that crosses it pages).
 
 Either way the excess must come from more ordinary traffic: a session spending more than
-:data:`BIG_SESSION` x the usual spend per session counts only that much, and the sessions
-started must be significantly more than usual (a quasi-Poisson bound, with the key's own
-dispersion of hourly session starts). One long session on a small key is not a spend spike
-(a runaway one is runaway_loop's page).
+:data:`BIG_SESSION` x the usual spend per session counts only that much, and the day (the last 24
+hours, or today as projected) is counted in sessions too. That count must be significantly more
+than a usual day's against the key's own day-to-day spread (log scale, robust: see
+:func:`day_sigma`), and, at the usual spend per session, make the line itself. So a noisy key
+needs more, a steady small key pages on a real 3x day, and a day of 3x the dollars from bigger
+sessions (not more of them) is not a spend spike. One long session on a small key is not one
+either (a runaway one is runaway_loop's page). Once paged, the dollars alone keep the episode
+open while the spike is in the last 24 hours.
 
 Both need the excess over the line to be at least ``min_excess_usd`` (the configurable dollar
-floor). A subject with fewer than ``baseline.min_history_days`` complete days is judged only by
-the absolute guard ``absolute_usd``.
+floor, for keys spending cents). A subject with fewer than ``baseline.min_history_days``
+complete days is judged only by the absolute guard ``absolute_usd``.
 """
 
 from __future__ import annotations
@@ -85,6 +89,33 @@ def poisson_lower(n: float, z: float) -> float:
     return n * base**3 if base > 0 else 0.0
 
 
+def day_sigma(counts: list[int], weekend: list[bool]) -> float:
+    """Day-to-day spread of daily counts beyond Poisson noise, on the log scale (robust: 1.4826 x MAD).
+
+    Each day is compared with the mean of its kind (weekday or weekend); the Poisson part of the
+    spread of ``log(n + 1)`` (about ``1 / (mean + 1)``) is taken out.
+
+    >>> round(day_sigma([100, 104, 96, 101, 99, 20, 21], [False] * 5 + [True] * 2), 2)   # steady, quiet weekends
+    0.0
+    >>> round(day_sigma([100, 160, 60, 130, 80, 20, 21], [False] * 5 + [True] * 2), 2)   # +-40% day to day
+    0.32
+    >>> day_sigma([3], [False])
+    0.0
+    """
+    if len(counts) < 3:
+        return 0.0
+    means = {}
+    for kind in (False, True):
+        of_kind = [n for n, w in zip(counts, weekend, strict=True) if w == kind]
+        means[kind] = sum(of_kind) / len(of_kind) if of_kind else 0.0
+    residuals = sorted(math.log((n + 1) / (means[w] + 1)) for n, w in zip(counts, weekend, strict=True))
+    middle = residuals[len(residuals) // 2]
+    deviations = sorted(abs(r - middle) for r in residuals)
+    sigma = 1.4826 * deviations[len(deviations) // 2]
+    mean = sum(counts) / len(counts)
+    return math.sqrt(max(0.0, sigma**2 - 1 / (mean + 1)))
+
+
 def is_weekend(hour_index: int) -> bool:
     """Saturday or Sunday (UTC) for an absolute hour index (``ts // 3600``).
 
@@ -136,6 +167,7 @@ class SpendSpike(Detector):
         self.hour = -1  # hour index of the newest hourly slot
         self.bucket = -1  # index of the newest 10-minute bucket
         self.sessions: dict[str, list[float]] = {}  # session -> [last seen, micro-dollars] (recent sessions only)
+        self.paged_at = -math.inf  # when the last abnormal finding was
 
     _ARRAYS = (("hourly_starts", "i", RING_HOURS), ("recent_starts", "i", _BUCKETS), ("trimmed", "q", RUNNING_BUCKETS))
 
@@ -149,6 +181,8 @@ class SpendSpike(Detector):
         if "trimmed" not in state:  # a snapshot from before the session counts: start them now
             state = {**state, "hour": -1, "bucket": -1, "sessions": {}, "trimmed_today": 0, "trimmed_24h": 0,
                      **{name: bytes(array(code).itemsize * n) for name, code, n in self._ARRAYS}}
+        if "paged_at" not in state:
+            state = {**state, "paged_at": -math.inf}
         super().__setstate__(state)
         for name, code, _ in self._ARRAYS:
             setattr(self, name, array(code, state[name]))
@@ -165,6 +199,8 @@ class SpendSpike(Detector):
         self._cfg_starts = [0.0] * 24  # usual new sessions per hour of day on today's kind of day
         self._cfg_rest = [0.0] * 25  # usual spend from the start of hour h to the end of the day
         self._cfg_dispersion = 1.0  # variance / mean of the hourly session starts
+        self._cfg_day_sessions = 0.0  # mean new sessions per day over the daily mean's days
+        self._cfg_day_sigma = 0.0  # day-to-day log-scale spread of the daily session count beyond Poisson
         self._cfg_big_session = float("inf")  # a session spending more than this is not ordinary traffic
         self._cfg_bound: tuple[int, float] | None = None  # (bucket, upper bound of the rate ratio): see _may_cross
 
@@ -256,6 +292,11 @@ class SpendSpike(Detector):
         self._cfg_dispersion = max(1.0, squares / total) if total else 1.0
         sessions = sum(self._cfg_starts)
         self._cfg_big_session = BIG_SESSION * rest / sessions if sessions else float("inf")
+        # sessions a day over the same days as the daily mean, and how much more than Poisson they vary
+        # from day to day (log scale, median absolute deviation: an incident day in the week barely moves it)
+        counts = [sum(starts_ring[(first + h) % RING_HOURS] for h in range(24)) for first in days]
+        self._cfg_day_sessions = sum(counts) / len(counts) if counts else 0.0
+        self._cfg_day_sigma = day_sigma(counts, [is_weekend(first) for first in days])
 
     def _usual(self, table: list[float], now: float, seconds: int) -> float:
         """The usual amount over the ``seconds`` before ``now`` from an hour-of-day table."""
@@ -331,10 +372,38 @@ class SpendSpike(Detector):
                 leaving += hours[gone % RING_HOURS] * share
         return max(today + ratio * rest, running - leaving + ratio * ahead)
 
-    def _many_sessions(self) -> bool:
-        """Whether the last 24 hours started significantly more sessions than a usual day."""
-        started = sum(self.hourly_starts[h % RING_HOURS] for h in range(self.hour - 23, self.hour + 1))
-        return self._session_ratio(started, sum(self._cfg_starts), self.config.confidence_z) > 1
+    def _project_sessions(self, now: float, ratio: float) -> float:
+        """New sessions today so far plus ``ratio`` x the usual rest of the day, or the last 24 hours'
+        with the next :data:`HORIZON_HOURS` at that ratio (as :meth:`_project` does for the dollars)."""
+        hour = int(now) // HOUR
+        into = (now - hour * HOUR) / HOUR
+        starts, usual = self.hourly_starts, self._cfg_starts
+        today = sum(starts[h % RING_HOURS] for h in range(hour - hour % 24, hour + 1))
+        rest = usual[hour % 24] * (1 - into) + sum(usual[h] for h in range(hour % 24 + 1, 24))
+        day = sum(starts[h % RING_HOURS] for h in range(hour - 23, hour + 1))
+        ahead = leaving = 0.0
+        for k in range(HORIZON_HOURS + 1):
+            share = (1 - into) if k == 0 else into if k == HORIZON_HOURS else 1.0
+            ahead += usual[(hour + k) % 24] * share
+            leaving += starts[(hour - 24 + k) % RING_HOURS] * share if k else 0.0
+        return max(today + ratio * rest, day - leaving + ratio * ahead)
+
+    def _day_sessions(self, started: float | None = None) -> float:
+        """A day's new sessions (default: the last 24 hours') in dollars of the mean day, or 0 if not
+        significantly more than a usual day's.
+
+        The count over the mean day's, shrunk as if ``prior_sessions`` more had been seen at the usual
+        rate, times the daily mean: the day as more ordinary traffic would make it. It must also be
+        significant against the key's own days: ``log(count / usual)`` over ``confidence_z`` standard
+        deviations of a day's log count (the key's day-to-day spread, log scale, plus Poisson noise),
+        so a busy or erratic key needs more than a steady one."""
+        usual = self._cfg_day_sessions
+        if started is None:
+            started = sum(self.hourly_starts[h % RING_HOURS] for h in range(self.hour - 23, self.hour + 1))
+        spread = math.sqrt(self._cfg_day_sigma**2 + 1 / (usual + 1))
+        if math.log((started + 1) / (usual + 1)) <= self.config.confidence_z * spread:
+            return 0.0
+        return (started + self.config.prior_sessions) / max(usual + self.config.prior_sessions, 1e-9) * self._cfg_mean
 
     # -- scoring -------------------------------------------------------------------------
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
@@ -352,17 +421,28 @@ class SpendSpike(Detector):
         if self._cfg_history:
             # only ordinary traffic counts: what sessions spent beyond the big-session cap is left out
             running_trimmed = running - self.trimmed_24h
-            if running_trimmed > line and running_trimmed - line >= self._cfg_min_excess and self._many_sessions():
-                trigger = "running"
+            # and counted in sessions at the usual spend per session: more ordinary traffic, significantly
+            if running_trimmed > line and running_trimmed - line >= self._cfg_min_excess:
+                # (once paged, the dollars alone keep the episode open while the spike is in the 24 hours)
+                ordinary = running_trimmed if now - self.paged_at < DAY else min(running_trimmed,
+                                                                                  self._day_sessions())
+                if ordinary > line and ordinary - line >= self._cfg_min_excess:
+                    trigger = "running"
             elif baseline.today > 0 and mean > 0 and self._may_cross(baseline, now, running_trimmed):
                 evidence = self._ratio(baseline, now)
                 if evidence[0] > 1:
                     projected = self._project(baseline, now, baseline.today - self.trimmed_today, running_trimmed,
                                               evidence[0])
                     if projected > line and projected - line >= self._cfg_min_excess:
-                        trigger = "projection"
+                        # the day's sessions so projected must make the line too, against the day-to-day spread
+                        sessions_day = projected if now - self.paged_at < DAY else (
+                            self._day_sessions(self._project_sessions(now, evidence[0])))
+                        if sessions_day > line and sessions_day - line >= self._cfg_min_excess:
+                            trigger = "projection"
         elif self._cfg_absolute is not None and running > self._cfg_absolute:
             trigger = "absolute"
+        if trigger:
+            self.paged_at = now
         if not trigger and not ctx.normal_findings:
             return []
         observed = running if trigger != "projection" else projected

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -108,10 +109,43 @@ def test_the_24_hour_rule_still_pages_a_spike_the_projection_missed():
     assert len(trigger.series) == 24 and any(p.baseline_usd is not None for p in trigger.series)
 
 
-def test_min_dollar_excess_keeps_a_cheap_key_quiet():
-    history = hourly_traffic(T0, 24 * 8, flat(0.01))  # $0.24/day
-    spike = [event(T0 + timedelta(days=8, hours=3, minutes=m), 0.5) for m in range(20)]  # $10: 40x, +$9
-    assert not of(run(history + spike, CONFIG), "spend_spike")
+def test_the_dollar_floor_keeps_cents_quiet_but_not_dollars_on_a_cheap_key():
+    # keys without session ids (each request counts as a session), 6 requests an hour; then ten times the
+    # requests for 8 hours: a day of about 4x the 7-day mean on both
+    def day_of(per_hour_usd):
+        history = hourly_traffic(T0, 24 * 8 + 6, flat(per_hour_usd))
+        burst = hourly_traffic(T0 + timedelta(days=8, hours=6), 8, flat(per_hour_usd * 10), per_hour=60)
+        return run(history + burst, CONFIG)
+
+    # $0.24 a day -> ~$0.95: $0.23 over the line, under the $1 floor -- no page
+    assert not of(day_of(0.01), "spend_spike")
+    # $1.20 a day -> ~$4.80: $1.20 over the line -- a page
+    [trigger] = of(day_of(0.05), "spend_spike", "trigger")
+    assert trigger.details["line_usd"] == 3.6
+
+
+def test_a_sparse_key_pages_on_a_genuine_3x_day():
+    """Tens of requests a day (~8 sessions of 4 calls, $4 a day): a day of 5x the sessions from 08:00
+    (about 4x the 7-day mean, ~$16) pages within a few hours on every seed."""
+    for seed in range(3):
+        spike_at = T0 + timedelta(days=9 + seed, hours=8)  # weekdays
+        events = sessions_traffic(T0, 24 * 9 + 24 * seed + 16, 8, seed=seed, spike_from=spike_at, spike_factor=5,
+                                  dollars=0.5)
+        triggers = of(run(events, CONFIG, drain=timedelta(0)), "spend_spike", "trigger")
+        assert len(triggers) == 1, seed
+        assert spike_at <= triggers[0].fired_at <= spike_at + timedelta(hours=6), triggers[0].fired_at - spike_at
+
+
+def test_a_sparse_noisy_key_does_not_page():
+    """The same sparse key with 50% day-to-day noise (twice the realistic traffic's) and calls of very
+    unequal cost: three weeks, no page, though single days reach 3x its 7-day mean in dollars."""
+    for seed in range(4):
+        rng = random.Random(seed)
+        events = sessions_traffic(T0, 24 * 21, 8, seed=200 + seed, dollars=0.25, noise=0.5)
+        # each call's cost log-normal (sigma 1)
+        events = [e.model_copy(update={"cost_usd": round(e.cost_usd * Decimal(str(rng.lognormvariate(-0.5, 1))), 6)})
+                  for e in events]
+        assert not of(run(events, CONFIG), "spend_spike"), seed
 
 
 def test_weekday_weekend_seasonality_does_not_page():
@@ -148,3 +182,15 @@ def test_a_single_large_but_normal_session_does_not_page():
     history = hourly_traffic(T0, 24 * 8, flat(5.0))  # $120/day
     session = [event(T0 + timedelta(days=8, hours=11, minutes=m), 2, session="big-refactor") for m in range(40)]
     assert not run(history + session, CONFIG)
+
+
+def test_a_snapshot_from_before_the_page_time_loads():
+    from spendwatch.detectors.config import BaselineConfig, SpendSpikeConfig
+    from spendwatch.detectors.spend_spike import SpendSpike
+
+    spike = SpendSpike(SpendSpikeConfig(), BaselineConfig(), "key", "k1")
+    state = spike.__getstate__()
+    del state["paged_at"]  # written by the previous release
+    restored = SpendSpike.__new__(SpendSpike)
+    restored.__setstate__(state)
+    assert restored.paged_at == -math.inf
