@@ -99,9 +99,14 @@ def test_a_single_heavy_day_is_not_read_as_the_pace():
     assert not of(alerts, "budget_pace", "trigger")
 
 
-def test_two_heavy_days_in_a_steady_week_do_not_page_either():
-    daily = [100] * 14 + [600, 600] + [100] * 10
+def test_a_team_whose_days_swing_needs_more_than_two_heavy_days():
+    # days of $60-$150 (about $100): two days at $600 are within what its own spread could make of the
+    # windows around them; the same two days on a team that always spends $100 are a confirmed change
+    swinging = [60, 150, 90, 130, 70] * 3
+    daily = swinging + [600, 600] + swinging
     assert not of(run(_day_pattern(Q4, daily), budget_config(quarterly_usd=23_000)), "budget_pace", "trigger")
+    steady = [100] * 15 + [600, 600] + [100] * 15
+    assert of(run(_day_pattern(Q4, steady), budget_config(quarterly_usd=23_000)), "budget_pace", "trigger")
 
 
 def test_a_real_overrun_pages_while_it_builds_up():
