@@ -19,22 +19,12 @@ and weekends weigh as they will, and a single heavy day counts for a seventh of 
 as the pace. The days left are whole weeks at that pace plus the last partial week shaped
 by the subject's hour-of-week profile (a month ending on a weekend is not charged five
 weekdays' spend).
-
-A week is slow to show a lasting change, so the pace is the higher of the week's and a
-*confirmed* recent pace: each of the last three 24-hour windows against its usual spend (the
-mean weekday and weekend day of the complete days before them, up to four weeks, kept by the
-detector), the lowest of the three ratios taken at its lower confidence bound (``PACE_Z``
-standard deviations of the subject's own day-to-day log ratios). One heavy day (or any burst
-of up to 24 hours, across windows' edges too) never raises all three windows; a team whose
-days swing widely needs a larger change to be confirmed.
 """
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
-from array import array
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
 from spendwatch.detectors.baseline import HOUR, RING_HOURS, WEEK_HOURS, SpendBaseline, hour_of_week
@@ -44,13 +34,6 @@ if TYPE_CHECKING:
 
 DAY = 86_400
 WEEK = 7 * DAY
-#: Complete days of spend the detector keeps (the confirmed pace's usual days and their spread).
-HISTORY_DAYS = 28
-#: Consecutive 24-hour windows that must each show the pace: one heavy day (or a burst of up to 24 hours
-#: across a window's edge) can raise two of three, never all three.
-CONFIRM_WINDOWS = 3
-#: One-sided lower bound of the confirmed pace, in standard deviations of the subject's daily log ratios.
-PACE_Z = 2.0
 
 
 def quarter_bounds(ts: float) -> tuple[str, float, float]:
@@ -122,21 +105,6 @@ class BudgetPace(Detector):
         self.quarter: _Period | None = None
         self.month: _Period | None = None
         self.early_crossed: str | None = None  # label of the quarter whose early line was crossed in time
-        self.days = array("q", bytes(8 * HISTORY_DAYS))  # spend per UTC day, ring by day index
-        self.day: int | None = None  # the latest day index seen (None: no request yet)
-        self.first_day: int | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state["days"] = self.days.tobytes()
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        if "days" not in state:  # a snapshot from before the daily history: it starts now
-            self.days, self.day, self.first_day = array("q", bytes(8 * HISTORY_DAYS)), None, None
-        elif isinstance(self.days, bytes):
-            self.days = array("q", self.days)
 
     @classmethod
     def applies_to(cls, config: DetectorSettings, scope: str, subject: str) -> bool:
@@ -157,15 +125,6 @@ class BudgetPace(Detector):
 
     def learn_one(self, obs: Observation, ctx: Context) -> None:
         self._roll(obs.ts)
-        d = int(obs.ts) // DAY
-        if self.day is None:
-            self.day = self.first_day = d
-        elif d > self.day:
-            for skipped in range(self.day + 1, min(d, self.day + HISTORY_DAYS) + 1):
-                self.days[skipped % HISTORY_DAYS] = 0
-            self.day = d
-        if d > self.day - HISTORY_DAYS:
-            self.days[d % HISTORY_DAYS] += obs.cost
         if obs.ts >= self.quarter.start:  # type: ignore[union-attr]
             self.quarter.spent += obs.cost  # type: ignore[union-attr]
         if obs.ts >= self.month.start:  # type: ignore[union-attr]
@@ -211,7 +170,6 @@ class BudgetPace(Detector):
         baseline = ctx.baseline
         week, rest = weekly_pace(baseline, now), 0.0
         if week is not None:
-            week = max(week, self.confirmed_pace(baseline) or 0.0)
             rest = week * rest_of_period_weeks(baseline, now, period.end)
         forecast = period.spent + rest
         exceeded = period.spent > budget
@@ -232,40 +190,6 @@ class BudgetPace(Detector):
                                "daily_rate_usd": round(rate / MICROS, 2), "days_left": round(days_left, 2),
                                "rest_of_period_usd": round(rest / MICROS, 2), "period": period.label}
         return finding
-
-    def confirmed_pace(self, baseline: SpendBaseline) -> float | None:
-        """Spend per week at the lower bound of the last three 24-hour windows' pace (micro-dollars).
-
-        ``None`` without five complete days before the windows (or with no spend in them).
-        """
-        if self.day is None or self.first_day is None:
-            return None
-        hi = baseline.hour_index
-        first_window_day = (hi - 24 * CONFIRM_WINDOWS + 1) // 24
-        past = [d for d in range(max(self.first_day, self.day - HISTORY_DAYS + 1), first_window_day)]
-        if len(past) < 5:
-            return None
-        totals = [self.days[d % HISTORY_DAYS] for d in past]
-        weekend = [_weekend_day(d) for d in past]
-        weekdays = [t for t, w in zip(totals, weekend, strict=True) if not w]
-        weekends = [t for t, w in zip(totals, weekend, strict=True) if w]
-        usual_weekday = sum(weekdays) / len(weekdays) if weekdays else 0.0
-        usual_weekend = sum(weekends) / len(weekends) if weekends else usual_weekday
-        usual_week = 5 * usual_weekday + 2 * usual_weekend
-        if usual_week <= 0:
-            return None
-        pad = usual_week / 70  # a tenth of a usual day on both sides: quiet days do not make ratios
-        ratios = [math.log((t + pad) / ((usual_weekend if w else usual_weekday) + pad))
-                  for t, w in zip(totals, weekend, strict=True)]
-        mean = sum(ratios) / len(ratios)
-        sd = math.sqrt(sum((r - mean) ** 2 for r in ratios) / (len(ratios) - 1))
-        hours = baseline.hours
-        windows = []
-        for end in range(hi, hi - 24 * CONFIRM_WINDOWS, -24):
-            spent = sum(hours[h % RING_HOURS] for h in range(end - 23, end + 1))
-            usual = sum(usual_weekend if _weekend_day(h // 24) else usual_weekday for h in range(end - 23, end + 1)) / 24
-            windows.append(math.log((spent + pad) / (usual + pad)))
-        return usual_week * math.exp(min(windows) - PACE_Z * sd)
 
     def _labels(self) -> dict[str, str]:
         owner = self._cfg_budget.owner
@@ -317,9 +241,3 @@ def rest_of_period_weeks(baseline: SpendBaseline, now: float, end: float) -> flo
         hours -= share
         h += 1
     return weeks + shaped / total
-
-
-
-def _weekend_day(day: int) -> bool:
-    """Whether a UTC day index (``ts // 86400``) is a Saturday or a Sunday (day 0 was a Thursday)."""
-    return (day + 3) % 7 >= 5
