@@ -8,10 +8,17 @@ are calendar quarters and months in UTC. Three conditions, each its own episode:
   quarterly budget before week ``early_before_week`` (6) of the quarter. Checked on every
   request, so it pages on the request that crosses; it lasts until the quarter ends.
 * ``quarter:<2026Q4>:forecast`` and ``month:<2026-11>:forecast`` -- spend-to-date plus
-  the subject's daily rate (the higher of its 7-day mean and its last complete day, so a
-  ramp shows within a day) for the days left overruns the budget (checked each tick,
-  from ``forecast_min_elapsed_days`` into the period; immediately once the
-  budget is already exceeded). Resolves when the forecast comes back under.
+  the subject's pace for the time left overruns the budget (checked each tick, from
+  ``forecast_min_elapsed_days`` into the period and once the subject has
+  ``min_history_days`` of spend; immediately once the budget is already exceeded).
+  Resolves when the forecast comes back under.
+
+The pace is the spend of the last 7 days (168 hours, sliding, the current hour included;
+the days seen so far while the subject is younger than a week): a whole week, so weekdays
+and weekends weigh as they will, and a single heavy day counts for a seventh of it -- not
+as the pace. The days left are whole weeks at that pace plus the last partial week shaped
+by the subject's hour-of-week profile (a month ending on a weekend is not charged five
+weekdays' spend).
 """
 
 from __future__ import annotations
@@ -20,11 +27,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
+from spendwatch.detectors.baseline import HOUR, RING_HOURS, WEEK_HOURS, SpendBaseline, hour_of_week
 
 if TYPE_CHECKING:
     from spendwatch.detectors.config import BaselineConfig, Budget, BudgetPaceConfig, DetectorSettings
 
 DAY = 86_400
+WEEK = 7 * DAY
 
 
 def quarter_bounds(ts: float) -> tuple[str, float, float]:
@@ -158,27 +167,77 @@ class BudgetPace(Detector):
     def _forecast(self, ctx: Context, period: _Period, budget: int, kind: str, now: float) -> Finding:
         days_left = max(0.0, (period.end - now) / DAY)
         elapsed = (now - period.start) / DAY
-        # the higher of the 7-day mean and the last complete day: a ramp shows within a day, not a week
-        rate = max(ctx.baseline.daily_mean, ctx.baseline.last_day)
-        forecast = period.spent + rate * days_left
-        may_page = elapsed >= self.config.forecast_min_elapsed_days or period.spent > budget
+        baseline = ctx.baseline
+        week, rest = weekly_pace(baseline, now), 0.0
+        if week is not None:
+            rest = week * rest_of_period_weeks(baseline, now, period.end)
+        forecast = period.spent + rest
+        exceeded = period.spent > budget
+        may_page = exceeded or (week is not None and elapsed >= self.config.forecast_min_elapsed_days)
         abnormal = may_page and forecast > budget
         finding = Finding(abnormal=abnormal, observed=forecast / MICROS, expected=budget / MICROS,
                           episode=f"{kind}:{period.label}:forecast", window="day", root_cause_kinds=("model", "tag"))
         if abnormal:
-            exceeded = period.spent > budget
+            rate = (week or 0.0) / 7
             finding.severity = "error" if exceeded else None
             finding.labels = self._labels()
             state = f"is already over by {usd(period.spent - budget)}" if exceeded else (
                 f"is on pace to end at {usd(forecast)} ({forecast / budget:.0%})")
             finding.summary = (f"{ctx.scope} {ctx.subject} {state} against its {usd(budget)} {period.label} budget: "
-                               f"{usd(period.spent)} spent, {usd(rate)}/day recently, "
+                               f"{usd(period.spent)} spent, {usd(rate)}/day over the last 7 days, "
                                f"{days_left:.0f} days left")
             finding.details = {"budget_usd": budget / MICROS, "spent_usd": round(period.spent / MICROS, 2),
                                "daily_rate_usd": round(rate / MICROS, 2), "days_left": round(days_left, 2),
-                               "period": period.label}
+                               "rest_of_period_usd": round(rest / MICROS, 2), "period": period.label}
         return finding
 
     def _labels(self) -> dict[str, str]:
         owner = self._cfg_budget.owner
         return {"owner": owner} if owner else {}
+
+
+def weekly_pace(baseline: SpendBaseline, now: float) -> float | None:
+    """Spend per week at the subject's recent pace (micro-dollars): its last 168 hours, the current one included.
+
+    A subject younger than a week is scaled up from the hours it has been seen (counted from the
+    start of its first UTC day); ``None`` before ``min_history_days`` complete days.
+
+    >>> b = SpendBaseline(min_history_days=1)
+    >>> for h in range(24 * 10):                          # $1 an hour, then $8 for one hour
+    ...     b.learn_one(h * 3600.0 + 60, 8_000_000 if h == 200 else 1_000_000)
+    >>> weekly_pace(b, 24 * 10 * 3600.0 - 1) / 1e6     # the heavy hour is one of 168
+    175.0
+    """
+    if baseline.first_day is None or baseline.history_days < baseline.min_history_days:
+        return None
+    hi, hours = baseline.hour_index, baseline.hours
+    total = sum(hours[h % RING_HOURS] for h in range(hi - WEEK_HOURS + 1, hi + 1))
+    seen = (now - baseline.first_day * DAY) / WEEK
+    return total / min(1.0, max(seen, 1 / 7))
+
+
+def rest_of_period_weeks(baseline: SpendBaseline, now: float, end: float) -> float:
+    """Weeks of spend left until ``end``: whole weeks, plus the last part of a week weighted by the subject's
+    hour-of-week profile once every hour of the week has been seen (else by its length).
+
+    >>> b = SpendBaseline()
+    >>> rest_of_period_weeks(b, 0.0, 10 * 86_400.0)      # no profile yet: 10 days = 1.43 weeks
+    1.428571...
+    """
+    left = max(0.0, end - now)
+    weeks, part = divmod(left, WEEK)
+    profile = baseline.profile
+    total = sum(profile) if all(baseline.profile_n) else 0.0
+    if part <= 0 or total <= 0:
+        return weeks + part / WEEK
+    start = int(now) // HOUR
+    first = 1 - (now - start * HOUR) / HOUR  # the part of the current hour still ahead
+    hours = part / HOUR
+    shaped = 0.0
+    h = start
+    while hours > 0:
+        share = min(hours, first if h == start else 1.0)
+        shaped += profile[hour_of_week(h)] * share
+        hours -= share
+        h += 1
+    return weeks + shaped / total

@@ -9,7 +9,9 @@ to expected: ``river.stats.Var`` (Welford) of the residuals, score ``2|CDF - 0.5
 in ``river.anomaly.GaussianScorer`` (whose ``river.proba`` import pulls in SciPy and
 costs seconds at worker start-up for the same arithmetic). A window is anomalous when the score is above
 ``score_threshold`` *and* the rate is ``min_ratio`` times expected *and*
-``min_excess_usd_per_hour`` above it.
+``min_excess_usd_per_hour`` above it *and* it still would be without the spend of its
+biggest session: one heavy session is session_burn's to judge, against the key's own session
+costs (they are heavy-tailed: a key's biggest session of the week can cost a hundred of its usual ones).
 
 The model learns one point per hour (the rate over the window ending with that hour).
 An hour in which the detector reported an anomaly, or whose rate scores above the
@@ -360,7 +362,7 @@ class BurnRate(Detector):
             # the cheap guards first; the score only for a rate that could page
             if rate >= cfg.min_ratio * expected and rate - expected >= self._cfg_min_excess:
                 score = scorer.score_one(now, rate)
-                if score >= cfg.score_threshold:
+                if score >= cfg.score_threshold and not self._one_session(ctx, rate, expected):
                     reason = "rate"
         elif self._cfg_absolute is not None and rate >= self._cfg_absolute:
             reason = "absolute"
@@ -378,6 +380,21 @@ class BurnRate(Detector):
                                "projected_day_usd": None if projected is None else round(projected / MICROS, 2),
                                "spent_today_usd": round(ctx.baseline.today / MICROS, 2)}
         return [finding]
+
+    def _one_session(self, ctx: Context, rate: float, expected: float) -> bool:
+        """Whether the burn is one session's: without its spend the rate would pass neither guard.
+
+        Sessions' costs are heavy-tailed (a key's biggest session of the week can cost a hundred of its
+        usual ones); whether one is too big for its key is session_burn's question, judged against the
+        key's own session costs. burn_rate pages a key burning on more than one session.
+        """
+        sessions = ctx.contributors.short.totals("session")
+        if not sessions:
+            return False
+        # the top session's spend over the last 1-2 hours bounds its share of the window
+        top = min(sessions[0][1], rate * self._cfg_window_hours) / self._cfg_window_hours
+        rest = rate - top
+        return rest < self.config.min_ratio * expected or rest - expected < self._cfg_min_excess
 
     def _projection(self, ctx: Context, now: float, rate: float, expected: float | None) -> float | None:
         """Projected day-end spend (micro-dollars) when it crosses the page line, else None."""

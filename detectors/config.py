@@ -255,7 +255,8 @@ class BudgetPaceConfig(DetectorSettings):
     forecast_min_elapsed_days: float = Field(
         default=7, ge=0,
         description="Days into the period before the forecast may page (too noisy earlier). Forecast = "
-        "spend-to-date + days left x the higher of the 7-day mean daily spend and the last complete day's.",
+        "spend-to-date + the time left at the pace of the last 7 days (a whole week: one heavy day is a seventh "
+        "of it), the last partial week shaped by the hour-of-week profile.",
     )
     severity: SeverityName = Field(default="warning", description="PagerDuty severity of its pages.")
     repeat_interval_minutes: float = Field(default=1440, gt=0, description="Re-notify daily while it lasts.")

@@ -81,3 +81,50 @@ def test_a_team_page_names_the_team_not_the_key_that_tipped_it():
     [early, *_] = of(alerts, "budget_pace", "trigger")
     assert early.labels["team"] == "ml"
     assert not {"key_hash", "key_alias", "user"} & set(early.labels)
+
+
+def _day_pattern(start, daily):
+    """Team traffic with one dollar amount per day (``daily`` lists them)."""
+    events = []
+    for d, dollars in enumerate(daily):
+        events += team_traffic(start + timedelta(days=d), 1, dollars)
+    return events
+
+
+def test_a_single_heavy_day_is_not_read_as_the_pace():
+    # $100/day against a budget with 2.5x headroom ($23,000 for the quarter's 92 days); one day at $900.
+    # As the pace that day ends the quarter near $70k; as one day of seven the week's pace is $214/day.
+    daily = [100] * 14 + [900] + [100] * 10
+    alerts = run(_day_pattern(Q4, daily), budget_config(quarterly_usd=23_000))
+    assert not of(alerts, "budget_pace", "trigger")
+
+
+def test_two_heavy_days_in_a_steady_week_do_not_page_either():
+    daily = [100] * 14 + [600, 600] + [100] * 10
+    assert not of(run(_day_pattern(Q4, daily), budget_config(quarterly_usd=23_000)), "budget_pace", "trigger")
+
+
+def test_a_real_overrun_pages_while_it_builds_up():
+    # the same team moves to $500/day for good on day 14: it pages once about three of its days are in the
+    # week's pace (with 2.5x headroom the week must pass ~$270/day), not after a week of it
+    daily = [100] * 14 + [500] * 8
+    alerts = run(_day_pattern(Q4, daily), budget_config(quarterly_usd=23_000))
+    [trigger] = of(alerts, "budget_pace", "trigger")
+    assert ":forecast" in trigger.dedup_key
+    assert Q4 + timedelta(days=14) < trigger.fired_at <= Q4 + timedelta(days=17, hours=3)
+    # a bigger change shows sooner: ten times pages within two days
+    daily = [100] * 14 + [1000] * 8
+    [trigger] = of(run(_day_pattern(Q4, daily), budget_config(quarterly_usd=23_000)), "budget_pace", "trigger")
+    assert trigger.fired_at <= Q4 + timedelta(days=16)
+    assert "over the last 7 days" in trigger.summary
+
+
+def test_the_rest_of_a_month_is_charged_at_the_weekly_shape():
+    # Busy weekdays, idle weekends: the month's last days fall on a weekend (2026-10-31 is a Saturday), so
+    # the forecast on Friday 30th charges ~nothing for them; a flat pace would add two weekdays' spend.
+    def weekdays_only(hour):
+        return 0.0 if hour.weekday() >= 5 else 400 / 24
+    events = hourly_traffic(Q4, 24 * 30, weekdays_only, per_hour=2, team="ml")
+    spent = sum(float(e.cost_usd) for e in events)  # 22 weekdays x $400 = $8,800 by Friday night
+    alerts = run(events, budget_config(monthly_usd=round(spent + 100)), drain=timedelta(hours=0))
+    assert not of(alerts, "budget_pace", "trigger")

@@ -12,10 +12,12 @@ from spendwatch.detectors.engine import Engine
 CONFIG = only(burn_rate=True)
 
 
-def runaway(start, minutes, dollars_per_hour=300.0, **fields):
-    """An agent loop: a request every 20 s."""
+def runaway(start, minutes, dollars_per_hour=300.0, sessions=None, prefix="loop", **fields):
+    """An agent loop: a request every 20 s; without session ids (many gateways send none), or cycling
+    through ``sessions`` of them (an agent that opens a session per task)."""
     per_request = dollars_per_hour / 180
-    return [event(start + timedelta(seconds=20 * i), per_request, model="claude-opus-4", session="loop-1", **fields)
+    return [event(start + timedelta(seconds=20 * i), per_request, model="claude-opus-4",
+                  session=None if sessions is None else f"{prefix}-{i % sessions}", **fields)
             for i in range(minutes * 3)]
 
 
@@ -135,3 +137,20 @@ def test_a_burst_is_held_not_learned_and_the_next_one_still_pages():
     events = history + runaway(first, 4 * 60, dollars_per_hour=120) + hourly_traffic(
         first + timedelta(hours=4), 20, flat(2.0)) + runaway(first + timedelta(days=1), 60, dollars_per_hour=120)
     assert len(of(run(events, CONFIG), "burn_rate", "trigger")) == 2
+
+
+def test_one_heavy_session_is_session_burns_to_judge_not_a_burn():
+    # A ~$1/h key whose biggest session of the fortnight costs $180 within the hour: session costs are
+    # heavy-tailed, and whether one is too big for its key is judged on the key's sessions (session_burn)
+    history = hourly_traffic(T0, 24 * 10, office_hours(weekday_rate=2, night_rate=0.5, weekend_rate=0.5))
+    start = T0 + timedelta(days=10, hours=10)
+    big = runaway(start, 60, dollars_per_hour=180, sessions=1)
+    assert not of(run(history + big, CONFIG), "burn_rate")
+    # the same burn spread over the key's sessions (several agents at once) is a burn: it pages
+    spread = runaway(start, 60, dollars_per_hour=180, sessions=4)
+    [trigger] = of(run(history + spread, CONFIG), "burn_rate", "trigger")
+    assert trigger.details["trigger"] == "rate" and trigger.fired_at - start <= timedelta(minutes=60)
+    # and so does one session burning on top of a key already burning well over its usual
+    both = runaway(start, 60, dollars_per_hour=180, sessions=1, prefix="big") + runaway(
+        start, 60, dollars_per_hour=150, sessions=3)
+    assert of(run(history + both, CONFIG), "burn_rate", "trigger")

@@ -26,7 +26,8 @@ DAY = 86400.0
 
 #: Incident kinds, the detector that must page each, and the time-to-detect bound (minutes).
 INCIDENTS: dict[str, tuple[str, float]] = {
-    "runaway_loop": ("burn_rate", 30),  # its 60-minute rate must be $100/h over the usual (runaway_loop is sooner)
+    # one session: paged by session_burn (burn_rate leaves a burn that one session explains to it)
+    "runaway_loop": ("session_burn", 30),
     "session_burn": ("session_burn", 30),
     "spend_spike": ("spend_spike", 18 * 60),
     "model_mix_drift": ("model_mix_drift", 120),
