@@ -223,13 +223,18 @@ class CacheHitDrop(Detector):
         for index, sums in window.expire(now):
             if self.abnormal:  # never learn from the anomaly being flagged
                 continue
-            learnt = {name: sums.get(name, 0.0) for name in ("in", "cr", "in1", "cr1")}
+            # a bucket that read less than 1 - min_drop of what it should is suspect: its ratio is not learnt (a
+            # drop that has not paged yet must not become the new normal), and every session's straying is
+            # clipped at min_drop (one broken stretch does not teach that halving is ordinary)
+            clip = self.config.min_drop
+            suspect = sums.get("cached", 0.0) < (1 - clip) * sums.get("expected", 0.0)
+            learnt = {} if suspect else {name: sums.get(name, 0.0) for name in ("in", "cr", "in1", "cr1")}
             squares = deviations = sessions = 0.0
             for name, expected in sums.items():
                 if name.startswith("e:") and expected > 0:
                     read = sums.get(f"c:{name[2:]}", 0.0)
                     squares += (expected * _MTOK) ** 2
-                    deviations += ((read - expected) * _MTOK) ** 2
+                    deviations += (min(clip * expected, abs(read - expected)) * _MTOK) ** 2
                     sessions += 1.0
             if squares:
                 learnt.update({"w2": squares, "dev": deviations, "sessions": sessions})

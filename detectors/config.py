@@ -330,8 +330,8 @@ class CacheHitDropConfig(DetectorSettings):
     retired: ClassVar[frozenset[str]] = frozenset({"wasteful_ratio"})
 
     window_minutes: int = Field(
-        default=120, ge=10, le=1440, description="The recent ratio is measured over the newest 1/12, 2/12... of "
-        "this (the shortest span with enough evidence decides: minutes on a busy key, hours on a sparse one)."
+        default=120, ge=10, le=1440, description="The window the baseline learns from (once a stretch leaves it) "
+        "and an episode goes on in; the evidence itself is the newest 1, 2... 24 sessions of the last day."
     )
     min_drop: float = Field(
         default=0.4, gt=0, le=1, description="Page when a recent span read at least this fraction fewer cached "
@@ -357,13 +357,13 @@ class CacheHitDropConfig(DetectorSettings):
     min_baseline_ratio: float = Field(
         default=0.3, ge=0, le=1, description="Only subjects whose baseline ratio is at least this (they did cache)."
     )
-    min_requests: int = Field(default=3, ge=1, description="Successful requests in a span before it may page.")
+    min_requests: int = Field(default=2, ge=1, description="Successful requests in a span before it may page.")
     min_input_tokens: int = Field(default=1_000, ge=1, description="Input tokens in a span before it may page.")
     min_baseline_input_tokens: float = Field(
         default=50_000, ge=1, description="(Decayed) input tokens in the baseline before it is trusted."
     )
     min_baseline_sessions: float = Field(
-        default=20, ge=1, description="(Decayed) session stretches the normal straying is learnt from first."
+        default=10, ge=1, description="(Decayed) session stretches the normal straying is learnt from first."
     )
     baseline_half_life_hours: float = Field(default=72, gt=0, description="Half-life of the baseline ratio.")
 
