@@ -378,8 +378,8 @@ class ContextBloatConfig(DetectorSettings):
         "stopped hitting then also counts)."
     )
     window_minutes: int = Field(
-        default=120, ge=10, le=1440, description="Growth is looked for over the newest 1/12, 2/12... of this (the "
-        "shortest span with enough evidence decides)."
+        default=120, ge=10, le=1440, description="The window the usual sizes learn from (once a stretch leaves it) "
+        "and an episode goes on in; growth itself is looked for in the newest 1, 2... 24 sessions of the last day."
     )
     min_factor: float = Field(
         default=2.5, gt=1, description="Page when a recent span's requests are at least this x the usual size for "
@@ -394,16 +394,17 @@ class ContextBloatConfig(DetectorSettings):
         "being below this (Bonferroni-corrected)..."
     )
     min_sessions: float = Field(
-        default=3, ge=2, description="...over at least this many (effective) sessions, the one that grew most left "
-        "out of the evidence (one long session is never bloat, and one more ordinary outlier beside it neither)..."
+        default=2, ge=2, description="...over at least this many (effective) sessions, the one that grew most left "
+        "out of the evidence (one long session, or a runaway loop, is never bloat)..."
     )
     min_extra_usd: Decimal = Field(
         default=Decimal("0.05"), ge=0, description="...and the growth cost at least this many dollars in the span."
     )
     min_requests: int = Field(default=5, ge=1, description="Requests in a span before it may page.")
     min_baseline_requests: float = Field(
-        default=20, ge=1, description="(Decayed) requests to a model at a position in their sessions (call 1, "
-        "2-3, 4-7...) before their usual size is trusted; the requests are left out of the evidence until then."
+        default=20, ge=1, description="(Decayed) requests at a position in their sessions (call 1, 2-3, 4-7...), all "
+        "models together, before their usual size is trusted (the requests are left out of the evidence until then); "
+        "a model's own usual size takes over as its requests outnumber this."
     )
     min_baseline_sessions: float = Field(
         default=10, ge=1, description="(Decayed) session stretches the normal straying is learnt from first."
