@@ -63,6 +63,22 @@ _MTOK = 1e-6
 _LAYOUT = 2
 #: Before a first-call ratio is known from this many tokens, first calls expect the later calls' ratio x this.
 _FIRST_CALL_TOKENS = 100_000
+#: The newest sessions the evidence is looked for in (the newest one, the newest two... this many)...
+_RECENT_SESSIONS = 24
+#: ...active within this long: hours on a sparse key, minutes on a busy one.
+_LOOKBACK_S = 86_400
+
+
+def span_text(sessions: int, seconds: float) -> str:
+    """What a span covers, for summaries: ``'3 sessions (40 min)'``, or ``'120 min'`` for a window.
+
+    >>> span_text(1, 300), span_text(4, 9000), span_text(0, 7200)
+    ('session (5 min)', '4 sessions (2.5 h)', '2.0 h')
+    """
+    time = f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+    if not sessions:
+        return time
+    return f"{'session' if sessions == 1 else f'{sessions} sessions'} ({time})"
 
 
 @lru_cache(maxsize=4096)
@@ -73,9 +89,10 @@ def _input_price(model: str, provider: str | None) -> float:
 
 
 class _Span(NamedTuple):
-    """The newest ``buckets`` buckets of the window."""
+    """The newest ``count`` sessions (or the whole window), from ``since``."""
 
-    buckets: int
+    count: int
+    since: float
     requests: float
     tokens: float  # input tokens
     cached: float  # cache-read tokens
@@ -120,7 +137,7 @@ class CacheHitDrop(Detector):
     ...     if findings:
     ...         break
     >>> n, findings[0].summary
-    (2, 'key ci-agent: prompt-cache hit ratio 31% over the last 30 min (18 requests, 0.7M input tokens), where 62% was usual: about $0.61 of extra input spend')
+    (2, 'key ci-agent: prompt-cache hit ratio 31% over the last 3 sessions (25 min): 18 requests, 0.7M input tokens, where 62% was usual: about $0.61 of extra input spend')
     """
 
     name = "cache_hit_drop"
@@ -137,9 +154,14 @@ class CacheHitDrop(Detector):
         self.abnormal_ts = 0.0  # when the condition was last seen abnormal
         self.last_finding: Finding | None = None
         self.layout = _LAYOUT
+        #: session -> [requests, input tokens, cache-read tokens, expected, value, first ts, last ts], least
+        #: recently active first; cleared when an episode ends (its sessions were that episode's evidence)
+        self.recent: dict[str, list[float]] = {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        if "recent" not in state:  # a snapshot from before session spans: they start empty
+            self.recent = {}
         if state.get("layout") != _LAYOUT:
             # the state of the detector before sessions: its window holds no sessions; learn afresh
             window_s = self.window.window_s
@@ -183,6 +205,17 @@ class CacheHitDrop(Detector):
             sums[seen] = get(seen, 0.0) + 1.0
             sums[session_exp] = get(session_exp, 0.0) + expected
             sums[session_cr] = get(session_cr, 0.0) + cached
+        recent = self.recent
+        sums = recent.pop(session, None) or [0.0, 0.0, 0.0, 0.0, 0.0, obs.ts, obs.ts]
+        recent[session] = sums  # re-inserted last: the dict stays in least-recently-active order
+        sums[0] += 1.0
+        sums[1] += tokens_in
+        sums[2] += cached
+        sums[3] += expected
+        sums[4] += value
+        sums[6] = obs.ts
+        if len(recent) > _RECENT_SESSIONS:
+            del recent[next(iter(recent))]
 
     def _roll(self, now: float) -> None:
         """Expired buckets join the baseline ratios and, session by session, how far reads stray from expected."""
@@ -190,60 +223,72 @@ class CacheHitDrop(Detector):
         for index, sums in window.expire(now):
             if self.abnormal:  # never learn from the anomaly being flagged
                 continue
-            learnt = {name: sums.get(name, 0.0) for name in ("in", "cr", "in1", "cr1")}
+            # a bucket that read less than 1 - min_drop of what it should is suspect: its ratio is not learnt (a
+            # drop that has not paged yet must not become the new normal), and every session's straying is
+            # clipped at min_drop (one broken stretch does not teach that halving is ordinary)
+            clip = self.config.min_drop
+            suspect = sums.get("cached", 0.0) < (1 - clip) * sums.get("expected", 0.0)
+            learnt = {} if suspect else {name: sums.get(name, 0.0) for name in ("in", "cr", "in1", "cr1")}
             squares = deviations = sessions = 0.0
             for name, expected in sums.items():
                 if name.startswith("e:") and expected > 0:
                     read = sums.get(f"c:{name[2:]}", 0.0)
                     squares += (expected * _MTOK) ** 2
-                    deviations += ((read - expected) * _MTOK) ** 2
+                    deviations += (min(clip * expected, abs(read - expected)) * _MTOK) ** 2
                     sessions += 1.0
             if squares:
                 learnt.update({"w2": squares, "dev": deviations, "sessions": sessions})
             baseline.fold(index * window.bucket_s, learnt)
 
     # -- scoring -----------------------------------------------------------------------
-    def _spans(self) -> Iterator[_Span]:
-        """The newest bucket, the newest two... the whole window: the spans a drop is looked for in."""
-        buckets = self.window.buckets
+    def _spans(self, now: float) -> Iterator[_Span]:
+        """The newest session, the newest two... (active within a day): the spans a drop is looked for in."""
         leave_out = self.config.min_sessions >= 2
-        n = tokens = cached = expected = value = 0.0
-        per_session: dict[str, list[float]] = {}  # session -> [expected, read] cache tokens over the span
-        for j, index in enumerate(sorted(buckets, reverse=True), start=1):
-            bucket = buckets[index]
-            n += bucket.get("n", 0.0)
-            tokens += bucket.get("tokens", 0.0)
-            cached += bucket.get("cached", 0.0)
-            expected += bucket.get("expected", 0.0)
-            value += bucket.get("value", 0.0)
-            for name, amount in bucket.items():
-                if name.startswith("e:"):
-                    sums = per_session.setdefault(name[2:], [0.0, 0.0])
-                    sums[0] += amount
-                    sums[1] += bucket.get(f"c:{name[2:]}", 0.0)
-            if leave_out:  # the session that lost the most: one session's own prompt is not the subject's cache
-                top_expected, top_read = max(per_session.values(), key=lambda s: s[0] - s[1], default=(0.0, 0.0))
-            else:
-                top_expected = top_read = 0.0
-            weights = [s[0] * _MTOK for s in per_session.values()]
+        n = tokens = cached = expected = value = w = w2 = 0.0
+        top_loss, top_expected, top_read = -math.inf, 0.0, 0.0  # the session that lost the most so far
+        since = now
+        for j, sums in enumerate(reversed(self.recent.values()), start=1):
+            if sums[6] < now - _LOOKBACK_S:
+                break
+            n += sums[0]
+            tokens += sums[1]
+            cached += sums[2]
+            expected += sums[3]
+            value += sums[4]
+            since = min(since, sums[5])
+            weight = sums[3] * _MTOK
+            w += weight
+            w2 += weight * weight
+            if leave_out and sums[3] - sums[2] > top_loss:
+                top_loss, top_expected, top_read = sums[3] - sums[2], sums[3], sums[2]
             top_w = top_expected * _MTOK
-            rest_w, rest_w2 = sum(weights) - top_w, sum(w * w for w in weights) - top_w * top_w
+            rest_w, rest_w2 = w - top_w, w2 - top_w * top_w
             effective = rest_w * rest_w / rest_w2 if rest_w2 > 1e-18 else 0.0
-            yield _Span(j, n, tokens, cached, expected, value, expected - top_expected, cached - top_read, effective,
-                        effective + leave_out)
+            yield _Span(j, since, n, tokens, cached, expected, value, expected - top_expected, cached - top_read,
+                        effective, effective + leave_out)
 
-    def _newest_drop(self) -> tuple[float, _Span] | None:
-        """The most improbable drop among the spans ending now, with its tail probability, if any."""
-        cfg, baseline, buckets = self.config, self.baseline, self.window.buckets
+    def _window_span(self) -> _Span:
+        """The whole window, for an episode that goes on."""
+        totals, window = self.window.totals, self.window
+        since = (min(window.buckets) * window.bucket_s) if window.buckets else 0.0
+        get = totals.get
+        return _Span(0, since, get("n", 0.0), get("tokens", 0.0), get("cached", 0.0), get("expected", 0.0),
+                     get("value", 0.0), get("expected", 0.0), get("cached", 0.0), 0.0, 0.0)
+
+    def _newest_drop(self, now: float) -> tuple[float, _Span] | None:
+        """The most improbable drop among the spans of newest sessions, with its tail probability, if any."""
+        cfg, baseline, recent = self.config, self.baseline, self.recent
         keep = 1 - cfg.min_drop
-        newest = buckets[max(buckets)] if buckets else {}
-        if newest.get("cached", 0.0) > keep * newest.get("expected", 0.0):
-            return None  # the newest ten minutes read what they should: no span ending now shows a new drop
+        if not recent:
+            return None
+        newest = recent[next(reversed(recent))]
+        if newest[2] > keep * newest[3]:
+            return None  # the newest session read what it should: no span ending now shows a new drop
         squares = baseline.get("w2")
         variance = baseline.get("dev") / squares if squares > 0 else 0.0
-        looks = len(buckets)
+        looks = len(recent)
         best = None
-        for span in self._spans():
+        for span in self._spans(now):
             if (span.requests < cfg.min_requests or span.tokens < cfg.min_input_tokens or span.rest_expected <= 0
                     or span.rest_cached > keep * span.rest_expected or span.sessions < cfg.min_sessions):
                 continue
@@ -258,28 +303,25 @@ class CacheHitDrop(Detector):
         if now >= window.expires_from:
             self._roll(now)
         totals = window.totals
-        n, tokens = totals.get("n", 0.0), totals.get("tokens", 0.0)
-        if n < cfg.min_requests or tokens < cfg.min_input_tokens:
+        quiet = totals.get("n", 0.0) < cfg.min_requests or totals.get("tokens", 0.0) < cfg.min_input_tokens
+        if quiet and self.abnormal and self.last_finding is not None and now - self.abnormal_ts < _MAX_HOLD_S:
             # too quiet to judge (a night): an active episode holds rather than resolving and re-paging, for a
             # day at most (the baseline does not learn meanwhile, and a sparse key may stay quiet for long)
-            if self.abnormal and self.last_finding is not None and now - self.abnormal_ts < _MAX_HOLD_S:
-                return [self.last_finding]
-            self.abnormal, self.last_finding = False, None
-            return []
+            return [self.last_finding]
         was_abnormal = self.abnormal
         self.abnormal, self.last_finding = False, None
         if (baseline.get("in") + baseline.get("in1") < cfg.min_baseline_input_tokens
-                or baseline.get("sessions") < cfg.min_baseline_sessions):
+                or baseline.get("sessions") < cfg.min_baseline_sessions or self._ratios()[1] < cfg.min_baseline_ratio):
             return []
-        if self._ratios()[1] < cfg.min_baseline_ratio:
-            return []
-        drop = self._newest_drop()
+        drop = self._newest_drop(now)
         if drop is not None:
             tail, span = drop
-        elif was_abnormal and totals.get("cached", 0.0) <= (1 - cfg.min_drop) * totals.get("expected", 0.0):
+        elif was_abnormal and not quiet and totals.get("cached", 0.0) <= (1 - cfg.min_drop) * totals.get("expected", 0.0):
             # the episode goes on while the whole window stays down, evidence or not: only a recovery ends it
-            tail, span = 1.0, next(s for s in self._spans() if s.buckets == len(window.buckets))
+            tail, span = 1.0, self._window_span()
         else:
+            if was_abnormal:
+                self.recent.clear()  # the episode is over: its sessions were its evidence, not a new drop's
             return []
         price_per_token = span.value / span.tokens  # micro-dollars per input token, volume-weighted
         wasted = max(0.0, span.expected - span.cached) * price_per_token * _CACHE_DISCOUNT
@@ -291,8 +333,8 @@ class CacheHitDrop(Detector):
         money = f": about {usd(wasted)} of extra input spend" if price_per_token else ""
         summary = (
             f"{ctx.scope} {who or ctx.subject}: prompt-cache hit ratio {ratio:.0%} over the last "
-            f"{span.buckets * window.bucket_s / 60:.0f} min ({int(span.requests)} requests, "
-            f"{span.tokens / 1e6:.1f}M input tokens), where {usual:.0%} was usual{money}"
+            f"{span_text(span.count, now - span.since)}: {int(span.requests)} requests, "
+            f"{span.tokens / 1e6:.1f}M input tokens, where {usual:.0%} was usual{money}"
         )
         self.last_finding = Finding(
             abnormal=True, observed=round(ratio, 4), expected=round(usual, 4), unit="ratio", summary=summary,

@@ -334,8 +334,8 @@ class CacheHitDropConfig(DetectorSettings):
     retired: ClassVar[frozenset[str]] = frozenset({"wasteful_ratio"})
 
     window_minutes: int = Field(
-        default=120, ge=10, le=1440, description="The recent ratio is measured over the newest 1/12, 2/12... of "
-        "this (the shortest span with enough evidence decides: minutes on a busy key, hours on a sparse one)."
+        default=120, ge=10, le=1440, description="The window the baseline learns from (once a stretch leaves it) "
+        "and an episode goes on in; the evidence itself is the newest 1, 2... 24 sessions of the last day."
     )
     min_drop: float = Field(
         default=0.4, gt=0, le=1, description="Page when a recent span read at least this fraction fewer cached "
@@ -361,13 +361,13 @@ class CacheHitDropConfig(DetectorSettings):
     min_baseline_ratio: float = Field(
         default=0.3, ge=0, le=1, description="Only subjects whose baseline ratio is at least this (they did cache)."
     )
-    min_requests: int = Field(default=3, ge=1, description="Successful requests in a span before it may page.")
+    min_requests: int = Field(default=2, ge=1, description="Successful requests in a span before it may page.")
     min_input_tokens: int = Field(default=1_000, ge=1, description="Input tokens in a span before it may page.")
     min_baseline_input_tokens: float = Field(
         default=50_000, ge=1, description="(Decayed) input tokens in the baseline before it is trusted."
     )
     min_baseline_sessions: float = Field(
-        default=20, ge=1, description="(Decayed) session stretches the normal straying is learnt from first."
+        default=10, ge=1, description="(Decayed) session stretches the normal straying is learnt from first."
     )
     baseline_half_life_hours: float = Field(default=72, gt=0, description="Half-life of the baseline ratio.")
 
@@ -382,8 +382,8 @@ class ContextBloatConfig(DetectorSettings):
         "stopped hitting then also counts)."
     )
     window_minutes: int = Field(
-        default=120, ge=10, le=1440, description="Growth is looked for over the newest 1/12, 2/12... of this (the "
-        "shortest span with enough evidence decides)."
+        default=120, ge=10, le=1440, description="The window the usual sizes learn from (once a stretch leaves it) "
+        "and an episode goes on in; growth itself is looked for in the newest 1, 2... 24 sessions of the last day."
     )
     min_factor: float = Field(
         default=2.5, gt=1, description="Page when a recent span's requests are at least this x the usual size for "
@@ -398,16 +398,17 @@ class ContextBloatConfig(DetectorSettings):
         "being below this (Bonferroni-corrected)..."
     )
     min_sessions: float = Field(
-        default=3, ge=2, description="...over at least this many (effective) sessions, the one that grew most left "
-        "out of the evidence (one long session is never bloat, and one more ordinary outlier beside it neither)..."
+        default=2, ge=2, description="...over at least this many (effective) sessions, the one that grew most left "
+        "out of the evidence (one long session, or a runaway loop, is never bloat)..."
     )
     min_extra_usd: Decimal = Field(
         default=Decimal("0.05"), ge=0, description="...and the growth cost at least this many dollars in the span."
     )
     min_requests: int = Field(default=5, ge=1, description="Requests in a span before it may page.")
     min_baseline_requests: float = Field(
-        default=20, ge=1, description="(Decayed) requests to a model at a position in their sessions (call 1, "
-        "2-3, 4-7...) before their usual size is trusted; the requests are left out of the evidence until then."
+        default=20, ge=1, description="(Decayed) requests at a position in their sessions (call 1, 2-3, 4-7...), all "
+        "models together, before their usual size is trusted (the requests are left out of the evidence until then); "
+        "a model's own usual size takes over as its requests outnumber this."
     )
     min_baseline_sessions: float = Field(
         default=10, ge=1, description="(Decayed) session stretches the normal straying is learnt from first."

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
+from spendwatch.detectors.cache_hit_drop import span_text
 from spendwatch.detectors.evidence import normal_tail
 from spendwatch.detectors.rolling import BucketWindow, DecayedSums
 from spendwatch.schemas.pricing import input_price_per_mtok
@@ -51,6 +52,10 @@ _MAX_HOLD_S = 86_400
 _MAX_NAMES = 512
 #: Live sessions whose calls are counted (the least recently active is forgotten first).
 _MAX_SESSIONS = 512
+#: The newest sessions the evidence is looked for in (the newest one, the newest two... this many)...
+_RECENT_SESSIONS = 24
+#: ...active within this long: hours on a sparse key, minutes on a busy one.
+_LOOKBACK_S = 86_400
 
 
 @lru_cache(maxsize=4096)
@@ -61,9 +66,10 @@ def _input_price(model: str, provider: str | None) -> float:
 
 
 class _Span(NamedTuple):
-    """The newest ``buckets`` buckets of the window."""
+    """The newest ``count`` sessions (or the whole window, count 0), from ``since``."""
 
-    buckets: int
+    count: int
+    since: float
     requests: float  # requests whose model has a baseline
     cost: float  # what their size cost (input tokens at the input price, or the cost), micro-dollars
     rest_requests: float  # the same without the session that exceeds the most...
@@ -106,7 +112,7 @@ class ContextBloat(Detector):
     ...     if findings:
     ...         break
     >>> n, findings[0].summary
-    (3, 'key ci-agent: requests carry 3.3x the input tokens usual for their model over the last 40 min (24 requests, 4 sessions): about $4.02 of extra spend')
+    (7, 'key ci-agent: requests carry 4.3x the input tokens usual for their model over the last 3 sessions (22 min): 15 requests, about $3.48 of extra spend')
 
     One long session on its own is not bloat:
 
@@ -130,6 +136,14 @@ class ContextBloat(Detector):
         self.abnormal = False
         self.abnormal_ts = 0.0  # when the condition was last seen abnormal
         self.last_finding: Finding | None = None
+        #: session -> [known requests, summed log-size excess, cost, first ts, last ts], least recently active
+        #: first; cleared when an episode ends (its sessions were that episode's evidence)
+        self.recent: dict[str, list[float]] = {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "recent" not in state:  # a snapshot from before session spans: they start empty
+            self.recent = {}
 
     def derive(self) -> None:
         cfg = self.config
@@ -147,14 +161,24 @@ class ContextBloat(Detector):
         self.calls[session] = calls
         if len(self.calls) > _MAX_SESSIONS:
             del self.calls[next(iter(self.calls))]
-        # a session's context grows call by call: call n is compared with the usual size of calls n of that
-        # model (in powers of two: 1, 2-3, 4-7...); until that is known the request is not evidence (a model's
-        # mean over all positions would make every late call of a long session look bloated)
-        position = f"{obs.model}@{calls.bit_length()}"
-        at_n, at_log = f"n:{position}", f"l:{position}"
-        count = self.baseline.get(at_n)
-        known = count >= self.config.min_baseline_requests
-        excess = size_log - self.baseline.get(at_log) / count if known else 0.0
+        # a session's context grows call by call: call n is compared with the usual size of calls n of that model
+        # (in powers of two: 1, 2-3, 4-7...); until that is known the request is not evidence (a model's mean over
+        # all positions would make every late call of a long session look bloated). In tokens, a model with few
+        # requests at that position leans on all models' usual there (shrunk towards it with the weight of
+        # min_baseline_requests requests): a sparse key's requests are evidence too, a busy key's compare model
+        # for model
+        get, prior = self.baseline.get, self.config.min_baseline_requests
+        bucket = calls.bit_length()
+        position = f"{obs.model}@{bucket}"
+        at_n, at_log, any_n, any_log = f"n:{position}", f"l:{position}", f"n:*@{bucket}", f"l:*@{bucket}"
+        if self.config.metric == "usd":  # prices differ by model: only the model's own usual cost compares
+            own = get(at_n)
+            known = own >= prior
+            excess = size_log - get(at_log) / own if known else 0.0
+        else:
+            pooled = get(any_n)
+            known = pooled >= prior
+            excess = size_log - (get(at_log) + prior * get(any_log) / pooled) / (get(at_n) + prior) if known else 0.0
         session_n, session_x, session_c = f"r:{session}", f"x:{session}", f"c:{session}"
         # what the size costs: input tokens at the model's input price (output did not grow), or the cost itself
         cost = float(obs.cost) if self.config.metric == "usd" else size * _input_price(obs.model, obs.provider)
@@ -162,12 +186,24 @@ class ContextBloat(Detector):
             get = sums.get
             sums[at_n] = get(at_n, 0.0) + 1.0
             sums[at_log] = get(at_log, 0.0) + size_log
+            sums[any_n] = get(any_n, 0.0) + 1.0
+            sums[any_log] = get(any_log, 0.0) + size_log
             if known:
                 sums["known"] = get("known", 0.0) + 1.0
                 sums["excess"] = get("excess", 0.0) + excess
                 sums[session_n] = get(session_n, 0.0) + 1.0
                 sums[session_x] = get(session_x, 0.0) + excess
                 sums[session_c] = get(session_c, 0.0) + cost
+        if known:
+            recent = self.recent
+            sums = recent.pop(session, None) or [0.0, 0.0, 0.0, obs.ts, obs.ts]
+            recent[session] = sums  # re-inserted last: the dict stays in least-recently-active order
+            sums[0] += 1.0
+            sums[1] += excess
+            sums[2] += cost
+            sums[4] = obs.ts
+            if len(recent) > _RECENT_SESSIONS:
+                del recent[next(iter(recent))]
 
     def _roll(self, now: float) -> None:
         """Expired buckets join the models' usual sizes and, session by session, how far sessions stray."""
@@ -175,6 +211,10 @@ class ContextBloat(Detector):
         bound = self._cfg_min_log
         for index, sums in window.expire(now):
             if self.abnormal:  # never learn from the anomaly being flagged
+                continue
+            # a bucket already min_factor x its usual size is suspect: not learnt at all (bloat that has not paged
+            # yet must become neither the new usual size nor ordinary straying)
+            if sums.get("excess", 0.0) >= bound * sums.get("known", 0.0) > 0:
                 continue
             learnt = {name: v for name, v in sums.items() if name[:2] in ("n:", "l:")}
             squares = deviations = sessions = 0.0
@@ -190,41 +230,47 @@ class ContextBloat(Detector):
             baseline.fold(index * window.bucket_s, learnt)
 
     # -- scoring -----------------------------------------------------------------------
-    def _spans(self) -> Iterator[_Span]:
-        """The newest bucket, the newest two... the whole window: the spans bloat is looked for in."""
-        buckets = self.window.buckets
-        requests = cost = 0.0
-        per_session: dict[str, list[float]] = {}  # session -> [requests, summed excess, micro-dollars]
-        for j, index in enumerate(sorted(buckets, reverse=True), start=1):
-            bucket = buckets[index]
-            requests += bucket.get("known", 0.0)
-            for name, count in bucket.items():
-                if name.startswith("r:"):
-                    sums = per_session.setdefault(name[2:], [0.0, 0.0, 0.0])
-                    sums[0] += count
-                    sums[1] += bucket.get(f"x:{name[2:]}", 0.0)
-                    sums[2] += bucket.get(f"c:{name[2:]}", 0.0)
-            if not per_session:
-                continue
-            cost = sum(s[2] for s in per_session.values())
-            top_n, top_x, top_c = max(per_session.values(), key=lambda s: s[1])
-            weights = [s[0] for s in per_session.values()]
-            rest_w, rest_w2 = sum(weights) - top_n, sum(w * w for w in weights) - top_n * top_n
+    def _spans(self, now: float) -> Iterator[_Span]:
+        """The newest session, the newest two... (active within a day): the spans bloat is looked for in."""
+        requests = excess = cost = w2 = 0.0
+        top_x, top_n, top_c = -math.inf, 0.0, 0.0  # the session that exceeds the most so far
+        since = now
+        for j, sums in enumerate(reversed(self.recent.values()), start=1):
+            if sums[4] < now - _LOOKBACK_S:
+                break
+            requests += sums[0]
+            excess += sums[1]
+            cost += sums[2]
+            w2 += sums[0] * sums[0]
+            since = min(since, sums[3])
+            if sums[1] > top_x:
+                top_x, top_n, top_c = sums[1], sums[0], sums[2]
+            rest_w, rest_w2 = requests - top_n, w2 - top_n * top_n
             effective = rest_w * rest_w / rest_w2 if rest_w2 > 0 else 0.0
-            yield _Span(j, requests, cost, requests - top_n, sum(s[1] for s in per_session.values()) - top_x,
-                        cost - top_c, effective, len(per_session))
+            yield _Span(j, since, requests, cost, rest_w, excess - top_x, cost - top_c, effective, j)
 
-    def _newest_growth(self) -> tuple[float, _Span] | None:
-        """The most improbable growth among the spans ending now, with its tail probability, if any."""
-        cfg, baseline, buckets = self.config, self.baseline, self.window.buckets
-        newest = buckets[max(buckets)] if buckets else {}
-        if newest.get("excess", 0.0) < self._cfg_min_log * newest.get("known", 0.0):
-            return None  # the newest ten minutes are ordinary: no span ending now shows new bloat
+    def _window_span(self) -> _Span:
+        """The whole window, for an episode that goes on."""
+        window, totals = self.window, self.window.totals
+        per_session = [name for name in totals if name.startswith("r:")]
+        cost = sum(totals.get(f"c:{name[2:]}", 0.0) for name in per_session)
+        since = (min(window.buckets) * window.bucket_s) if window.buckets else 0.0
+        known = totals.get("known", 0.0)
+        return _Span(0, since, known, cost, known, totals.get("excess", 0.0), cost, 0.0, len(per_session))
+
+    def _newest_growth(self, now: float) -> tuple[float, _Span] | None:
+        """The most improbable growth among the spans of newest sessions, with its tail probability, if any."""
+        cfg, baseline, recent = self.config, self.baseline, self.recent
+        if not recent:
+            return None
+        newest = recent[next(reversed(recent))]
+        if newest[1] < self._cfg_min_log * newest[0]:
+            return None  # the newest session is ordinary: no span ending now shows new bloat
         squares = baseline.get("w2")
         variance = baseline.get("dev") / squares if squares > 0 else 0.0
-        looks = len(buckets)
+        looks = len(recent)
         best = None
-        for span in self._spans():
+        for span in self._spans(now):
             if (span.requests < cfg.min_requests or span.rest_requests <= 0 or span.effective + 1 < cfg.min_sessions
                     or span.rest_excess < self._cfg_min_log * span.rest_requests):
                 continue
@@ -240,26 +286,26 @@ class ContextBloat(Detector):
             self._roll(now)
         totals = window.totals
         known = totals.get("known", 0.0)
-        if known < cfg.min_requests:
+        quiet = known < cfg.min_requests
+        if quiet and self.abnormal and self.last_finding is not None and now - self.abnormal_ts < _MAX_HOLD_S:
             # too quiet to judge (a night): an active episode holds rather than resolving and re-paging, for a
             # day at most (the baseline does not learn meanwhile, and a sparse key may stay quiet for long)
-            if self.abnormal and self.last_finding is not None and now - self.abnormal_ts < _MAX_HOLD_S:
-                return [self.last_finding]
-            self.abnormal, self.last_finding = False, None
-            return []
+            return [self.last_finding]
         was_abnormal = self.abnormal
         self.abnormal, self.last_finding = False, None
         if baseline.get("sessions") < cfg.min_baseline_sessions:
             return []
-        growth = self._newest_growth()
+        growth = self._newest_growth(now)
         if growth is not None:
             tail, span = growth
             factor = math.exp(span.rest_excess / span.rest_requests)
-        elif was_abnormal and totals.get("excess", 0.0) >= self._cfg_min_log * known:
+        elif was_abnormal and not quiet and totals.get("excess", 0.0) >= self._cfg_min_log * known:
             # the episode goes on while the whole window stays bloated, evidence or not: only a recovery ends it
-            tail, span = 1.0, next(s for s in self._spans() if s.buckets == len(window.buckets))
+            tail, span = 1.0, self._window_span()
             factor = math.exp(totals.get("excess", 0.0) / known)
         else:
+            if was_abnormal:
+                self.recent.clear()  # the episode is over: its sessions were its evidence, not a new one's
             return []
         extra = span.cost * (1 - 1 / factor)
         if not was_abnormal and extra < cfg.min_extra_usd * MICROS:
@@ -269,8 +315,8 @@ class ContextBloat(Detector):
         what = "input tokens" if cfg.metric == "input_tokens" else "cost per request"
         summary = (
             f"{ctx.scope} {who or ctx.subject}: requests carry {factor:.1f}x the {what} usual for their model "
-            f"over the last {span.buckets * window.bucket_s / 60:.0f} min ({int(span.requests)} requests, "
-            f"{span.sessions} sessions): about {usd(extra)} of extra spend"
+            f"over the last {span_text(span.sessions, now - span.since)}: {int(span.requests)} requests, about "
+            f"{usd(extra)} of extra spend"
         )
         self.last_finding = Finding(
             abnormal=True, observed=round(factor, 2), expected=1.0, unit="ratio", summary=summary,

@@ -345,22 +345,27 @@ class RealisticTraffic:
             self.planned = planned
         return {team: int(week.get(team, 0) / self.days) for team, _, _ in self.teams}
 
-    def _spend(self) -> tuple[dict[str, list[int]], dict[tuple[str, int], int], dict[str, int], dict[str, list[float]]]:
+    def _spend(self) -> tuple[dict[str, list[int]], dict[tuple[str, int], int], dict[str, int], dict[str, list[float]],
+                              dict[str, list[float]]]:
         """Simulated spend (pico-dollars): per team per hour, per key alias per day, per session; and the
-        times of each key alias's failed calls."""
+        times of each key alias's failed calls and of its successful calls in ordinary sessions (the calls a
+        context or cache effect changes: not batch jobs, loops or burns)."""
         hours = math.ceil((self.end_ts - self.start_ts) / HOUR)
         team_hours: dict[str, list[int]] = {team: [0] * hours for team, _, _ in self.teams}
         key_days: dict[tuple[str, int], int] = defaultdict(int)
         sessions: dict[str, int] = defaultdict(int)
         failures: dict[str, list[float]] = defaultdict(list)
+        ordinary: dict[str, list[float]] = defaultdict(list)
         for ts, key, session, _model, ok, *rest in self.calls():
             cost = rest[-2]
             if not ok:
                 failures[key.alias].append(ts)
+            elif session.startswith("t"):  # _session's ids: t<seed>-<key>-<n>
+                ordinary[key.alias].append(ts)
             team_hours[key.team][int((ts - self.start_ts) // HOUR)] += cost
             key_days[(key.alias, int((ts - self.start_ts) // DAY))] += cost
             sessions[session] += cost
-        return team_hours, key_days, sessions, failures
+        return team_hours, key_days, sessions, failures, ordinary
 
     def team_forecasts(self, team_hours: dict[str, list[int]] | None = None) -> dict[str, list[float]]:
         """Per team, per hour of the run: spend to date + (last 7 days' mean daily spend) x days left (USD)."""
@@ -385,11 +390,12 @@ class RealisticTraffic:
         heavy-tailed ordinary spend against a tight budget) is a real budget overrun: labelled too.
         An injected spike whose day stays under 3x its 7-day average, or a ramp that never passes
         the budget (short runs), or an error storm on a key that sent fewer than
-        :data:`MIN_STORM_FAILURES` failing calls in it (a key quiet during its "storm"), is not what its
-        label says: moved to :attr:`dropped`. Every label's
+        :data:`MIN_STORM_FAILURES` failing calls in it (a key quiet during its "storm"), or a cache drop or
+        context bloat on a key that sent no ordinary call while it lasted, is not what its label says: moved
+        to :attr:`dropped`. Every label's
         detail gets the simulated dollars (session cost, the key's usual day, the spike day).
         """
-        team_hours, key_days, sessions, failures = self._spend()
+        team_hours, key_days, sessions, failures, ordinary = self._spend()
         budgets = self._budget_amounts()
         labelled = {label.team for label in self.labels if label.family == "budget_overrun"}
         first_hour = math.ceil((self.warmup_end - self.start_ts) / HOUR)
@@ -424,6 +430,11 @@ class RealisticTraffic:
                         self.dropped.append(label)
                         continue
                     extra += f"; {failed} failed calls in it"
+                if label.family in ("cache_hit_drop", "context_bloat"):
+                    start, end = label.start.timestamp(), label.end.timestamp()
+                    if not any(start <= ts < end for ts in ordinary.get(label.key, ())):
+                        self.dropped.append(label)  # the key sent no call the effect changed: nothing happened
+                        continue
                 if label.family == "spend_spike":
                     first = int((label.start.timestamp() - self.start_ts) // DAY)
                     last = int((label.end.timestamp() - self.start_ts) // DAY)
