@@ -285,7 +285,7 @@ class CacheHitDrop(Detector):
         if newest[2] > keep * newest[3]:
             return None  # the newest session read what it should: no span ending now shows a new drop
         squares = baseline.get("w2")
-        variance = baseline.get("dev") / squares if squares > 0 else 0.0
+        variance = max(baseline.get("dev") / squares if squares > 0 else 0.0, cfg.min_session_spread ** 2)
         looks = len(recent)
         best = None
         for span in self._spans(now):

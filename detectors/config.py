@@ -354,6 +354,11 @@ class CacheHitDropConfig(DetectorSettings):
         default=1, ge=1, description="...over at least this many (effective) sessions; from 2, the session that lost "
         "the most is left out of the evidence (one session's own prompt is then never the key's cache)..."
     )
+    min_session_spread: float = Field(
+        default=0.1, ge=0, lt=1, description="The least a session's cache reads are taken to stray from what was "
+        "expected (standard deviation, as a fraction) however steady the subject's past: a prior for real traffic, "
+        "so a key whose history happened to be uniform still needs two or more halved sessions, not one."
+    )
     min_wasted_usd: Decimal = Field(
         default=Decimal("0"), ge=0, description="...and the lost hits cost at least this many dollars in the span "
         "(0: off -- the evidence test keeps false pages out; set a floor to skip keys whose cache is worth cents)."

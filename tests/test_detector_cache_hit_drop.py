@@ -117,12 +117,13 @@ def test_with_min_sessions_two_one_session_with_a_changed_prompt_is_not_the_keys
 
 
 def test_a_sparse_key_halving_pages_once_it_has_the_evidence():
-    # two sessions an hour: too few for 10 minutes, enough over an hour or two
+    # two sessions an hour: too few for 10 minutes, enough over two or three (min_session_spread's prior
+    # asks for more than one halved session)
     broken = T0 + timedelta(days=3, hours=10)
     events = sessions(T0, 24 * 4, office(2, 0.3, 0.3), lambda t: 0.35 if t >= broken else 0.70, calls=lambda n: 8)
     pages = cache_pages(events)
     assert pages and pages[0].action.value == "trigger"
-    assert timedelta(0) < pages[0].fired_at - broken <= timedelta(hours=2)
+    assert timedelta(0) < pages[0].fired_at - broken <= timedelta(hours=2.5)
 
 
 def test_the_money_floor_is_configurable():
@@ -182,3 +183,18 @@ def test_a_drop_that_has_not_paged_yet_is_not_learnt_as_normal():
         from spendwatch.detectors.engine import observe
         detector.learn_one(observe(e), None)  # type: ignore[arg-type]
     assert detector._ratios()[1] > 0.55
+
+
+def test_one_halved_session_on_a_key_whose_past_was_uniform_is_not_yet_a_drop():
+    # a history with no straying at all learns a spread near zero; min_session_spread keeps one odd session
+    # (a new prompt, a tool result) from paging alone -- a second one in the same state does
+    odd = T0 + timedelta(days=3, hours=10)
+    events = sessions(T0, 24 * 3 + 10, office(1), lambda t: 0.70, spread=0.0)
+    events += [call(odd + timedelta(minutes=2 * i, seconds=5), 0 if i == 0 else 16_000, session="odd-1")
+               for i in range(6)]
+    assert cache_pages(events) == []
+    no_prior = DetectorsConfig.model_validate({"cache_hit_drop": {"min_session_spread": 0}})
+    assert [a.action.value for a in cache_pages(events, no_prior)][:1] == ["trigger"]
+    events += [call(odd + timedelta(minutes=20 + 2 * i, seconds=5), 0 if i == 0 else 16_000, session="odd-2")
+               for i in range(6)]
+    assert [a.action.value for a in cache_pages(events)][:1] == ["trigger"]
