@@ -21,7 +21,7 @@ not hide the next one, while an ordinary job that pages raises the bar ``history
 and stops paging.
 
 It also pages early, on pace: a session at least 5 minutes old that spent ``pace_fraction`` of X
-within its last 10 minutes. A session that spends slowly for hours is runaway_loop's business.
+(and at least ``min_usd``) within its last 10 minutes. A session that spends slowly for hours is runaway_loop's business.
 
 Why per subject and not one org-wide distribution: the determinism contract says a state sees
 only its own records, so an org-wide distribution would need its own ``org:<org>`` state that
@@ -121,7 +121,7 @@ class SessionBurn(Detector):
     ...     if findings[0].abnormal:
     ...         break
     >>> minute, findings[0].summary
-    (5, 'session burn on key k1 spent $3.00 in 5 min (limit $5.84 per 60 min, on pace to pass it), mostly claude-sonnet-4-5')
+    (9, 'session burn on key k1 spent $5.00 in 9 min (limit $5.84 per 60 min, on pace to pass it), mostly claude-sonnet-4-5')
     """
 
     name = "session_burn"
@@ -252,7 +252,8 @@ class SessionBurn(Detector):
         if spent > session.peak:
             session.peak = spent
         limit = self.threshold()
-        burning = spent > limit or self._on_pace(session, spent, limit, now)
+        # on pace only from min_usd: half of a $5 X is not a page
+        burning = spent > limit or (spent >= self._cfg_min and self._on_pace(session, spent, limit, now))
         if not burning and not normal:
             return None
         finding = Finding(burning, spent / MICROS, limit / MICROS, episode=session_id)

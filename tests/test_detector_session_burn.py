@@ -134,3 +134,13 @@ def test_a_fast_burn_pages_on_pace_and_a_steady_big_session_does_not():
     config = only({"session_burn": {"pace_fraction": 0}}, session_burn=True)
     [late] = of(run(fast, config), "session_burn", "trigger")
     assert late.fired_at > trigger.fired_at and late.observed > 50
+
+
+def test_on_pace_never_pages_below_the_minimum():
+    # a sparse key (X = the $5 minimum): $3 in 6 minutes is on pace for X, but not $5 yet
+    start = T0 + timedelta(days=10, hours=11)
+    short = session("short", start, 6, 0.5, model="claude-opus-4-1")
+    assert not of(run(sparse_key_history() + short, CONFIG), "session_burn", "trigger")
+    longer = session("longer", start, 12, 0.5, model="claude-opus-4-1")
+    [trigger] = of(run(sparse_key_history() + longer, CONFIG), "session_burn", "trigger")
+    assert trigger.observed >= 5 and trigger.expected == 5
