@@ -155,18 +155,34 @@ class BurnRateConfig(DetectorSettings):
 
 
 class SessionBurnConfig(DetectorSettings):
-    """One session spending more than $X in under an hour."""
+    """One session spending far more within the hour than any of this subject's sessions."""
 
     implementation: ClassVar[str] = "spendwatch.detectors.session_burn:SessionBurn"
+    retired: ClassVar[frozenset[str]] = frozenset({"quantile", "quantile_factor"})
 
     window_minutes: int = Field(default=60, ge=1, le=1440, description="The session's spend is summed over this.")
     threshold_usd: Decimal | None = Field(
         default=None, ge=0, description="Fixed $X; null (default) derives it from the subject's session costs."
     )
-    floor_usd: Decimal = Field(default=Decimal("50"), ge=0, description="Absolute floor of the derived threshold.")
-    quantile: float = Field(default=0.99, gt=0, lt=1, description="Session-cost quantile the derived X builds on.")
-    quantile_factor: float = Field(default=3.0, gt=0, description="Derived X = max(floor, factor x quantile).")
-    min_sessions: int = Field(default=30, ge=1, description="Completed sessions before the quantile is used.")
+    history_factor: float = Field(
+        default=5.0, gt=1,
+        description="Derived X = this x (1 + prior_sessions / n) x the most any of the n completed sessions spent "
+        "within window_minutes (a decayed maximum)...",
+    )
+    prior_sessions: float = Field(
+        default=10, ge=0,
+        description="...so a subject with few sessions needs more: 2x the factor after 10 sessions, 1.1x after 100...",
+    )
+    history_half_life_hours: float = Field(
+        default=336, gt=0, description="...the maximum halving every this many hours (an old big session fades).",
+    )
+    min_usd: Decimal = Field(
+        default=Decimal("5"), ge=0, description="...and never below this (a few dollars is never a page).",
+    )
+    floor_usd: Decimal = Field(
+        default=Decimal("50"), ge=0, description="$X until min_sessions sessions have completed (a new subject).",
+    )
+    min_sessions: int = Field(default=3, ge=1, description="Completed sessions before X is derived.")
     pace_fraction: float = Field(
         default=0.5, ge=0, le=1,
         description="Page early once a session (5 minutes old or more) has spent this fraction of $X within its "

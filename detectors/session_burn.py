@@ -1,21 +1,35 @@
-"""session_burn: one session (agent run, conversation, trace) burning more than $X in under an hour.
+"""session_burn: one session (agent run, conversation, trace) burning in under an hour far more than any before.
 
-X is ``threshold_usd`` when set. Otherwise it is derived from the session costs the
-subject has actually seen: ``max(floor_usd, quantile_factor x the quantile-th
-percentile)`` of completed sessions' peak one-hour spend (``river.stats.Quantile``,
-P² algorithm, constant memory), and just ``floor_usd`` until ``min_sessions`` sessions
-have completed.
+X is ``threshold_usd`` when set. Otherwise it scales with the subject's own sessions: each
+completed session is one sample -- the most it spent within ``window_minutes`` -- and X is
 
-Why per subject and not one org-wide distribution: the determinism contract says a
-state sees only its own records, so an org-wide distribution would need its own
-``org:<org>`` state that sees every request of the org (one hot state per org, on one
-partition) and could only page at org scope. A key is the unit that has an owner and
-that the detector runs on; its own sessions are the sample of "normal" that matters for
-it, and the absolute floor protects every key that has no history yet. Users who want
-one org-wide X set ``threshold_usd``.
+    max(min_usd, history_factor x (1 + prior_sessions / n) x M)
+
+where ``M`` is the highest such spend of the ``n`` completed sessions (a maximum that halves every
+``history_half_life_hours``, so an old big session fades) and ``floor_usd`` until ``min_sessions``
+have completed. The evidence scales with the subject: a sparse key whose sessions never passed
+$0.30 pages on a $10 burn, a frontier-heavy agent key whose long sessions reach $20 needs $100+
+within the hour, and a key with ten sessions needs twice the factor of one with hundreds (its
+maximum is a poorer estimate of how big an ordinary session gets). Why the maximum and not a
+quantile: a key's session costs are a mixture (one model per session, economy to frontier,
+log-normal lengths), so a high quantile of a few dozen sessions is its maximum anyway; and why
+the session's spend within the hour and not its call count or call rate: a burn's calls come at
+an agent's ordinary pace, and a batch job's hundreds of cheap calls are not one.
+
+A session that paged is learned as if it had spent X (the limit it crossed): a real burn does
+not hide the next one, while an ordinary job that pages raises the bar ``history_factor``-fold
+and stops paging.
+
+It also pages early, on pace: a session at least 5 minutes old that spent ``pace_fraction`` of X
+(and at least ``min_usd``) within its last 10 minutes. A session that spends slowly for hours is runaway_loop's business.
+
+Why per subject and not one org-wide distribution: the determinism contract says a state sees
+only its own records, so an org-wide distribution would need its own ``org:<org>`` state that
+sees every request of the org (one hot state per org, on one partition) and could only page at
+org scope. Users who want one org-wide X set ``threshold_usd``.
 
 A session is live while it has spent within the window; it completes (and feeds the
-distribution) once idle for ``window_minutes``. At most ``max_tracked_sessions`` live
+history) once idle for ``window_minutes``. At most ``max_tracked_sessions`` live
 sessions are kept per subject; the least recently active is completed early.
 """
 
@@ -23,10 +37,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from river import stats
-
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
-from spendwatch.detectors.snapshot import quantile_state, restore_quantile
+from spendwatch.detectors.snapshot import restore_quantile
 
 if TYPE_CHECKING:
     from spendwatch.detectors.config import BaselineConfig, SessionBurnConfig
@@ -41,7 +53,7 @@ _PACE_MIN_AGE_S = 300
 
 
 class _Session:
-    __slots__ = ("last_ts", "started", "peak", "buckets", "models")
+    __slots__ = ("last_ts", "started", "peak", "buckets", "models", "flagged")
 
     def __init__(self, ts: float) -> None:
         self.last_ts = ts
@@ -49,18 +61,31 @@ class _Session:
         self.peak = 0
         self.buckets: dict[int, int] = {}  # bucket index -> micro-dollars
         self.models: dict[str, list[int]] = {}  # model -> [micro-dollars, requests]
+        self.flagged = 0  # the limit it crossed when it paged (0: never paged)
 
     @classmethod
     def restore(cls, last_ts: float, started: float, peak: int, buckets: dict[int, int],
-                models: dict[str, list[int]]) -> _Session:
+                models: dict[str, list[int]], flagged: int = 0) -> _Session:
         session = cls.__new__(cls)
-        session.last_ts, session.started, session.peak, session.buckets, session.models = (
-            last_ts, started, peak, buckets, models)
+        session.last_ts, session.started, session.peak, session.buckets, session.models, session.flagged = (
+            last_ts, started, peak, buckets, models, flagged)
         return session
 
 
+def _decayed(peak: tuple[float, float | None], now: float, half_life_s: float) -> float:
+    """A decayed maximum ``(value, when)`` as seen at ``now`` (``when`` None: undated, not decayed).
+
+    >>> _decayed((100.0, 0.0), 7 * 86400, 7 * 86400), _decayed((100.0, None), 1e9, 3600)
+    (50.0, 100.0)
+    """
+    value, when = peak
+    if when is None:
+        return value
+    return value * 0.5 ** (max(0.0, now - when) / half_life_s)
+
+
 class SessionBurn(Detector):
-    """A single session's spend within ``window_minutes`` against $X.
+    """A single session's spend within ``window_minutes`` against $X, X scaled by the subject's own sessions.
 
     Examples
     --------
@@ -70,11 +95,11 @@ class SessionBurn(Detector):
     >>> ctx = Context("key", "k1", SpendBaseline(), Contributors(), {})
     >>> sessions = SessionBurn(SessionBurnConfig(), BaselineConfig(), "key", "k1")
     >>> t0 = 1_762_128_000.0
-    >>> def spend(session, ts, dollars, model="claude-opus-4"):
+    >>> def spend(session, ts, dollars, model="claude-opus-4", detector=sessions):
     ...     obs = Observation("request", ts, cost=int(dollars * 1e6), session_id=session, model=model)
-    ...     sessions.learn_one(obs, ctx)
-    ...     return sessions.score_one(ctx, ts, obs)
-    >>> [f.abnormal for f in spend("big-but-normal", t0, 45)]    # $45: under the $50 floor
+    ...     detector.learn_one(obs, ctx)
+    ...     return detector.score_one(ctx, ts, obs)
+    >>> [f.abnormal for f in spend("big-but-normal", t0, 45)]    # a new key: $45 is under the $50 floor
     [False]
     >>> for minute in range(0, 40, 2):                           # $3 every 2 minutes
     ...     findings = spend("runaway", t0 + minute * 60, 3)
@@ -82,6 +107,21 @@ class SessionBurn(Detector):
     ...         break
     >>> minute, findings[0].episode, findings[0].summary
     (32, 'runaway', 'session runaway on key k1 spent $51.00 in 32 min (limit $50.00 per 60 min), mostly claude-opus-4')
+
+    A sparse key whose 20 sessions never passed $0.80: X is 5 x (1 + 10/20) x $0.80 (a little decayed)
+
+    >>> sparse = SessionBurn(SessionBurnConfig(), BaselineConfig(), "key", "k2")
+    >>> for n in range(20):
+    ...     _ = spend(f"s{n}", t0 + n * 7200, 0.3 + n % 3 * 0.25, "gpt-5-mini", sparse)
+    >>> _ = spend("next", t0 + 40 * 3600, 0.01, "gpt-5-mini", sparse)
+    >>> round(sparse.threshold() / 1e6, 2), sparse.completed
+    (5.95, 20)
+    >>> for minute in range(30):                                 # $0.50 of frontier calls a minute
+    ...     findings = spend("burn", t0 + 41 * 3600 + minute * 60, 0.5, "claude-sonnet-4-5", sparse)
+    ...     if findings[0].abnormal:
+    ...         break
+    >>> minute, findings[0].summary
+    (9, 'session burn on key k1 spent $5.00 in 9 min (limit $5.84 per 60 min, on pace to pass it), mostly claude-sonnet-4-5')
     """
 
     name = "session_burn"
@@ -90,47 +130,62 @@ class SessionBurn(Detector):
     def __init__(self, config: SessionBurnConfig, baseline_config: BaselineConfig, scope: str, subject: str) -> None:
         super().__init__(config, baseline_config, scope, subject)
         self.sessions: dict[str, _Session] = {}
-        self.costs = stats.Quantile(config.quantile)  # completed sessions' peak window spend (micro-dollars)
+        #: the most a completed session spent within the window: (micro-dollars, when), decayed
+        self.history: tuple[float, float | None] = (0.0, None)
         self.completed = 0
 
-    # -- snapshots: sessions as tuples, the quantile as a tuple (see spendwatch.detectors.snapshot) ---
+    # -- snapshots: sessions as tuples (see spendwatch.detectors.snapshot) ---------------------
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state["sessions"] = {sid: (s.last_ts, s.started, s.peak, s.buckets, s.models) for sid, s in self.sessions.items()}
-        state["costs"] = quantile_state(self.costs)
+        state["sessions"] = {sid: (s.last_ts, s.started, s.peak, s.buckets, s.models, s.flagged)
+                             for sid, s in self.sessions.items()}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        costs = state.pop("costs", None)
         super().__setstate__(state)
-        if isinstance(self.costs, tuple):  # else: the objects themselves, from a snapshot before version 2
-            self.costs = restore_quantile(self.costs)
-            self.sessions = {sid: _Session.restore(*s) for sid, s in self.sessions.items()}
+        if costs is not None:  # a snapshot before the decayed maximum: its 99th percentile, undated
+            quantile = restore_quantile(costs) if isinstance(costs, tuple) else costs
+            self.history = (float(quantile.get() or 0.0), None)
+        self.sessions = {sid: s if isinstance(s, _Session) else _Session.restore(*s)
+                         for sid, s in self.sessions.items()}
 
     def derive(self) -> None:
         cfg = self.config
         self._cfg_bucket_s = max(1, cfg.window_minutes * 60 // _BUCKETS)
         self._cfg_floor = int(cfg.floor_usd * MICROS)
+        self._cfg_min = int(cfg.min_usd * MICROS)
         self._cfg_fixed = None if cfg.threshold_usd is None else int(cfg.threshold_usd * MICROS)
         self._cfg_window_s = cfg.window_minutes * 60
+        self._cfg_half_life_s = cfg.history_half_life_hours * 3600
         self._cfg_limit: int | None = None  # threshold() until the next session completes
 
     # -- learning ------------------------------------------------------------------------
+    def derived(self) -> bool:
+        """Whether X comes from the subject's sessions (not ``threshold_usd``, nor ``floor_usd`` for a new subject)."""
+        return self._cfg_fixed is None and self.completed >= self.config.min_sessions
+
     def threshold(self) -> int:
         """$X in micro-dollars."""
         limit = self._cfg_limit
         if limit is None:
+            cfg = self.config
             if self._cfg_fixed is not None:
                 limit = self._cfg_fixed
-            elif self.completed >= self.config.min_sessions:
-                limit = max(self._cfg_floor, int(self.config.quantile_factor * (self.costs.get() or 0)))
+            elif self.derived():
+                evidence = 1 + cfg.prior_sessions / self.completed
+                limit = max(self._cfg_min, int(cfg.history_factor * evidence * self.history[0]))
             else:
                 limit = self._cfg_floor
             self._cfg_limit = limit
         return limit
 
-    def _complete(self, session_id: str) -> None:
+    def _complete(self, session_id: str, now: float) -> None:
         session = self.sessions.pop(session_id)
-        self.costs.update(session.peak)
+        spent = min(session.peak, session.flagged) if session.flagged else session.peak
+        known = _decayed(self.history, now, self._cfg_half_life_s)
+        self.history = (float(spent), now) if spent >= known else (known, now)
         self.completed += 1
         self._cfg_limit = None
 
@@ -144,11 +199,11 @@ class SessionBurn(Detector):
             oldest, idle = next(iter(sessions.items()))
             if ts - idle.last_ts < window_s:
                 break
-            self._complete(oldest)
+            self._complete(oldest, ts)
         session = sessions.pop(session_id, None)  # re-inserted last: keeps the LRU order
         if session is None:
             if len(sessions) >= self.config.max_tracked_sessions:
-                self._complete(next(iter(sessions)))
+                self._complete(next(iter(sessions)), ts)
             session = _Session(ts)
         sessions[session_id] = session
         if ts > session.last_ts:
@@ -173,7 +228,7 @@ class SessionBurn(Detector):
             return [] if finding is None else [finding]
         window_s = self._cfg_window_s
         for session_id in [s for s, sess in self.sessions.items() if now - sess.last_ts >= window_s]:
-            self._complete(session_id)
+            self._complete(session_id, now)
         findings = [self._judge(ctx, sid, sess, now, normal=False) for sid, sess in self.sessions.items()]
         return [f for f in findings if f is not None]
 
@@ -197,11 +252,14 @@ class SessionBurn(Detector):
         if spent > session.peak:
             session.peak = spent
         limit = self.threshold()
-        burning = spent > limit or self._on_pace(session, spent, limit, now)
+        # on pace only from min_usd: half of a $5 X is not a page
+        burning = spent > limit or (spent >= self._cfg_min and self._on_pace(session, spent, limit, now))
         if not burning and not normal:
             return None
         finding = Finding(burning, spent / MICROS, limit / MICROS, episode=session_id)
         if finding.abnormal:
+            if not session.flagged:
+                session.flagged = limit
             models = sorted(session.models.items(), key=lambda kv: -kv[1][0])
             window_start = max(session.started, now - self._cfg_window_s)
             minutes = max(1, round((session.last_ts - window_start) / 60))
@@ -215,5 +273,5 @@ class SessionBurn(Detector):
             finding.causes = [("session", session_id, spent, sum(m[1] for m in session.models.values())),
                               *(("model", name, cost, n) for name, (cost, n) in models)]
             finding.details = {"threshold_usd": limit / MICROS, "completed_sessions": self.completed,
-                               "derived": self._cfg_fixed is None and self.completed >= self.config.min_sessions}
+                               "derived": self.derived(), "history_max_usd": round(self.history[0] / MICROS, 2)}
         return finding

@@ -44,18 +44,79 @@ def test_slow_expensive_session_is_not_a_burn():
 
 
 def test_threshold_follows_the_keys_own_session_costs():
-    # 40 ordinary sessions of ~$80-95 each: the derived limit becomes 3 x p99 (~$280)
+    # 40 ordinary sessions of ~$80-95 each: once they are history, X is 5 x (1 + 10/n) x their maximum
     history = []
     for i in range(40):
         history += session(f"s{i}", T0 + timedelta(hours=2 * i), 30, 2.7 + (i % 5) * 0.1)
     later = T0 + timedelta(hours=100)
     alerts = run(history + session("usual-big", later, 50, 2.4), CONFIG)  # $120: over the floor, normal here
     early = [a for a in of(alerts, "session_burn", "trigger") if a.fired_at < later]
-    assert early  # before enough sessions completed only the $50 floor applied
+    assert early  # before min_sessions completed only the $50 floor applied
     assert not [a for a in of(alerts, "session_burn", "trigger") if a.fired_at >= later]
-    runaway = session("runaway", later, 50, 8.0)  # $400 in 50 minutes
+    runaway = session("runaway", later, 50, 16.0)  # $800 in 50 minutes
     [trigger] = [a for a in of(run(history + runaway, CONFIG), "session_burn", "trigger") if a.fired_at >= later]
-    assert trigger.details["derived"] is True and 200 < trigger.expected < 400
+    assert trigger.details["derived"] is True and 400 < trigger.expected < 800
+
+
+def sparse_key_history(days=10):
+    """A sparse key: two short economy sessions a day, never above $0.30."""
+    events = []
+    for day in range(days):
+        for n, hour in enumerate((10, 15)):
+            events += session(f"d{day}-{n}", T0 + timedelta(days=day, hours=hour), 6, 0.03 + 0.01 * n,
+                              model="gpt-5-mini")
+    return events
+
+
+def test_a_sparse_keys_session_burn_pages_within_minutes():
+    start = T0 + timedelta(days=10, hours=11)
+    burn = session("burn", start, 40, 0.6, model="claude-sonnet-4-5")  # $24 in 40 min: under the old $50
+    [trigger] = of(run(sparse_key_history() + burn, CONFIG), "session_burn", "trigger")
+    assert trigger.labels["session"] == "burn" and trigger.details["derived"] is True
+    assert trigger.fired_at - start <= timedelta(minutes=10) and trigger.expected < 10
+    # the same burn on a new key (no sessions yet) waits for the absolute floor: it never gets there
+    assert not of(run(burn, CONFIG), "session_burn", "trigger")
+
+
+def test_a_long_ordinary_session_at_the_keys_usual_pace_does_not_page():
+    # an agent key whose frontier sessions run 10-30 minutes at $0.50 a minute (up to $15)
+    history = []
+    for day in range(10):
+        minutes = 10 + (day * 7) % 21
+        history += session(f"d{day}", T0 + timedelta(days=day, hours=10), minutes, 0.5, model="claude-opus-4-1")
+    start = T0 + timedelta(days=10, hours=10)
+    long = session("long", start, 240, 0.5, model="claude-opus-4-1")  # $120 over four hours at the usual pace
+    assert not of(run(history + long, CONFIG), "session_burn", "trigger")
+    burst = session("burst", start, 30, 8.0, model="claude-opus-4-1")  # $240 in 30 minutes
+    [trigger] = of(run(history + burst, CONFIG), "session_burn", "trigger")
+    assert trigger.fired_at - start <= timedelta(minutes=10)
+
+
+def test_a_session_that_paged_raises_the_bar_by_the_factor_not_its_full_cost():
+    start = T0 + timedelta(days=10, hours=11)
+    first = session("first", start, 40, 2.0, model="claude-opus-4-1")  # $80 on a key of $0.30 sessions
+    again = session("again", start + timedelta(hours=3), 40, 2.0, model="claude-opus-4-1")
+    alerts = of(run(sparse_key_history() + first + again, CONFIG), "session_burn", "trigger")
+    # the first is learned as the X it crossed (~$6), so the second (another $80) still pages
+    assert [a.labels["session"] for a in alerts] == ["first", "again"]
+    assert alerts[1].expected < 80
+
+
+def test_a_snapshot_from_the_quantile_version_loads():
+    from spendwatch.detectors.config import BaselineConfig, SessionBurnConfig
+    from spendwatch.detectors.session_burn import SessionBurn
+    from spendwatch.detectors.snapshot import quantile_state
+    from river import stats
+
+    costs = stats.Quantile(0.99)
+    for x in (1_000_000, 2_000_000, 3_000_000):
+        costs.update(x)
+    detector = SessionBurn(SessionBurnConfig(), BaselineConfig(), "key", "k1")
+    old = {"sessions": {"s": (1.0, 0.0, 5, {0: 5}, {"m": [5, 1]})}, "costs": quantile_state(costs), "completed": 40}
+    detector.__setstate__(old)
+    detector.bind(SessionBurnConfig(), BaselineConfig())
+    assert detector.sessions["s"].flagged == 0 and detector.completed == 40
+    assert 0 < detector.history[0] <= 3_000_000 and detector.threshold() == 18_750_000  # 5 x 1.25 x $3
 
 
 def test_fixed_threshold_from_yaml():
@@ -73,3 +134,13 @@ def test_a_fast_burn_pages_on_pace_and_a_steady_big_session_does_not():
     config = only({"session_burn": {"pace_fraction": 0}}, session_burn=True)
     [late] = of(run(fast, config), "session_burn", "trigger")
     assert late.fired_at > trigger.fired_at and late.observed > 50
+
+
+def test_on_pace_never_pages_below_the_minimum():
+    # a sparse key (X = the $5 minimum): $3 in 6 minutes is on pace for X, but not $5 yet
+    start = T0 + timedelta(days=10, hours=11)
+    short = session("short", start, 6, 0.5, model="claude-opus-4-1")
+    assert not of(run(sparse_key_history() + short, CONFIG), "session_burn", "trigger")
+    longer = session("longer", start, 12, 0.5, model="claude-opus-4-1")
+    [trigger] = of(run(sparse_key_history() + longer, CONFIG), "session_burn", "trigger")
+    assert trigger.observed >= 5 and trigger.expected == 5
