@@ -208,7 +208,8 @@ def weekly_pace(baseline: SpendBaseline, now: float) -> float | None:
     >>> weekly_pace(b, 24 * 10 * 3600.0 - 1) / 1e6     # the heavy hour is one of 168
     175.0
     """
-    if baseline.first_day is None or baseline.history_days < baseline.min_history_days:
+    # complete days counted to now, not to the last request: an idle tick must be able to page
+    if baseline.first_day is None or int(now) // DAY - baseline.first_day < baseline.min_history_days:
         return None
     hi, hours = baseline.hour_index, baseline.hours
     total = sum(hours[h % RING_HOURS] for h in range(hi - WEEK_HOURS + 1, hi + 1))

@@ -79,7 +79,7 @@ class SpendSpikeConfig(DetectorSettings):
 
     factor: float = Field(default=3.0, gt=1, description="Page when 24h spend exceeds factor x the 7-day daily mean.")
     min_excess_usd: Decimal = Field(
-        default=Decimal("1"), ge=0,
+        default=Decimal("5"), ge=0,
         description="...and exceeds that line by at least this many dollars (the floor for keys spending cents: "
         "whether a key's excess is real is judged by its sessions against its own day-to-day spread).",
     )
@@ -419,7 +419,7 @@ class ContextBloatConfig(DetectorSettings):
         "being below this (Bonferroni-corrected)..."
     )
     min_sessions: float = Field(
-        default=2, ge=2, description="...over at least this many (effective) sessions, the one that grew most left "
+        default=3, ge=2, description="...over at least this many (effective) sessions, the one that grew most left "
         "out of the evidence (one long session, or a runaway loop, is never bloat)..."
     )
     min_extra_usd: Decimal = Field(

@@ -37,6 +37,7 @@ with its name.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import OrderedDict
 from typing import Any
@@ -57,6 +58,7 @@ def install_stale_abort_filter() -> None:
     original_init = PartitionRecords.__init__
     original_unpack = PartitionRecords._unpack_records
 
+    @functools.wraps(original_init)
     def __init__(self: Any, tp: Any, records: Any, aborted_transactions: Any, fetch_offset: int,
                  *args: Any, **kwargs: Any) -> None:
         if aborted_transactions:
@@ -67,6 +69,7 @@ def install_stale_abort_filter() -> None:
             ]
         original_init(self, tp, records, aborted_transactions, fetch_offset, *args, **kwargs)
 
+    @functools.wraps(original_unpack)
     def _unpack_records(self: Any) -> Any:
         yield from original_unpack(self)
         if self._aborted_producers:
@@ -95,6 +98,7 @@ def install_empty_fetch_backoff() -> None:
         return
     original = Fetcher._proc_fetch_request
 
+    @functools.wraps(original)
     async def _proc_fetch_request(self: Any, assignment: Any, node_id: Any, request: Any) -> bool:
         needs_wakeup = await original(self, assignment, node_id, request)
         if not needs_wakeup:  # nothing new was buffered: the broker answered an empty fetch at once
@@ -126,6 +130,7 @@ def install_dead_leader_eviction() -> None:
         return
     original = GroupCoordinator._send_req
 
+    @functools.wraps(original)
     async def _send_req(self: Any, request: Any) -> Any:
         started = time.monotonic()
         response = await original(self, request)

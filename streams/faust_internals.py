@@ -146,6 +146,7 @@ def _declares(cls: type, attr: str) -> bool:
         init = vars(klass).get("__init__")
         if init is None:
             continue
+        init = inspect.unwrap(init)  # broker_quirks wraps PartitionRecords.__init__ (functools.wraps)
         try:
             source = inspect.getsource(init)
         except (OSError, TypeError):

@@ -32,11 +32,12 @@ detectors:
 
 def traffic():
     history = hourly_traffic(T0, 24 * 8, flat(2.0), team="ml", alias="batch")
-    # one session burning $240 (session_burn's page), then 120 new $4 sessions in an hour (spend_spike's)
+    # one session burning $240 (session_burn's page), then 600 new $0.40 sessions in two hours: a day of more
+    # ordinary traffic, 5x the usual sessions (spend_spike's)
     burst = [event(T0 + timedelta(days=8, hours=9, minutes=m), 4, session="loop", model="o3", team="ml",
                    alias="batch") for m in range(60)]
-    rise = [event(T0 + timedelta(days=8, hours=11, seconds=30 * m), 4, session=f"s{m}", team="ml", alias="batch")
-            for m in range(120)]
+    rise = [event(T0 + timedelta(days=8, hours=11, seconds=12 * m), 0.4, session=f"s{m}", team="ml",
+                  alias="batch") for m in range(600)]
     return history + burst + rise
 
 

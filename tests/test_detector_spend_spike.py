@@ -117,20 +117,20 @@ def test_the_dollar_floor_keeps_cents_quiet_but_not_dollars_on_a_cheap_key():
         burst = hourly_traffic(T0 + timedelta(days=8, hours=6), 8, flat(per_hour_usd * 10), per_hour=60)
         return run(history + burst, CONFIG)
 
-    # $0.24 a day -> ~$0.95: $0.23 over the line, under the $1 floor -- no page
-    assert not of(day_of(0.01), "spend_spike")
-    # $1.20 a day -> ~$4.80: $1.20 over the line -- a page
-    [trigger] = of(day_of(0.05), "spend_spike", "trigger")
-    assert trigger.details["line_usd"] == 3.6
+    # $1.20 a day -> ~$4.80: $1.20 over the line, under the $5 floor -- no page
+    assert not of(day_of(0.05), "spend_spike")
+    # $6 a day -> ~$24: $6 over the line -- a page
+    [trigger] = of(day_of(0.25), "spend_spike", "trigger")
+    assert trigger.details["line_usd"] == 18.0
 
 
 def test_a_sparse_key_pages_on_a_genuine_3x_day():
-    """Tens of requests a day (~8 sessions of 4 calls, $4 a day): a day of 5x the sessions from 08:00
-    (about 4x the 7-day mean, ~$16) pages within a few hours on every seed."""
+    """Tens of requests a day (~8 sessions of 4 calls, $16 a day): a day of 5x the sessions from 08:00
+    (about 4x the 7-day mean, ~$64) pages within a few hours on every seed."""
     for seed in range(3):
         spike_at = T0 + timedelta(days=9 + seed, hours=8)  # weekdays
         events = sessions_traffic(T0, 24 * 9 + 24 * seed + 16, 8, seed=seed, spike_from=spike_at, spike_factor=5,
-                                  dollars=0.5)
+                                  dollars=2.0)
         triggers = of(run(events, CONFIG, drain=timedelta(0)), "spend_spike", "trigger")
         assert len(triggers) == 1, seed
         assert spike_at <= triggers[0].fired_at <= spike_at + timedelta(hours=6), triggers[0].fired_at - spike_at

@@ -225,15 +225,16 @@ def test_ticks_are_noops_for_quiet_subjects_except_idle_tick_detectors_on_the_ho
 
 
 def test_a_forecast_overrun_pages_on_an_idle_tick_without_new_spend():
-    # $300 spent on day one of a $1,000 month: the forecast may page only from day 7 -- with no further spend,
-    # it is the hourly idle tick that notices
+    # $100 spent at 01:00 on each of the first three days of a $1,000 month: the forecast (the week's pace) may
+    # page only once the key has min_history_days (3) complete days, at midnight of day 4 -- with no request
+    # then, it is the hourly idle tick that notices
     budgets = only({"budget_pace": {"budgets": [{"scope": "key", "subject": "k1", "monthly_usd": 1000}],
                                     "forecast_min_elapsed_days": 2}}, budget_pace=True)
     month = datetime(2026, 12, 1, tzinfo=UTC)
-    spend = [event(month + timedelta(hours=1, minutes=m), 5) for m in range(60)]
-    alerts = run(spend + [event(month + timedelta(days=3), 0.01)], budgets, drain=timedelta(0))
+    spend = [event(month + timedelta(days=d, hours=1, minutes=m), 5) for d in range(3) for m in range(20)]
+    alerts = run(spend + [event(month + timedelta(days=4, hours=12), 0.01)], budgets, drain=timedelta(0))
     [trigger] = of(alerts, "budget_pace", "trigger")
-    assert trigger.fired_at == month + timedelta(days=2)
+    assert trigger.fired_at == month + timedelta(days=3)  # no request between day 3 01:20 and day 4 12:00
 
 
 def test_alert_fields_are_complete():

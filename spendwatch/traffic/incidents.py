@@ -32,7 +32,7 @@ INCIDENTS: dict[str, tuple[str, float]] = {
     "spend_spike": ("spend_spike", 18 * 60),
     "model_mix_drift": ("model_mix_drift", 120),
     "cache_hit_drop": ("cache_hit_drop", 120),
-    "budget_overrun": ("budget_pace", 3 * 24 * 60),
+    "budget_overrun": ("budget_pace", 4 * 24 * 60),  # the week's pace: a one-day ramp takes days to fill it
     "efficiency_decay": ("efficiency", 48 * 60),
     "error_storm": ("error_storm", 15),
 }
