@@ -36,7 +36,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, micros_threshold, usd
-from spendwatch.detectors.evidence import binomial_tail
+from spendwatch.detectors.evidence import beta_binomial_tail
 from spendwatch.detectors.rolling import DecayedSums
 from spendwatch.schemas.pricing import TierThresholds, price_tier
 
@@ -206,18 +206,20 @@ class ModelMixDrift(Detector):
         cfg = self.config
         subject_share = (self.baseline.get(category) + 1.0) / (base_sessions + 2.0)
         kind, _, name = category.partition(":")
-        probabilities: list[float] = []
-        shares: dict[str, float] = {}
+        priors: dict[str, tuple[float, float]] = {}  # member -> (a, b): its habit as Beta pseudo-counts
+        drawn: dict[str, int] = {}  # member -> its sessions among the newest m
         k, expected, variance = 0, 0.0, 0.0
         best = None
         for m, (_, s) in enumerate(sessions, start=1):
             member = s[_MEMBER]
-            p = shares.get(member)
-            if p is None:
+            prior = priors.get(member)
+            if prior is None:
                 sums = self.members[member]
-                p = shares[member] = ((sums.get(category) + _PRIOR_SESSIONS * subject_share)
-                                      / (sums.get("s") + _PRIOR_SESSIONS))
-            probabilities.append(p)
+                hits = sums.get(category)
+                prior = priors[member] = (hits + _PRIOR_SESSIONS * subject_share,
+                                          max(0.0, sums.get("s") - hits) + _PRIOR_SESSIONS * (1.0 - subject_share))
+            drawn[member] = drawn.get(member, 0) + 1
+            p = prior[0] / (prior[0] + prior[1])
             expected += p
             variance += p * (1.0 - p)
             if (s[_MODEL] if kind == "m" else s[_TIER]) != name:
@@ -225,7 +227,7 @@ class ModelMixDrift(Detector):
             k += 1
             if k < cfg.min_sessions or k < cfg.min_share * m or (k - expected) < _MIN_Z * variance ** 0.5:
                 continue
-            tail = binomial_tail(k, probabilities) * m  # Bonferroni over the m looked at
+            tail = beta_binomial_tail(k, [(n, *priors[who]) for who, n in drawn.items()]) * m  # Bonferroni
             if tail < cfg.significance and (best is None or tail < best[0]):
                 best = (tail, (kind, name), m, k, expected / m)
         if best is None:
