@@ -288,7 +288,8 @@ class ModelMixDriftConfig(DetectorSettings):
         "that the chance of it under the keys' usual mix is below this (Bonferroni-corrected)..."
     )
     min_sessions: int = Field(
-        default=3, ge=2, description="...at least this many sessions moved (one expensive session is never drift)..."
+        default=2, ge=2, description="...at least this many sessions moved (one expensive session is never drift; "
+        "two are enough only where the key's long history makes them improbable)..."
     )
     min_share: float = Field(
         default=0.5, gt=0, le=1, description="...making at least this share of the newest sessions looked at..."
@@ -308,8 +309,9 @@ class ModelMixDriftConfig(DetectorSettings):
         "baseline."
     )
     min_baseline_sessions: float = Field(
-        default=20, ge=1, description="(Decayed) sessions in the baseline -- and, at team scope, of the key -- "
-        "before it is trusted; new keys wait."
+        default=8, ge=1, description="(Decayed) sessions in the baseline -- and, at team scope, of the key -- "
+        "before it is trusted; new keys wait. A short history is doubted by the test itself (its habit is a "
+        "Beta prior of that many sessions), so this only keeps a brand-new key out."
     )
     baseline_half_life_hours: float = Field(
         default=72, gt=0, description="Half-life of the baseline mix: a lasting change becomes the new normal."

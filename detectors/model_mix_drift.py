@@ -11,11 +11,15 @@ The detector keeps the subject's recent sessions (those started in the last
 that member's sessions used each model and each tier, as exponentially decayed session
 counts (``baseline_half_life_hours``) of the sessions that have left the recent set. For
 each model and tier it asks: among the newest *m* sessions, *k* used it; if every session
-had followed its own key's habit (probability ``p_j``, Laplace-smoothed and shrunk towards
-the subject's share), how likely are *k* or more? The smallest such tail probability over
-*m*, Bonferroni-corrected for the *m* looked at, must be below ``significance``. So a key
-whose frontier share goes from 5% to 85% pages after a handful of sessions, however rare or
-common the model was, while a key that always used it 40% of the time needs far more.
+had followed its own key's habit, how likely are *k* or more? The habit is not taken as a
+known rate but as a Beta distribution whose pseudo-counts are the key's own decayed sessions
+(plus ``_PRIOR_SESSIONS`` at the subject's share), so the tail is a (sum of) beta-binomial(s):
+a key with twenty past sessions, none on opus, is not sure its opus share is 0 and two opus
+sessions are weak evidence; after a busy week of none they are strong. The smallest such tail
+probability over *m*, Bonferroni-corrected for the *m* looked at, must be below
+``significance``. So a key whose frontier share goes from 5% to 85% pages after a handful of
+sessions, one that never used the model pages on its second session once its history is long
+enough to be sure of that, while a key that always used it 40% of the time needs far more.
 
 It also needs ``min_sessions`` drifted sessions making at least ``min_share`` of the
 newest *m*, those sessions to have spent ``min_drift_spend_usd`` (a dollar floor), the
@@ -72,8 +76,8 @@ class ModelMixDrift(Detector):
     Examples
     --------
     A developer who opens about six sessions an hour, 95% on claude-sonnet-4-5 and 5% on
-    claude-opus-4-1, for two days; then 85% of their sessions go to opus. Three opus sessions
-    in a row are not yet enough at a 5% habit (p = 0.05^3, times 3 looks); the sixth session is:
+    claude-opus-4-1, for two days; then 85% of their sessions go to opus. Three opus sessions in a row
+    are not yet enough at a 5% habit (about 0.06^3 at best, times 3 looks); the sixth session is:
 
     >>> from spendwatch.detectors.baseline import SpendBaseline
     >>> from spendwatch.detectors.contributors import Contributors
@@ -100,7 +104,7 @@ class ModelMixDrift(Detector):
     ...     if findings:
     ...         break
     >>> n, findings[0].summary
-    (5, 'key dev-ana: 6 of its last 9 sessions ($19.20) went to claude-opus-4-1 (frontier), against 5% of its sessions usually; cost per request 3.0x baseline')
+    (5, 'key dev-ana: 5 of its last 6 sessions ($16.00) went to claude-opus-4-1 (frontier), against 5% of its sessions usually; cost per request 3.6x baseline')
 
     One expensive session on its own is never drift, however much it spends:
 
