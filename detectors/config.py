@@ -298,8 +298,8 @@ class ModelMixDriftConfig(DetectorSettings):
         default=Decimal("0.1"), ge=0, description="...which spent at least this many dollars (the dollar floor)..."
     )
     cost_per_request_factor: float = Field(
-        default=1.5, ge=0, description="...and the newest sessions' cost per request is at least this x the "
-        "baseline's (a drift to cheaper models does not page; 0 pages any drift)."
+        default=1.5, ge=0, description="...and the newest sessions cost at least this x what their requests cost "
+        "at each one's own key's usual price per request (a drift to cheaper models does not page; 0 pages any drift)."
     )
     recent_hours: float = Field(
         default=24, gt=0, description="Sessions started within this many hours are the recent ones tested."

@@ -23,8 +23,8 @@ enough to be sure of that, while a key that always used it 40% of the time needs
 
 It also needs ``min_sessions`` drifted sessions making at least ``min_share`` of the
 newest *m*, those sessions to have spent ``min_drift_spend_usd`` (a dollar floor), the
-newest *m* sessions' cost per request to be ``cost_per_request_factor`` x the baseline's (a
-move to cheaper models is not a page), ``min_baseline_sessions`` in the baseline and
+newest *m* sessions' cost to be ``cost_per_request_factor`` x what their requests cost at their
+own keys' usual price per request (a move to cheaper models is not a page), ``min_baseline_sessions`` in the baseline and
 ``min_history_hours`` since the first request (new keys wait). At team scope, sessions of a
 key with fewer than ``min_baseline_sessions`` of its own are left out (a new key is not
 drift), and each key is judged against its own habit, so a team whose frontier-heavy key
@@ -163,7 +163,7 @@ class ModelMixDrift(Detector):
             if len(self.members) >= _MAX_MEMBERS:  # forget the member with the fewest sessions
                 del self.members[min(self.members, key=lambda m: self.members[m].get("s"))]
             sums = self.members[member] = DecayedSums(self.baseline.half_life_s, max_names=_MAX_CATEGORIES)
-        sums.fold(start, counts)
+        sums.fold(start, {**counts, "n": float(requests), "c": float(cost)})
         self.candidates = None
 
     # -- scoring -----------------------------------------------------------------------
@@ -247,9 +247,20 @@ class ModelMixDrift(Detector):
         drift_cost = sum(s[_COST] for s in drifted)
         if drift_cost < self._cfg_min_spend:
             return None
-        requests, cost = sum(s[_REQUESTS] for s in newest), sum(s[_COST] for s in newest)
+        cost = sum(s[_COST] for s in newest)
+        # against what these requests would have cost at each one's own key's usual price per request (a team
+        # whose pricey key is asleep is not cheaper); a key with no such history yet uses the subject's
         base_n, base_c = self.baseline.get("n"), self.baseline.get("c")
-        cost_ratio = (cost / requests) / (base_c / base_n) if base_c > 0 and requests else float("inf")
+        rates: dict[str, float] = {}
+        expected = 0.0
+        for s in newest:
+            rate = rates.get(s[_MEMBER])
+            if rate is None:
+                sums = self.members.get(s[_MEMBER])
+                n, c = (sums.get("n"), sums.get("c")) if sums is not None else (0.0, 0.0)
+                rate = rates[s[_MEMBER]] = c / n if n > 0 and c > 0 else (base_c / base_n if base_n > 0 else 0.0)
+            expected += s[_REQUESTS] * rate
+        cost_ratio = cost / expected if expected > 0 else float("inf")
         if cost_ratio < cfg.cost_per_request_factor:
             return None
         if kind == "m":

@@ -228,3 +228,19 @@ def test_a_single_two_dollar_frontier_session_on_a_low_volume_key_never_pages():
         events += [call(T0 + timedelta(days=day, hours=11, minutes=i), "claude-opus-4-1", key="low",
                         session=f"opus-{day}", tokens=20_000, output=1_500) for i in range(10)]
     assert drift_pages(events) == []
+
+
+def test_team_drift_is_priced_against_each_key_not_the_team_s_priciest_key():
+    # a night-time key running long opus sessions makes the team's average request expensive; two day-time
+    # keys on gpt-5-mini move to claude-sonnet-4-5 -- dearer for them, cheaper than the team's average request
+    switch = T0 + timedelta(days=4, hours=10)
+    events = sessions(T0, 24 * 5, lambda t: 3 if not 8 <= t.hour < 20 else 0, lambda _: "claude-opus-4-1",
+                      key="owl", team="search", tokens=60_000, output=3_000, calls=20)
+    for i, key in enumerate(("a", "b")):
+        events += sessions(T0 + timedelta(minutes=11 * i), 24 * 4 + 10, office(1.5, 0), lambda _: "gpt-5-mini",
+                           key=key, team="search")
+        events += sessions(switch + timedelta(minutes=11 * i), 6, office(1.5, 0), lambda _: "claude-sonnet-4-5",
+                           key=key, team="search")
+    team = [a for a in drift_pages(events) if a.scope == "team" and a.action.value == "trigger"]
+    assert team and timedelta(0) < team[0].fired_at - switch <= timedelta(hours=1)
+    assert team[0].details["drifted"] in ("claude-sonnet-4-5", "frontier")
