@@ -308,7 +308,8 @@ class ModelMixDriftConfig(DetectorSettings):
         "that the chance of it under the keys' usual mix is below this (Bonferroni-corrected)..."
     )
     min_sessions: int = Field(
-        default=3, ge=2, description="...at least this many sessions moved (one expensive session is never drift)..."
+        default=2, ge=2, description="...at least this many sessions moved (one expensive session is never drift; "
+        "two are enough only where the key's long history makes them improbable)..."
     )
     min_share: float = Field(
         default=0.5, gt=0, le=1, description="...making at least this share of the newest sessions looked at..."
@@ -317,8 +318,8 @@ class ModelMixDriftConfig(DetectorSettings):
         default=Decimal("0.1"), ge=0, description="...which spent at least this many dollars (the dollar floor)..."
     )
     cost_per_request_factor: float = Field(
-        default=1.5, ge=0, description="...and the newest sessions' cost per request is at least this x the "
-        "baseline's (a drift to cheaper models does not page; 0 pages any drift)."
+        default=1.5, ge=0, description="...and the newest sessions cost at least this x what their requests cost "
+        "at each one's own key's usual price per request (a drift to cheaper models does not page; 0 pages any drift)."
     )
     recent_hours: float = Field(
         default=24, gt=0, description="Sessions started within this many hours are the recent ones tested."
@@ -328,8 +329,9 @@ class ModelMixDriftConfig(DetectorSettings):
         "baseline."
     )
     min_baseline_sessions: float = Field(
-        default=20, ge=1, description="(Decayed) sessions in the baseline -- and, at team scope, of the key -- "
-        "before it is trusted; new keys wait."
+        default=8, ge=1, description="(Decayed) sessions in the baseline -- and, at team scope, of the key -- "
+        "before it is trusted; new keys wait. A short history is doubted by the test itself (its habit is a "
+        "Beta prior of that many sessions), so this only keeps a brand-new key out."
     )
     baseline_half_life_hours: float = Field(
         default=72, gt=0, description="Half-life of the baseline mix: a lasting change becomes the new normal."

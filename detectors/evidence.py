@@ -45,6 +45,50 @@ def binomial_tail(k: int, probabilities: Sequence[float]) -> float:
     return min(1.0, max(0.0, at_least))
 
 
+def beta_binomial_tail(k: int, members: Sequence[tuple[int, float, float]]) -> float:
+    """P(at least ``k`` successes) summed over members, each drawing ``n`` times with an unknown rate.
+
+    Each member is ``(n, a, b)``: ``n`` draws whose success rate is Beta(``a``, ``b``) -- the
+    member's own (decayed) history as pseudo-counts. Unlike a plug-in rate, this keeps the
+    doubt of a short history: a key with 20 past sessions, none on a model, is not sure the
+    model's share is 0, so two sessions on it are weak evidence; after 300 sessions they are
+    strong. Computed exactly (beta-binomial per member, convolved, mass at ``k`` or more lumped).
+
+    >>> round(beta_binomial_tail(2, [(2, 0.1, 20.0)]), 5)     # 2 of 2 after 20 sessions, none on it
+    0.00026
+    >>> round(beta_binomial_tail(2, [(2, 0.1, 300.0)]), 7)    # ... after 300 sessions
+    1.2e-06
+    >>> round(beta_binomial_tail(2, [(2, 5.0, 5.0)]), 4), round(binomial_tail(2, [0.5, 0.5]), 4)
+    (0.2727, 0.25)
+    >>> beta_binomial_tail(0, [(3, 1.0, 1.0)]), beta_binomial_tail(4, [(3, 1.0, 1.0)])
+    (1.0, 0.0)
+    """
+    if k <= 0:
+        return 1.0
+    if k > sum(n for n, _, _ in members):
+        return 0.0
+    total = [1.0] + [0.0] * k  # total[j]: P(j successes so far), j < k; total[k]: P(k or more)
+    for n, a, b in members:
+        if n <= 0:
+            continue
+        # the member's beta-binomial pmf, by the ratio of consecutive terms from P(0)
+        log_p0 = math.lgamma(b + n) + math.lgamma(a + b) - math.lgamma(a + b + n) - math.lgamma(b)
+        pmf = [math.exp(log_p0)]
+        for x in range(n):
+            pmf.append(pmf[-1] * (n - x) / (x + 1) * (a + x) / (b + n - x - 1))
+        new = [0.0] * (k + 1)
+        for i, mass in enumerate(total):
+            if mass == 0.0:
+                continue
+            if i == k:
+                new[k] += mass
+                continue
+            for x, q in enumerate(pmf):
+                new[min(k, i + x)] += mass * q
+        total = new
+    return min(1.0, max(0.0, total[k]))
+
+
 def normal_tail(z: float) -> float:
     """P(Z >= z) for a standard normal Z.
 

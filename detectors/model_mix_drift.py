@@ -11,16 +11,20 @@ The detector keeps the subject's recent sessions (those started in the last
 that member's sessions used each model and each tier, as exponentially decayed session
 counts (``baseline_half_life_hours``) of the sessions that have left the recent set. For
 each model and tier it asks: among the newest *m* sessions, *k* used it; if every session
-had followed its own key's habit (probability ``p_j``, Laplace-smoothed and shrunk towards
-the subject's share), how likely are *k* or more? The smallest such tail probability over
-*m*, Bonferroni-corrected for the *m* looked at, must be below ``significance``. So a key
-whose frontier share goes from 5% to 85% pages after a handful of sessions, however rare or
-common the model was, while a key that always used it 40% of the time needs far more.
+had followed its own key's habit, how likely are *k* or more? The habit is not taken as a
+known rate but as a Beta distribution whose pseudo-counts are the key's own decayed sessions
+(plus ``_PRIOR_SESSIONS`` at the subject's share), so the tail is a (sum of) beta-binomial(s):
+a key with twenty past sessions, none on opus, is not sure its opus share is 0 and two opus
+sessions are weak evidence; after a busy week of none they are strong. The smallest such tail
+probability over *m*, Bonferroni-corrected for the *m* looked at, must be below
+``significance``. So a key whose frontier share goes from 5% to 85% pages after a handful of
+sessions, one that never used the model pages on its second session once its history is long
+enough to be sure of that, while a key that always used it 40% of the time needs far more.
 
 It also needs ``min_sessions`` drifted sessions making at least ``min_share`` of the
 newest *m*, those sessions to have spent ``min_drift_spend_usd`` (a dollar floor), the
-newest *m* sessions' cost per request to be ``cost_per_request_factor`` x the baseline's (a
-move to cheaper models is not a page), ``min_baseline_sessions`` in the baseline and
+newest *m* sessions' cost to be ``cost_per_request_factor`` x what their requests cost at their
+own keys' usual price per request (a move to cheaper models is not a page), ``min_baseline_sessions`` in the baseline and
 ``min_history_hours`` since the first request (new keys wait). At team scope, sessions of a
 key with fewer than ``min_baseline_sessions`` of its own are left out (a new key is not
 drift), and each key is judged against its own habit, so a team whose frontier-heavy key
@@ -36,7 +40,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, micros_threshold, usd
-from spendwatch.detectors.evidence import binomial_tail
+from spendwatch.detectors.evidence import beta_binomial_tail
 from spendwatch.detectors.rolling import DecayedSums
 from spendwatch.schemas.pricing import TierThresholds, price_tier
 
@@ -72,8 +76,8 @@ class ModelMixDrift(Detector):
     Examples
     --------
     A developer who opens about six sessions an hour, 95% on claude-sonnet-4-5 and 5% on
-    claude-opus-4-1, for two days; then 85% of their sessions go to opus. Three opus sessions
-    in a row are not yet enough at a 5% habit (p = 0.05^3, times 3 looks); the sixth session is:
+    claude-opus-4-1, for two days; then 85% of their sessions go to opus. Three opus sessions in a row
+    are not yet enough at a 5% habit (about 0.06^3 at best, times 3 looks); the sixth session is:
 
     >>> from spendwatch.detectors.baseline import SpendBaseline
     >>> from spendwatch.detectors.contributors import Contributors
@@ -100,7 +104,7 @@ class ModelMixDrift(Detector):
     ...     if findings:
     ...         break
     >>> n, findings[0].summary
-    (5, 'key dev-ana: 6 of its last 9 sessions ($19.20) went to claude-opus-4-1 (frontier), against 5% of its sessions usually; cost per request 3.0x baseline')
+    (5, 'key dev-ana: 5 of its last 6 sessions ($16.00) went to claude-opus-4-1 (frontier), against 5% of its sessions usually; cost per request 3.6x baseline')
 
     One expensive session on its own is never drift, however much it spends:
 
@@ -159,7 +163,7 @@ class ModelMixDrift(Detector):
             if len(self.members) >= _MAX_MEMBERS:  # forget the member with the fewest sessions
                 del self.members[min(self.members, key=lambda m: self.members[m].get("s"))]
             sums = self.members[member] = DecayedSums(self.baseline.half_life_s, max_names=_MAX_CATEGORIES)
-        sums.fold(start, counts)
+        sums.fold(start, {**counts, "n": float(requests), "c": float(cost)})
         self.candidates = None
 
     # -- scoring -----------------------------------------------------------------------
@@ -206,18 +210,20 @@ class ModelMixDrift(Detector):
         cfg = self.config
         subject_share = (self.baseline.get(category) + 1.0) / (base_sessions + 2.0)
         kind, _, name = category.partition(":")
-        probabilities: list[float] = []
-        shares: dict[str, float] = {}
+        priors: dict[str, tuple[float, float]] = {}  # member -> (a, b): its habit as Beta pseudo-counts
+        drawn: dict[str, int] = {}  # member -> its sessions among the newest m
         k, expected, variance = 0, 0.0, 0.0
         best = None
         for m, (_, s) in enumerate(sessions, start=1):
             member = s[_MEMBER]
-            p = shares.get(member)
-            if p is None:
+            prior = priors.get(member)
+            if prior is None:
                 sums = self.members[member]
-                p = shares[member] = ((sums.get(category) + _PRIOR_SESSIONS * subject_share)
-                                      / (sums.get("s") + _PRIOR_SESSIONS))
-            probabilities.append(p)
+                hits = sums.get(category)
+                prior = priors[member] = (hits + _PRIOR_SESSIONS * subject_share,
+                                          max(0.0, sums.get("s") - hits) + _PRIOR_SESSIONS * (1.0 - subject_share))
+            drawn[member] = drawn.get(member, 0) + 1
+            p = prior[0] / (prior[0] + prior[1])
             expected += p
             variance += p * (1.0 - p)
             if (s[_MODEL] if kind == "m" else s[_TIER]) != name:
@@ -225,7 +231,7 @@ class ModelMixDrift(Detector):
             k += 1
             if k < cfg.min_sessions or k < cfg.min_share * m or (k - expected) < _MIN_Z * variance ** 0.5:
                 continue
-            tail = binomial_tail(k, probabilities) * m  # Bonferroni over the m looked at
+            tail = beta_binomial_tail(k, [(n, *priors[who]) for who, n in drawn.items()]) * m  # Bonferroni
             if tail < cfg.significance and (best is None or tail < best[0]):
                 best = (tail, (kind, name), m, k, expected / m)
         if best is None:
@@ -241,9 +247,20 @@ class ModelMixDrift(Detector):
         drift_cost = sum(s[_COST] for s in drifted)
         if drift_cost < self._cfg_min_spend:
             return None
-        requests, cost = sum(s[_REQUESTS] for s in newest), sum(s[_COST] for s in newest)
+        cost = sum(s[_COST] for s in newest)
+        # against what these requests would have cost at each one's own key's usual price per request (a team
+        # whose pricey key is asleep is not cheaper); a key with no such history yet uses the subject's
         base_n, base_c = self.baseline.get("n"), self.baseline.get("c")
-        cost_ratio = (cost / requests) / (base_c / base_n) if base_c > 0 and requests else float("inf")
+        rates: dict[str, float] = {}
+        expected = 0.0
+        for s in newest:
+            rate = rates.get(s[_MEMBER])
+            if rate is None:
+                sums = self.members.get(s[_MEMBER])
+                n, c = (sums.get("n"), sums.get("c")) if sums is not None else (0.0, 0.0)
+                rate = rates[s[_MEMBER]] = c / n if n > 0 and c > 0 else (base_c / base_n if base_n > 0 else 0.0)
+            expected += s[_REQUESTS] * rate
+        cost_ratio = cost / expected if expected > 0 else float("inf")
         if cost_ratio < cfg.cost_per_request_factor:
             return None
         if kind == "m":

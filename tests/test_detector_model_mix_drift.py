@@ -187,3 +187,60 @@ def test_state_survives_a_snapshot_mid_drift():
     for e in by_time(sessions(switch, 2, office(6, 1), lambda _: "claude-opus-4-1")):
         alerts += engine.process(state, e)
     assert [a.detector for a in alerts if a.detector == "model_mix_drift"] == ["model_mix_drift"]
+
+
+def _opus_pair(start: datetime, key: str) -> list[GatewayEvent]:
+    """Two opus sessions an hour apart, ten calls each (about $2 a session)."""
+    return [call(start + timedelta(hours=h, minutes=i), "claude-opus-4-1", key=key, session=f"{key}-opus-{h}",
+                 tokens=20_000, output=1_500) for h in (0, 1) for i in range(10)]
+
+
+def test_two_frontier_sessions_page_only_where_a_long_history_makes_them_improbable():
+    # the same two ~$2 opus sessions on two keys that never used a frontier model: one with about twenty
+    # sessions of history (its 0% share is a guess), one with a busy week of them (its 0% share is known)
+    start = T0 + timedelta(days=7, hours=10)
+    short = sessions(T0, 24 * 7 + 10, lambda t: 1 / 8 if 9 <= t.hour < 17 and t.weekday() < 5 else 0,
+                     lambda _: "claude-sonnet-4-5", key="short")
+    long = sessions(T0, 24 * 7 + 10, office(4, 1), lambda _: "claude-sonnet-4-5", key="long")
+    pages = drift_pages(short + long + _opus_pair(start, "short") + _opus_pair(start, "long"))
+    triggers = [a for a in pages if a.action.value == "trigger" and a.scope == "key"]
+    assert [a.subject for a in triggers] == ["long"]
+    assert triggers[0].details["drifted_sessions"] == 2 and triggers[0].fired_at == start + timedelta(hours=1)
+
+
+def test_a_sparse_key_moving_from_five_to_85_percent_pages_within_hours_of_its_own_traffic():
+    # about twelve sessions a working day, none at night or on weekends; 5% opus, then 85%
+    switch = T0 + timedelta(days=8, hours=9)
+    per_hour = office(1.5, 0, 0)
+    events = sessions(T0, 24 * 8 + 9, per_hour, habit(0.05), key="sparse")
+    events += sessions(switch, 24, per_hour, habit(0.15, rare="claude-sonnet-4-5", usual="claude-opus-4-1"),
+                       key="sparse")
+    pages = [a for a in drift_pages(events) if a.action.value == "trigger" and a.scope == "key"]
+    assert pages and pages[0].subject == "sparse" and pages[0].details["baseline_share"] < 0.1
+    # a 5% habit needs about seven sessions of evidence: at 1.5 an hour that is under five hours of its traffic
+    assert pages[0].fired_at - switch <= timedelta(hours=8 / 1.5)
+
+
+def test_a_single_two_dollar_frontier_session_on_a_low_volume_key_never_pages():
+    events = sessions(T0, 24 * 9, lambda t: 1 / 6 if t.weekday() < 5 and 9 <= t.hour < 21 else 0,
+                      lambda _: "claude-sonnet-4-5", key="low")
+    for day in (9, 10, 11):  # once a day for three days: never two within the recent window's evidence
+        events += [call(T0 + timedelta(days=day, hours=11, minutes=i), "claude-opus-4-1", key="low",
+                        session=f"opus-{day}", tokens=20_000, output=1_500) for i in range(10)]
+    assert drift_pages(events) == []
+
+
+def test_team_drift_is_priced_against_each_key_not_the_team_s_priciest_key():
+    # a night-time key running long opus sessions makes the team's average request expensive; two day-time
+    # keys on gpt-5-mini move to claude-sonnet-4-5 -- dearer for them, cheaper than the team's average request
+    switch = T0 + timedelta(days=4, hours=10)
+    events = sessions(T0, 24 * 5, lambda t: 3 if not 8 <= t.hour < 20 else 0, lambda _: "claude-opus-4-1",
+                      key="owl", team="search", tokens=60_000, output=3_000, calls=20)
+    for i, key in enumerate(("a", "b")):
+        events += sessions(T0 + timedelta(minutes=11 * i), 24 * 4 + 10, office(1.5, 0), lambda _: "gpt-5-mini",
+                           key=key, team="search")
+        events += sessions(switch + timedelta(minutes=11 * i), 6, office(1.5, 0), lambda _: "claude-sonnet-4-5",
+                           key=key, team="search")
+    team = [a for a in drift_pages(events) if a.scope == "team" and a.action.value == "trigger"]
+    assert team and timedelta(0) < team[0].fired_at - switch <= timedelta(hours=1)
+    assert team[0].details["drifted"] in ("claude-sonnet-4-5", "frontier")
