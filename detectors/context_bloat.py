@@ -112,7 +112,7 @@ class ContextBloat(Detector):
     ...     if findings:
     ...         break
     >>> n, findings[0].summary
-    (7, 'key ci-agent: requests carry 4.3x the input tokens usual for their model over the last 3 sessions (22 min): 15 requests, about $3.48 of extra spend')
+    (7, 'key ci-agent: requests carry 2.6x the input tokens usual for their model over the last 12 sessions (115 min): 72 requests, about $8.01 of extra spend')
 
     One long session on its own is not bloat:
 
