@@ -38,13 +38,12 @@ again the next morning.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
 from spendwatch.detectors.evidence import normal_tail
 from spendwatch.detectors.rolling import BucketWindow, DecayedSums
-from spendwatch.schemas.pricing import input_price_per_mtok
+from spendwatch.schemas.pricing import input_micros_per_token
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -79,13 +78,6 @@ def span_text(sessions: int, seconds: float) -> str:
     if not sessions:
         return time
     return f"{'session' if sessions == 1 else f'{sessions} sessions'} ({time})"
-
-
-@lru_cache(maxsize=4096)
-def _input_price(model: str, provider: str | None) -> float:
-    """USD per million input tokens (= micro-dollars per token), 0.0 when unknown."""
-    price = input_price_per_mtok(model, provider)
-    return float(price) if price is not None else 0.0
 
 
 class _Span(NamedTuple):
@@ -191,7 +183,7 @@ class CacheHitDrop(Detector):
         tokens_in, cached = float(tokens), float(obs.cache_read_tokens)
         expected = tokens_in * (first_ratio if first else rest_ratio)
         in_name, cr_name = ("in1", "cr1") if first else ("in", "cr")
-        value = tokens * _input_price(obs.model, obs.provider)
+        value = tokens * input_micros_per_token(obs.model, obs.provider)
         session_exp, session_cr = f"e:{session}", f"c:{session}"
         for sums in (window.bucket_at(obs.ts), window.totals):
             get = sums.get

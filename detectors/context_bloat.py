@@ -31,14 +31,13 @@ stays ``min_factor`` x its usual size, and a quiet night holds it.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
 from spendwatch.detectors.cache_hit_drop import span_text
 from spendwatch.detectors.evidence import normal_tail
 from spendwatch.detectors.rolling import BucketWindow, DecayedSums
-from spendwatch.schemas.pricing import input_price_per_mtok
+from spendwatch.schemas.pricing import input_micros_per_token
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -56,13 +55,6 @@ _MAX_SESSIONS = 512
 _RECENT_SESSIONS = 24
 #: ...active within this long: hours on a sparse key, minutes on a busy one.
 _LOOKBACK_S = 86_400
-
-
-@lru_cache(maxsize=4096)
-def _input_price(model: str, provider: str | None) -> float:
-    """USD per million input tokens (= micro-dollars per token), 0.0 when unknown."""
-    price = input_price_per_mtok(model, provider)
-    return float(price) if price is not None else 0.0
 
 
 class _Span(NamedTuple):
@@ -181,7 +173,7 @@ class ContextBloat(Detector):
             excess = size_log - (get(at_log) + prior * get(any_log) / pooled) / (get(at_n) + prior) if known else 0.0
         session_n, session_x, session_c = f"r:{session}", f"x:{session}", f"c:{session}"
         # what the size costs: input tokens at the model's input price (output did not grow), or the cost itself
-        cost = float(obs.cost) if self.config.metric == "usd" else size * _input_price(obs.model, obs.provider)
+        cost = float(obs.cost) if self.config.metric == "usd" else size * input_micros_per_token(obs.model, obs.provider)
         for sums in (self.window.bucket_at(obs.ts), self.window.totals):
             get = sums.get
             sums[at_n] = get(at_n, 0.0) + 1.0

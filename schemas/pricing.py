@@ -268,6 +268,17 @@ def input_price_per_mtok(model: str, provider: str | None) -> Decimal | None:
     return _flat(getattr(price, "input_mtok", None)) if price is not None else None
 
 
+@lru_cache(maxsize=4096)
+def input_micros_per_token(model: str, provider: str | None) -> float:
+    """Input price in micro-dollars per token (= USD per million tokens) as a float, 0.0 when unknown.
+
+    >>> input_micros_per_token("gpt-4o", "openai"), input_micros_per_token("no-such-model", None)
+    (2.5, 0.0)
+    """
+    price = input_price_per_mtok(model, provider)
+    return float(price) if price is not None else 0.0
+
+
 @lru_cache(maxsize=8192)
 def output_price_per_mtok(model: str, provider: str | None) -> Decimal | None:
     """Current output price in USD per million tokens, or ``None`` if unknown."""
