@@ -25,9 +25,9 @@ consumer that reads a partition from before its aborted transactions, which is h
 ``read_committed`` consumer advances; it is installed only when
 ``kafka.broker: noida-db`` (set automatically for the embedded broker).
 
-The aiokafka internals patched and read here are in the worker's start-up check
-(:mod:`spendwatch.streams.faust_internals`), so an aiokafka upgrade that moves one stops the worker
-with its name.
+The aiokafka internals patched and read here are in the start-up check of
+:mod:`spendwatch.streams.faust_internals`, which :func:`apply` runs first, so an aiokafka upgrade
+that moves one stops the worker, sink or pager with its name.
 
 >>> apply("noida-db"); apply("noida-db")  # idempotent
 >>> from aiokafka.consumer.fetcher import Fetcher, PartitionRecords
@@ -152,8 +152,16 @@ def install_dead_leader_eviction() -> None:
 
 
 def apply(broker: str) -> None:
-    """Install the workarounds the configured broker needs (none for Apache Kafka)."""
+    """Install the workarounds the configured broker needs (none for Apache Kafka).
+
+    The aiokafka internals they patch are checked first (whichever process applies them: worker,
+    sink or pager), so an aiokafka upgrade that moved one stops the process with its name instead
+    of patching the wrong thing.
+    """
     if broker == "noida-db":
+        from spendwatch.streams import faust_internals
+
+        faust_internals.check()
         install_stale_abort_filter()
         install_empty_fetch_backoff()
         install_dead_leader_eviction()

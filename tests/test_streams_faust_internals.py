@@ -104,3 +104,15 @@ def test_a_reordered_signature_of_a_wrapped_method_is_named(monkeypatch: pytest.
                              r"args\); spendwatch\.broker_quirks passes \(tp, records, aborted_transactions, "
                              r"fetch_offset\) first"):
         faust_internals.check()
+
+
+def test_the_noida_db_workarounds_check_what_they_patch(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the sink and the pager apply the workarounds without the worker's start-up: apply() checks
+    from aiokafka.consumer.fetcher import Fetcher
+
+    from spendwatch import broker_quirks
+
+    monkeypatch.delattr(Fetcher, "_proc_fetch_request")
+    broker_quirks.apply("kafka")  # Apache Kafka: nothing patched, nothing to check
+    with pytest.raises(faust_internals.FaustInternalsError, match=r"Fetcher\._proc_fetch_request is missing"):
+        broker_quirks.apply("noida-db")
