@@ -280,7 +280,8 @@ def evaluate(labels: list[IncidentLabel], alerts: Iterable[Any], directory: Dire
     for label, direct, _ in resolved:
         low, high = label.start - before, label.end + after
         first = next((a for a in notifications if low <= _fired(a) <= high
-                      and (_get(a, "scope"), _get(a, "subject")) in direct), None)
+                      and (_get(a, "scope"), _get(a, "subject")) in direct
+                      and not _explained_by_another(a, label, resolved, before, after)), None)
         row: dict[str, Any] = {"family": label.family, "subject": label.subject, "start": label.start.isoformat(),
                                "end": label.end.isoformat(), "detail": label.detail, "found": first is not None,
                                "resolved": _resolved(label, directory)}
@@ -336,6 +337,27 @@ def evaluate(labels: list[IncidentLabel], alerts: Iterable[Any], directory: Dire
         },
         "pages": {name: {"triggers": c["triggers"], "false": c["false"]} for name, c in sorted(pages.items())},
     }
+
+
+def _explained_by_another(alert: Any, label: IncidentLabel,
+                          resolved: list[tuple[IncidentLabel, set[tuple[str, str]], set[tuple[str, str]]]],
+                          before: timedelta, after: timedelta) -> bool:
+    """Whether ``alert`` is another label's own page rather than a detection of ``label``.
+
+    A page from another family's named detector, on a subject of that family's label and in its
+    window (a team's mix-drift page while one of its keys drifts, during the team's budget
+    overrun), detects that label, not this one. Pages of this label's own named detector always count.
+    """
+    detector = _get(alert, "detector")
+    if detector == FAMILY_DETECTORS.get(label.family):
+        return False
+    fired = _fired(alert)
+    subject = (_get(alert, "scope"), _get(alert, "subject"))
+    return any(other is not label and other.family != label.family
+               and FAMILY_DETECTORS.get(other.family) == detector
+               and other.start - before <= fired <= other.end + after
+               and (subject in direct or subject in related)
+               for other, direct, related in resolved)
 
 
 def _resolved(label: IncidentLabel, directory: Directory) -> bool:

@@ -93,6 +93,25 @@ def test_team_drift_is_found_by_a_member_key_but_a_budget_overrun_is_not(directo
     assert paced["families"]["budget_overrun"]["named_first_share"] == 1.0
 
 
+def test_a_page_another_concurrent_label_explains_does_not_find_this_one(directory):
+    # the team's mix-drift page while one of its keys drifts is that drift's page, not the budget's
+    budget = IncidentLabel("budget_overrun", at(9), at(14), team="search")
+    key_drift = IncidentLabel("model_mix_drift", at(10), at(11), key="search-ana")
+    team_drift_page = page("model_mix_drift", "team", "search", at(10, 1))
+    alone = evaluate([budget], [team_drift_page], directory)
+    assert alone["families"]["budget_overrun"]["first"] == {"model_mix_drift": 1}  # nothing else explains it
+    both = evaluate([budget, key_drift], [team_drift_page, page("budget_pace", "team", "search", at(11))], directory)
+    assert both["families"]["budget_overrun"]["first"] == {"budget_pace": 1}
+    assert both["families"]["budget_overrun"]["named_first_share"] == 1.0
+    missed = evaluate([budget, key_drift], [team_drift_page], directory)
+    assert missed["families"]["budget_overrun"]["found"] == 0
+    assert missed["false_pages"]["count"] == 0
+    # a label's own named detector always counts, whatever else is going on
+    spike = IncidentLabel("spend_spike", at(10), at(11), key="search-ana")
+    own = evaluate([spike, key_drift], [page("spend_spike", "key", "h-ana", at(10, 1))], directory)
+    assert own["families"]["spend_spike"]["found"] == 1
+
+
 def test_only_triggers_after_the_warmup_are_false_pages(directory):
     alerts = [page("burn_rate", "key", "h-job", at(3)), page("burn_rate", "key", "h-job", at(8), "repeat"),
               page("burn_rate", "key", "h-job", at(8, 1)), page("spend_spike", "key", "h-bot", at(12))]
