@@ -176,6 +176,12 @@ class SessionBurnConfig(DetectorSettings):
     history_half_life_hours: float = Field(
         default=336, gt=0, description="...the maximum halving every this many hours (an old big session fades).",
     )
+    work_factor: float = Field(
+        default=2.0, ge=0,
+        description="...and, as well, the session's tokens within window_minutes must pass this x (1 + "
+        "prior_sessions / n) x the most tokens any completed session sent and received within it (decayed alike): "
+        "the subject's usual work on a pricier model is not a burn (0: dollars only).",
+    )
     min_usd: Decimal = Field(
         default=Decimal("5"), ge=0, description="...and never below this (a few dollars is never a page).",
     )

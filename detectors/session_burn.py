@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
 from spendwatch.detectors.snapshot import restore_quantile
+from spendwatch.schemas.pricing import input_micros_per_token
 
 if TYPE_CHECKING:
     from spendwatch.detectors.config import BaselineConfig, SessionBurnConfig
@@ -53,7 +54,8 @@ _PACE_MIN_AGE_S = 300
 
 
 class _Session:
-    __slots__ = ("last_ts", "started", "peak", "buckets", "models", "flagged")
+    __slots__ = ("last_ts", "started", "peak", "buckets", "models", "flagged", "work_peak", "work", "flagged_work",
+                 "price")
 
     def __init__(self, ts: float) -> None:
         self.last_ts = ts
@@ -62,13 +64,21 @@ class _Session:
         self.buckets: dict[int, int] = {}  # bucket index -> micro-dollars
         self.models: dict[str, list[int]] = {}  # model -> [micro-dollars, requests]
         self.flagged = 0  # the limit it crossed when it paged (0: never paged)
+        self.work_peak = 0
+        self.work: dict[int, int] = {}  # bucket index -> tokens (input, cached included, and output)
+        self.flagged_work = 0  # the work limit when it paged
+        self.price = 0.0  # the highest input price of its models, micro-dollars per token (0: none known)
 
     @classmethod
     def restore(cls, last_ts: float, started: float, peak: int, buckets: dict[int, int],
-                models: dict[str, list[int]], flagged: int = 0) -> _Session:
+                models: dict[str, list[int]], flagged: int = 0, work_peak: int = 0,
+                work: dict[int, int] | None = None, flagged_work: int = 0, price: float = 0.0) -> _Session:
+        """A session from its snapshot tuple (one from before the work history has no tokens)."""
         session = cls.__new__(cls)
         session.last_ts, session.started, session.peak, session.buckets, session.models, session.flagged = (
             last_ts, started, peak, buckets, models, flagged)
+        session.work_peak, session.work, session.flagged_work = work_peak, {} if work is None else work, flagged_work
+        session.price = price
         return session
 
 
@@ -132,22 +142,33 @@ class SessionBurn(Detector):
         self.sessions: dict[str, _Session] = {}
         #: the most a completed session spent within the window: (micro-dollars, when), decayed
         self.history: tuple[float, float | None] = (0.0, None)
+        #: the second most (X scales with it: one outlier session does not hold the bar up for weeks)
+        self.second: tuple[float, float | None] = (0.0, None)
+        #: the most tokens a completed session sent and received within the window, decayed alike
+        self.work_history: tuple[float, float | None] = (0.0, None)
+        #: the highest input price (micro-dollars per token) of a completed session's models, decayed alike
+        self.price_history: tuple[float, float | None] = (0.0, None)
         self.completed = 0
 
     # -- snapshots: sessions as tuples (see spendwatch.detectors.snapshot) ---------------------
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state["sessions"] = {sid: (s.last_ts, s.started, s.peak, s.buckets, s.models, s.flagged)
+        state["sessions"] = {sid: (s.last_ts, s.started, s.peak, s.buckets, s.models, s.flagged, s.work_peak,
+                                   s.work, s.flagged_work, s.price)
                              for sid, s in self.sessions.items()}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         costs = state.pop("costs", None)
+        state.setdefault("work_history", (0.0, None))  # a snapshot before the work history: none yet
+        state.setdefault("price_history", (0.0, None))
         super().__setstate__(state)
         if costs is not None:  # a snapshot before the decayed maximum: its 99th percentile, undated
             quantile = restore_quantile(costs) if isinstance(costs, tuple) else costs
             self.history = (float(quantile.get() or 0.0), None)
+        if "second" not in state:  # a snapshot before the second most: its maximum until sessions complete
+            self.second = self.history
         self.sessions = {sid: s if isinstance(s, _Session) else _Session.restore(*s)
                          for sid, s in self.sessions.items()}
 
@@ -160,6 +181,7 @@ class SessionBurn(Detector):
         self._cfg_window_s = cfg.window_minutes * 60
         self._cfg_half_life_s = cfg.history_half_life_hours * 3600
         self._cfg_limit: int | None = None  # threshold() until the next session completes
+        self._cfg_work_limit: float | None = None  # work_threshold() likewise
 
     # -- learning ------------------------------------------------------------------------
     def derived(self) -> bool:
@@ -175,19 +197,40 @@ class SessionBurn(Detector):
                 limit = self._cfg_fixed
             elif self.derived():
                 evidence = 1 + cfg.prior_sessions / self.completed
-                limit = max(self._cfg_min, int(cfg.history_factor * evidence * self.history[0]))
+                limit = max(self._cfg_min, int(cfg.history_factor * evidence * self.second[0]))
             else:
                 limit = self._cfg_floor
             self._cfg_limit = limit
         return limit
 
+    def work_threshold(self) -> float:
+        """The tokens within the window a session must pass, besides $X (0: no limit -- no tokens known)."""
+        limit = self._cfg_work_limit
+        if limit is None:
+            cfg = self.config
+            limit = 0.0
+            if self._cfg_fixed is None and self.derived() and cfg.work_factor:
+                limit = cfg.work_factor * (1 + cfg.prior_sessions / self.completed) * self.work_history[0]
+            self._cfg_work_limit = limit
+        return limit
+
     def _complete(self, session_id: str, now: float) -> None:
         session = self.sessions.pop(session_id)
+        half_life_s = self._cfg_half_life_s
         spent = min(session.peak, session.flagged) if session.flagged else session.peak
-        known = _decayed(self.history, now, self._cfg_half_life_s)
-        self.history = (float(spent), now) if spent >= known else (known, now)
+        top, second = _decayed(self.history, now, half_life_s), _decayed(self.second, now, half_life_s)
+        if spent >= top:
+            top, second = float(spent), top
+        elif spent > second:
+            second = float(spent)
+        self.history, self.second = (top, now), (second, now)
+        work = min(session.work_peak, session.flagged_work) if session.flagged_work else session.work_peak
+        known = _decayed(self.work_history, now, half_life_s)
+        self.work_history = (float(work), now) if work >= known else (known, now)
+        known = _decayed(self.price_history, now, half_life_s)
+        self.price_history = (session.price, now) if session.price >= known else (known, now)
         self.completed += 1
-        self._cfg_limit = None
+        self._cfg_limit = self._cfg_work_limit = None
 
     def learn_one(self, obs: Observation, ctx: Context) -> None:
         session_id, cost = obs.session_id, obs.cost
@@ -211,12 +254,20 @@ class SessionBurn(Detector):
         b = int(ts) // self._cfg_bucket_s
         buckets = session.buckets
         buckets[b] = buckets.get(b, 0) + cost
+        tokens = obs.input_tokens + obs.output_tokens
+        if tokens:
+            work = session.work
+            work[b] = work.get(b, 0) + tokens
         model = session.models.get(obs.model)
         if model is not None:
             model[0] += cost
             model[1] += 1
-        elif len(session.models) < _MODELS_PER_SESSION:
-            session.models[obs.model] = [cost, 1]
+        else:
+            if len(session.models) < _MODELS_PER_SESSION:
+                session.models[obs.model] = [cost, 1]
+            price = input_micros_per_token(obs.model, obs.provider)
+            if price > session.price:
+                session.price = price
 
     # -- scoring -------------------------------------------------------------------------
     def score_one(self, ctx: Context, now: float, obs: Observation | None = None) -> list[Finding]:
@@ -244,14 +295,25 @@ class SessionBurn(Detector):
         """The session's finding; None when it is normal and ``normal`` findings are not wanted."""
         # the session's spend over its window (buckets that left it are dropped)
         oldest = int(now) // self._cfg_bucket_s - _BUCKETS + 1
-        buckets = session.buckets
+        buckets, work = session.buckets, session.work
         if buckets and min(buckets) < oldest:  # min() in C: the scan below only when a bucket is stale
             for b in [b for b in buckets if b < oldest]:
                 del buckets[b]
+            for b in [b for b in work if b < oldest]:
+                del work[b]
         spent = sum(buckets.values())
         if spent > session.peak:
             session.peak = spent
+        tokens = sum(work.values())
+        if tokens > session.work_peak:
+            session.work_peak = tokens
         limit = self.threshold()
+        work_limit = self.work_threshold()
+        if work_limit and tokens and session.price:
+            # as much work as the subject's biggest sessions, at this session's price -- or, on a model
+            # pricier than any the subject used, at the priciest it used -- is no burn
+            known = min(1.0, self.price_history[0] / session.price)
+            limit = max(limit, int(work_limit * spent / tokens * known))
         # on pace only from min_usd: half of a $5 X is not a page
         burning = spent > limit or (spent >= self._cfg_min and self._on_pace(session, spent, limit, now))
         if not burning and not normal:
@@ -259,7 +321,7 @@ class SessionBurn(Detector):
         finding = Finding(burning, spent / MICROS, limit / MICROS, episode=session_id)
         if finding.abnormal:
             if not session.flagged:
-                session.flagged = limit
+                session.flagged, session.flagged_work = limit, int(work_limit)
             models = sorted(session.models.items(), key=lambda kv: -kv[1][0])
             window_start = max(session.started, now - self._cfg_window_s)
             minutes = max(1, round((session.last_ts - window_start) / 60))
@@ -273,5 +335,6 @@ class SessionBurn(Detector):
             finding.causes = [("session", session_id, spent, sum(m[1] for m in session.models.values())),
                               *(("model", name, cost, n) for name, (cost, n) in models)]
             finding.details = {"threshold_usd": limit / MICROS, "completed_sessions": self.completed,
-                               "derived": self.derived(), "history_max_usd": round(self.history[0] / MICROS, 2)}
+                               "derived": self.derived(), "history_max_usd": round(self.history[0] / MICROS, 2),
+                               "history_max_tokens": int(self.work_history[0]), "window_tokens": tokens}
         return finding
