@@ -3,22 +3,33 @@
 X is ``threshold_usd`` when set. Otherwise it scales with the subject's own sessions: each
 completed session is one sample -- the most it spent within ``window_minutes`` -- and X is
 
-    max(min_usd, history_factor x (1 + prior_sessions / n) x M)
+    max(min_usd, history_factor x (1 + prior_sessions / n) x M2)
 
-where ``M`` is the highest such spend of the ``n`` completed sessions (a maximum that halves every
-``history_half_life_hours``, so an old big session fades) and ``floor_usd`` until ``min_sessions``
-have completed. The evidence scales with the subject: a sparse key whose sessions never passed
-$0.30 pages on a $10 burn, a frontier-heavy agent key whose long sessions reach $20 needs $100+
-within the hour, and a key with ten sessions needs twice the factor of one with hundreds (its
-maximum is a poorer estimate of how big an ordinary session gets). Why the maximum and not a
-quantile: a key's session costs are a mixture (one model per session, economy to frontier,
-log-normal lengths), so a high quantile of a few dozen sessions is its maximum anyway; and why
-the session's spend within the hour and not its call count or call rate: a burn's calls come at
-an agent's ordinary pace, and a batch job's hundreds of cheap calls are not one.
+where ``M2`` is the second-highest such spend of the ``n`` completed sessions (both highest
+values halve every ``history_half_life_hours``, so an old big session fades) and ``floor_usd``
+until ``min_sessions`` have completed. The evidence scales with the subject: a sparse key whose
+sessions never passed $0.30 pages on a $10 burn, a frontier-heavy agent key whose long sessions
+reach $20 needs $100+ within the hour, and a key with ten sessions needs twice the factor of one
+with hundreds. Why the second-highest: a single outlier session would otherwise hold the bar up
+for weeks (a burn after it went unseen); why not a lower quantile: a key's session costs are a
+mixture (one model per session, economy to frontier, log-normal lengths), so a high quantile of a
+few dozen sessions is among its top values anyway.
 
-A session that paged is learned as if it had spent X (the limit it crossed): a real burn does
-not hide the next one, while an ordinary job that pages raises the bar ``history_factor``-fold
-and stops paging.
+Dollars are work (tokens) times price, and the key's price mix is part of its ordinary life: an
+agent key that runs an occasional frontier session spends 5-60x its economy sessions on the same
+work. So a session must also pass, in dollars, ``work_factor x (1 + prior_sessions / n) x T``
+tokens at its own price, where ``T`` is the most tokens (input, cached included, and output) any
+completed session sent and received within the window (a decayed maximum): a long session of the
+key's usual size on a model the key uses is not a burn (a key moving to pricier models is
+model_mix_drift's page). On a model pricier than any the key used (input price above ``P``, the
+priciest model of its completed sessions, decayed alike) the work is priced at ``P``: a burn on
+a key that never touched a frontier model is judged by its dollars. Without tokens (a gateway
+that reports none) only the dollars count. Why work and not call count or call rate: a burn's
+calls come at an agent's ordinary pace, and a batch job's hundreds of cheap calls are not one.
+
+A session that paged is learned as if it had spent X (the limit it crossed), in dollars and in
+tokens, and does not make its model's price a known one: a real burn does not hide the next
+one, while an ordinary job that pages raises the bar ``history_factor``-fold and stops paging.
 
 It also pages early, on pace: a session at least 5 minutes old that spent ``pace_fraction`` of X
 (and at least ``min_usd``) within its last 10 minutes. A session that spends slowly for hours is runaway_loop's business.
@@ -105,8 +116,9 @@ class SessionBurn(Detector):
     >>> ctx = Context("key", "k1", SpendBaseline(), Contributors(), {})
     >>> sessions = SessionBurn(SessionBurnConfig(), BaselineConfig(), "key", "k1")
     >>> t0 = 1_762_128_000.0
-    >>> def spend(session, ts, dollars, model="claude-opus-4", detector=sessions):
-    ...     obs = Observation("request", ts, cost=int(dollars * 1e6), session_id=session, model=model)
+    >>> def spend(session, ts, dollars, model="claude-opus-4", detector=sessions, tokens=0):
+    ...     obs = Observation("request", ts, cost=int(dollars * 1e6), session_id=session, model=model,
+    ...                       input_tokens=tokens)
     ...     detector.learn_one(obs, ctx)
     ...     return detector.score_one(ctx, ts, obs)
     >>> [f.abnormal for f in spend("big-but-normal", t0, 45)]    # a new key: $45 is under the $50 floor
@@ -118,20 +130,48 @@ class SessionBurn(Detector):
     >>> minute, findings[0].episode, findings[0].summary
     (32, 'runaway', 'session runaway on key k1 spent $51.00 in 32 min (limit $50.00 per 60 min), mostly claude-opus-4')
 
-    A sparse key whose 20 sessions never passed $0.80: X is 5 x (1 + 10/20) x $0.80 (a little decayed)
+    A sparse key whose 20 sessions never passed $0.80: X is 5 x (1 + 10/20) x $0.80 (the second
+    highest, a little decayed; these calls carry no tokens, so only the dollars count)
 
     >>> sparse = SessionBurn(SessionBurnConfig(), BaselineConfig(), "key", "k2")
     >>> for n in range(20):
     ...     _ = spend(f"s{n}", t0 + n * 7200, 0.3 + n % 3 * 0.25, "gpt-5-mini", sparse)
     >>> _ = spend("next", t0 + 40 * 3600, 0.01, "gpt-5-mini", sparse)
     >>> round(sparse.threshold() / 1e6, 2), sparse.completed
-    (5.95, 20)
+    (5.88, 20)
     >>> for minute in range(30):                                 # $0.50 of frontier calls a minute
     ...     findings = spend("burn", t0 + 41 * 3600 + minute * 60, 0.5, "claude-sonnet-4-5", sparse)
     ...     if findings[0].abnormal:
     ...         break
     >>> minute, findings[0].summary
-    (9, 'session burn on key k1 spent $5.00 in 9 min (limit $5.84 per 60 min, on pace to pass it), mostly claude-sonnet-4-5')
+    (9, 'session burn on key k1 spent $5.00 in 9 min (limit $5.77 per 60 min, on pace to pass it), mostly claude-sonnet-4-5')
+
+    An agent key whose sessions do up to 2M tokens within the hour on gpt-5-mini ($0.50), one in five
+    a short claude-opus-4-1 session (100k tokens, $1.50): X from the dollars is 5 x 1.5 x $1.50
+
+    >>> agent = SessionBurn(SessionBurnConfig(), BaselineConfig(), "key", "k3")
+    >>> for n in range(20):
+    ...     opus = n % 5 == 4
+    ...     _ = spend(f"s{n}", t0 + n * 7200, 1.5 if opus else 0.5, "claude-opus-4-1" if opus else "gpt-5-mini",
+    ...               agent, 100_000 if opus else 2_000_000)
+    >>> _ = spend("next", t0 + 40 * 3600, 0.01, "gpt-5-mini", agent, 1_000)
+    >>> round(agent.threshold() / 1e6, 2)
+    11.02
+
+    A long opus session of the key's usual size (2M tokens, $30 within the hour: over $11.02) is its
+    usual work on a model it uses: the limit is 2 x 1.5 x 2M tokens (decayed) at the session's price.
+    A burn is not.
+
+    >>> for minute in range(60):
+    ...     findings = spend("long", t0 + 41 * 3600 + minute * 60, 0.5, "claude-opus-4-1", agent, 33_333)
+    >>> findings[0].abnormal, findings[0].observed, round(findings[0].expected)
+    (False, 30.0, 88)
+    >>> for minute in range(60):
+    ...     findings = spend("burn", t0 + 43 * 3600 + minute * 60, 5, "claude-opus-4-1", agent, 333_333)
+    ...     if findings[0].abnormal:
+    ...         break
+    >>> minute, findings[0].summary
+    (8, 'session burn on key k1 spent $45.00 in 8 min (limit $87.27 per 60 min, on pace to pass it), mostly claude-opus-4-1')
     """
 
     name = "session_burn"
@@ -228,7 +268,9 @@ class SessionBurn(Detector):
         known = _decayed(self.work_history, now, half_life_s)
         self.work_history = (float(work), now) if work >= known else (known, now)
         known = _decayed(self.price_history, now, half_life_s)
-        self.price_history = (session.price, now) if session.price >= known else (known, now)
+        # a session that paged does not make its model's price one the subject is known to pay
+        price = session.price if not session.flagged else min(session.price, known)
+        self.price_history = (price, now) if price >= known else (known, now)
         self.completed += 1
         self._cfg_limit = self._cfg_work_limit = None
 

@@ -6,11 +6,17 @@ from datetime import timedelta
 
 from detector_kit import T0, event, of, only, run
 
+from spendwatch.schemas.pricing import input_micros_per_token
+
 CONFIG = only(session_burn=True)
 
 
-def session(name, start, minutes, dollars_per_minute, **fields):
-    return [event(start + timedelta(minutes=m), dollars_per_minute, session=name, **fields) for m in range(minutes)]
+def session(name, start, minutes, dollars_per_minute, work=None, **fields):
+    """One call a minute; its tokens are the dollars' worth at the model's input price, unless ``work`` (tokens) says."""
+    price = input_micros_per_token(fields.get("model", "gpt-4o"), None)
+    tokens = int(dollars_per_minute * 1e6 / price) if work is None else work
+    return [event(start + timedelta(minutes=m), dollars_per_minute, session=name, **fields).model_copy(
+        update={"input_tokens": tokens, "output_tokens": 0}) for m in range(minutes)]
 
 
 def test_a_session_burning_100_dollars_in_40_minutes_pages_once_and_resolves():
