@@ -12,7 +12,7 @@ CONFIG = only(session_burn=True)
 
 
 def session(name, start, minutes, dollars_per_minute, work=None, **fields):
-    """One call a minute; its tokens are the dollars' worth at the model's input price, unless ``work`` (tokens) says."""
+    """One call a minute carrying its dollars' worth of tokens at the model's input price (or ``work`` tokens)."""
     price = input_micros_per_token(fields.get("model", "gpt-4o"), None)
     tokens = int(dollars_per_minute * 1e6 / price) if work is None else work
     return [event(start + timedelta(minutes=m), dollars_per_minute, session=name, **fields).model_copy(
@@ -150,3 +150,52 @@ def test_on_pace_never_pages_below_the_minimum():
     longer = session("longer", start, 12, 0.5, model="claude-opus-4-1")
     [trigger] = of(run(sparse_key_history() + longer, CONFIG), "session_burn", "trigger")
     assert trigger.observed >= 5 and trigger.expected == 5
+
+
+def mixed_agent_history(days=10, opus=True):
+    """An agent key: a long gpt-5-mini session a day (12M tokens, $3) and, if ``opus``, a short opus one (200k, $3)."""
+    events = []
+    for day in range(days):
+        events += session(f"mini{day}", T0 + timedelta(days=day, hours=10), 30, 0.1, model="gpt-5-mini")
+        if opus:
+            events += session(f"opus{day}", T0 + timedelta(days=day, hours=15), 10, 0.3, model="claude-opus-4-1")
+    return events
+
+
+def test_the_keys_usual_work_on_a_frontier_model_it_uses_is_not_a_burn():
+    start = T0 + timedelta(days=10, hours=11)
+    # 12M tokens of opus in 30 minutes: $180, 60x the key's sessions in dollars, its usual size in tokens
+    long = session("long", start, 30, 6.0, model="claude-opus-4-1")
+    assert not of(run(mixed_agent_history() + long, CONFIG), "session_burn", "trigger")
+    dollars_only = only({"session_burn": {"work_factor": 0}}, session_burn=True)
+    [paged] = of(run(mixed_agent_history() + long, dollars_only), "session_burn", "trigger")
+    assert paged.expected < 25  # 5 x 1.5 x $3
+    # a burn does far more work than the key's biggest session: paged within minutes
+    burn = session("burn", start, 30, 40.0, model="claude-opus-4-1")  # 80M tokens, $1,200
+    [trigger] = of(run(mixed_agent_history() + burn, CONFIG), "session_burn", "trigger")
+    assert trigger.fired_at - start <= timedelta(minutes=10)
+    assert 11e6 < trigger.details["history_max_tokens"] <= 12e6 and 25 < trigger.expected < 600
+
+
+def test_work_on_a_model_pricier_than_any_the_key_used_is_priced_at_the_priciest_it_used():
+    start = T0 + timedelta(days=10, hours=11)
+    long = session("long", start, 30, 6.0, model="claude-opus-4-1")  # the same 12M tokens of opus, $180
+    [trigger] = of(run(mixed_agent_history(opus=False) + long, CONFIG), "session_burn", "trigger")
+    # its work at gpt-5-mini's price allows ~$12: the dollar limit (5 x 2 x $3) holds
+    assert trigger.expected <= 30 and trigger.fired_at - start <= timedelta(minutes=10)
+
+
+def test_a_snapshot_from_before_the_work_history_loads():
+    from spendwatch.detectors.config import BaselineConfig, SessionBurnConfig
+    from spendwatch.detectors.session_burn import SessionBurn
+
+    detector = SessionBurn(SessionBurnConfig(), BaselineConfig(), "key", "k1")
+    old = {"sessions": {"s": (1.0, 0.0, 5, {0: 5}, {"m": [5, 1]}, 0)}, "history": (3_000_000.0, 0.0), "completed": 40}
+    detector.__setstate__(old)
+    detector.bind(SessionBurnConfig(), BaselineConfig())
+    assert detector.sessions["s"].work == {} and detector.sessions["s"].price == 0.0
+    # without a token history only the dollars count: X is 5 x 1.25 x $3
+    assert detector.threshold() == 18_750_000 and detector.work_threshold() == 0.0
+    again = SessionBurn(SessionBurnConfig(), BaselineConfig(), "key", "k1")
+    again.__setstate__(detector.__getstate__())
+    assert again.work_history == detector.work_history and again.sessions["s"].peak == 5
