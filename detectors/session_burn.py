@@ -261,7 +261,10 @@ class SessionBurn(Detector):
         spent = min(session.peak, session.flagged) if session.flagged else session.peak
         known = _decayed(self.history, now, half_life_s)
         self.history = (float(spent), now) if spent >= known else (known, now)
-        work = min(session.work_peak, session.flagged_work) if session.flagged_work else session.work_peak
+        work = session.work_peak
+        if session.flagged:  # the tokens of the limit it crossed: its work limit, or X's dollars' worth at its price
+            work = min(work, session.flagged_work) if session.flagged_work else int(
+                work * min(1.0, session.flagged / session.peak))
         known = _decayed(self.work_history, now, half_life_s)
         self.work_history = (float(work), now) if work >= known else (known, now)
         known = _decayed(self.price_history, now, half_life_s)

@@ -199,3 +199,25 @@ def test_a_snapshot_from_before_the_work_history_loads():
     again = SessionBurn(SessionBurnConfig(), BaselineConfig(), "key", "k1")
     again.__setstate__(detector.__getstate__())
     assert again.work_history == detector.work_history and again.sessions["s"].peak == 5
+
+
+def test_a_session_paged_at_the_new_keys_floor_is_learned_as_the_floors_worth_of_tokens():
+    from spendwatch.detectors.base import Context, Observation
+    from spendwatch.detectors.baseline import SpendBaseline
+    from spendwatch.detectors.config import BaselineConfig, SessionBurnConfig
+    from spendwatch.detectors.contributors import Contributors
+    from spendwatch.detectors.session_burn import SessionBurn
+
+    detector = SessionBurn(SessionBurnConfig(), BaselineConfig(), "key", "k1")
+    ctx = Context("key", "k1", SpendBaseline(), Contributors(), {})
+    t = T0.timestamp()
+    for minute in range(40):  # $5 and 1M tokens a minute: $200 and 40M tokens, paged at the $50 floor
+        obs = Observation("request", t + minute * 60, cost=5_000_000, session_id="burn", model="claude-opus-4-1",
+                          input_tokens=1_000_000)
+        detector.learn_one(obs, ctx)
+        detector.score_one(ctx, obs.ts, obs)
+    assert detector.sessions["burn"].flagged == 50_000_000 and detector.sessions["burn"].flagged_work == 0
+    later = Observation("request", t + 3 * 3600, cost=1, session_id="next", model="gpt-5-mini", input_tokens=10)
+    detector.learn_one(later, ctx)
+    # learned as $50 of its own calls, 10M tokens, not the 40M it sent
+    assert detector.history[0] == 50_000_000 and detector.work_history[0] == 10_000_000
