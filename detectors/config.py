@@ -176,6 +176,13 @@ class SessionBurnConfig(DetectorSettings):
     history_half_life_hours: float = Field(
         default=336, gt=0, description="...the maximum halving every this many hours (an old big session fades).",
     )
+    work_factor: float = Field(
+        default=2.0, ge=0,
+        description="...and, as well, the session's spend must pass this x (1 + prior_sessions / n) x the most "
+        "tokens any completed session sent and received within window_minutes (decayed alike), priced at the "
+        "session's own price per token -- on a model pricier than any of the subject's sessions used, scaled down "
+        "to the priciest it used: the subject's usual work on a model it uses is not a burn (0: dollars only).",
+    )
     min_usd: Decimal = Field(
         default=Decimal("5"), ge=0, description="...and never below this (a few dollars is never a page).",
     )

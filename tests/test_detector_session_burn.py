@@ -6,11 +6,17 @@ from datetime import timedelta
 
 from detector_kit import T0, event, of, only, run
 
+from spendwatch.schemas.pricing import input_micros_per_token
+
 CONFIG = only(session_burn=True)
 
 
-def session(name, start, minutes, dollars_per_minute, **fields):
-    return [event(start + timedelta(minutes=m), dollars_per_minute, session=name, **fields) for m in range(minutes)]
+def session(name, start, minutes, dollars_per_minute, work=None, **fields):
+    """One call a minute carrying its dollars' worth of tokens at the model's input price (or ``work`` tokens)."""
+    price = input_micros_per_token(fields.get("model", "gpt-4o"), None)
+    tokens = int(dollars_per_minute * 1e6 / price) if work is None else work
+    return [event(start + timedelta(minutes=m), dollars_per_minute, session=name, **fields).model_copy(
+        update={"input_tokens": tokens, "output_tokens": 0}) for m in range(minutes)]
 
 
 def test_a_session_burning_100_dollars_in_40_minutes_pages_once_and_resolves():
@@ -144,3 +150,74 @@ def test_on_pace_never_pages_below_the_minimum():
     longer = session("longer", start, 12, 0.5, model="claude-opus-4-1")
     [trigger] = of(run(sparse_key_history() + longer, CONFIG), "session_burn", "trigger")
     assert trigger.observed >= 5 and trigger.expected == 5
+
+
+def mixed_agent_history(days=10, opus=True):
+    """An agent key: a long gpt-5-mini session a day (12M tokens, $3) and, if ``opus``, a short opus one (200k, $3)."""
+    events = []
+    for day in range(days):
+        events += session(f"mini{day}", T0 + timedelta(days=day, hours=10), 30, 0.1, model="gpt-5-mini")
+        if opus:
+            events += session(f"opus{day}", T0 + timedelta(days=day, hours=15), 10, 0.3, model="claude-opus-4-1")
+    return events
+
+
+def test_the_keys_usual_work_on_a_frontier_model_it_uses_is_not_a_burn():
+    start = T0 + timedelta(days=10, hours=11)
+    # 12M tokens of opus in 30 minutes: $180, 60x the key's sessions in dollars, its usual size in tokens
+    long = session("long", start, 30, 6.0, model="claude-opus-4-1")
+    assert not of(run(mixed_agent_history() + long, CONFIG), "session_burn", "trigger")
+    dollars_only = only({"session_burn": {"work_factor": 0}}, session_burn=True)
+    [paged] = of(run(mixed_agent_history() + long, dollars_only), "session_burn", "trigger")
+    assert paged.expected < 25  # 5 x 1.5 x $3
+    # a burn does far more work than the key's biggest session: paged within minutes
+    burn = session("burn", start, 30, 40.0, model="claude-opus-4-1")  # 80M tokens, $1,200
+    [trigger] = of(run(mixed_agent_history() + burn, CONFIG), "session_burn", "trigger")
+    assert trigger.fired_at - start <= timedelta(minutes=10)
+    assert 11e6 < trigger.details["history_max_tokens"] <= 12e6 and 25 < trigger.expected < 600
+
+
+def test_work_on_a_model_pricier_than_any_the_key_used_is_priced_at_the_priciest_it_used():
+    start = T0 + timedelta(days=10, hours=11)
+    long = session("long", start, 30, 6.0, model="claude-opus-4-1")  # the same 12M tokens of opus, $180
+    [trigger] = of(run(mixed_agent_history(opus=False) + long, CONFIG), "session_burn", "trigger")
+    # its work at gpt-5-mini's price allows ~$12: the dollar limit (5 x 2 x $3) holds
+    assert trigger.expected <= 30 and trigger.fired_at - start <= timedelta(minutes=10)
+
+
+def test_a_snapshot_from_before_the_work_history_loads():
+    from spendwatch.detectors.config import BaselineConfig, SessionBurnConfig
+    from spendwatch.detectors.session_burn import SessionBurn
+
+    detector = SessionBurn(SessionBurnConfig(), BaselineConfig(), "key", "k1")
+    old = {"sessions": {"s": (1.0, 0.0, 5, {0: 5}, {"m": [5, 1]}, 0)}, "history": (3_000_000.0, 0.0), "completed": 40}
+    detector.__setstate__(old)
+    detector.bind(SessionBurnConfig(), BaselineConfig())
+    assert detector.sessions["s"].work == {} and detector.sessions["s"].price == 0.0
+    # without a token history only the dollars count: X is 5 x 1.25 x $3
+    assert detector.threshold() == 18_750_000 and detector.work_threshold() == 0.0
+    again = SessionBurn(SessionBurnConfig(), BaselineConfig(), "key", "k1")
+    again.__setstate__(detector.__getstate__())
+    assert again.work_history == detector.work_history and again.sessions["s"].peak == 5
+
+
+def test_a_session_paged_at_the_new_keys_floor_is_learned_as_the_floors_worth_of_tokens():
+    from spendwatch.detectors.base import Context, Observation
+    from spendwatch.detectors.baseline import SpendBaseline
+    from spendwatch.detectors.config import BaselineConfig, SessionBurnConfig
+    from spendwatch.detectors.contributors import Contributors
+    from spendwatch.detectors.session_burn import SessionBurn
+
+    detector = SessionBurn(SessionBurnConfig(), BaselineConfig(), "key", "k1")
+    ctx = Context("key", "k1", SpendBaseline(), Contributors(), {})
+    t = T0.timestamp()
+    for minute in range(40):  # $5 and 1M tokens a minute: $200 and 40M tokens, paged at the $50 floor
+        obs = Observation("request", t + minute * 60, cost=5_000_000, session_id="burn", model="claude-opus-4-1",
+                          input_tokens=1_000_000)
+        detector.learn_one(obs, ctx)
+        detector.score_one(ctx, obs.ts, obs)
+    assert detector.sessions["burn"].flagged == 50_000_000 and detector.sessions["burn"].flagged_work == 0
+    later = Observation("request", t + 3 * 3600, cost=1, session_id="next", model="gpt-5-mini", input_tokens=10)
+    detector.learn_one(later, ctx)
+    # learned as $50 of its own calls, 10M tokens, not the 40M it sent
+    assert detector.history[0] == 50_000_000 and detector.work_history[0] == 10_000_000
