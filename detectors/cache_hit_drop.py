@@ -9,8 +9,9 @@ one for first calls and one for the calls after them. Each recent request then *
 was expected -- a mix of short and long sessions does not look like a drop.
 
 Evidence is counted in **sessions**: the calls of one session share one prompt prefix, so
-they hit or miss together. The detector looks at the newest ten minutes, the newest
-twenty... up to ``window_minutes``, and in each span weighs sessions by their expected
+they hit or miss together. The detector looks at the newest session, the newest two... up to
+the newest 24 active within the last day (:mod:`~spendwatch.detectors.session_spans`), and in
+each span weighs sessions by their expected
 cached tokens (Kish's effective number: ten equal sessions count ten, one session carrying
 nearly all the tokens counts one); with ``min_sessions`` of 2 or more it leaves out the
 session that lost the most (then one session's own prompt is never the subject's cache). How much a session's reads stray from what was expected

@@ -9,18 +9,20 @@ model_mix_drift's business, not bloat, and a cache that stopped hitting (same to
 cost) is cache_hit_drop's.
 
 Evidence is counted in **sessions**: a session's context grows call by call, so one long
-session is large but ordinary. The detector looks at the newest ten minutes, twenty...
-up to ``window_minutes``; in each span it takes every session's mean log-size excess over
-its model's usual, leaves out the session that exceeds the most (a single long session, a
-runaway loop, is never bloat) and weighs the others by their requests (Kish's effective
-number). How far sessions stray when nothing is wrong is learnt from the subject's own
-expired buckets. A page needs all of:
+session is large but ordinary. The detector looks at the newest session, the newest two... up
+to the newest 24 active within the last day (:mod:`~spendwatch.detectors.session_spans`):
+minutes of a busy key, hours of a sparse one. In each span it takes every session's mean
+log-size excess over its model's usual, leaves out the session that exceeds the most (a single
+long session, a runaway loop, is never bloat) and weighs the others by their requests (Kish's
+effective number). How far sessions stray when nothing is wrong is learnt from the subject's own
+expired buckets, and taken to be at least ``min_session_spread`` (a key whose past happened to be
+uniform still needs several grown sessions). A page needs all of:
 
 * growth: the others' requests at least ``min_factor`` x their models' usual size;
 * evidence: ``min_sessions`` sessions, and growth so far beyond ``normal_factor`` for that
   many effective sessions that normal straying would reach it with probability below
   ``significance`` (Bonferroni-corrected for the spans looked at);
-* money: the extra spend in the span at least ``min_extra_usd``;
+* money: the extra spend in the span at least ``min_extra_usd`` (off by default);
 * a baseline: ``min_baseline_requests`` for the model and ``min_baseline_sessions`` of
   straying learnt (new keys and new models wait).
 
@@ -104,7 +106,7 @@ class ContextBloat(Detector):
     ...     if findings:
     ...         break
     >>> n, findings[0].summary
-    (7, 'key ci-agent: requests carry 2.6x the input tokens usual for their model over the last 12 sessions (115 min): 72 requests, about $8.01 of extra spend')
+    (5, 'key ci-agent: requests carry 2.1x the input tokens usual for their model over the last 12 sessions (115 min): 72 requests, about $5.19 of extra spend')
 
     One long session on its own is not bloat:
 
@@ -241,7 +243,7 @@ class ContextBloat(Detector):
         if newest[1] < self._cfg_min_log * newest[0]:
             return None  # the newest session is ordinary: no span ending now shows new bloat
         squares = baseline.get("w2")
-        variance = baseline.get("dev") / squares if squares > 0 else 0.0
+        variance = max(baseline.get("dev") / squares if squares > 0 else 0.0, cfg.min_session_spread ** 2)
         looks = len(recent)
         best = None
         for span in self._spans(now):
