@@ -9,8 +9,9 @@ one for first calls and one for the calls after them. Each recent request then *
 was expected -- a mix of short and long sessions does not look like a drop.
 
 Evidence is counted in **sessions**: the calls of one session share one prompt prefix, so
-they hit or miss together. The detector looks at the newest ten minutes, the newest
-twenty... up to ``window_minutes``, and in each span weighs sessions by their expected
+they hit or miss together. The detector looks at the newest session, the newest two... up to
+the newest 24 active within the last day (:mod:`~spendwatch.detectors.session_spans`), and in
+each span weighs sessions by their expected
 cached tokens (Kish's effective number: ten equal sessions count ten, one session carrying
 nearly all the tokens counts one); with ``min_sessions`` of 2 or more it leaves out the
 session that lost the most (then one session's own prompt is never the subject's cache). How much a session's reads stray from what was expected
@@ -37,12 +38,11 @@ again the next morning.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
-from spendwatch.detectors.evidence import normal_tail
 from spendwatch.detectors.rolling import BucketWindow, DecayedSums
+from spendwatch.detectors.session_spans import newest_spans, note_session, span_tail, span_text
 from spendwatch.schemas.pricing import input_micros_per_token
 
 if TYPE_CHECKING:
@@ -62,22 +62,11 @@ _MTOK = 1e-6
 _LAYOUT = 2
 #: Before a first-call ratio is known from this many tokens, first calls expect the later calls' ratio x this.
 _FIRST_CALL_TOKENS = 100_000
-#: The newest sessions the evidence is looked for in (the newest one, the newest two... this many)...
-_RECENT_SESSIONS = 24
-#: ...active within this long: hours on a sparse key, minutes on a busy one.
-_LOOKBACK_S = 86_400
 
 
-def span_text(sessions: int, seconds: float) -> str:
-    """What a span covers, for summaries: ``'3 sessions (40 min)'``, or ``'120 min'`` for a window.
-
-    >>> span_text(1, 300), span_text(4, 9000), span_text(0, 7200)
-    ('session (5 min)', '4 sessions (2.5 h)', '2.0 h')
-    """
-    time = f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-    if not sessions:
-        return time
-    return f"{'session' if sessions == 1 else f'{sessions} sessions'} ({time})"
+def _lost(sums: list[float]) -> float:
+    """How many cached tokens a session read fewer than expected (its running sums, see ``recent``)."""
+    return sums[3] - sums[2]
 
 
 class _Span(NamedTuple):
@@ -197,17 +186,7 @@ class CacheHitDrop(Detector):
             sums[seen] = get(seen, 0.0) + 1.0
             sums[session_exp] = get(session_exp, 0.0) + expected
             sums[session_cr] = get(session_cr, 0.0) + cached
-        recent = self.recent
-        sums = recent.pop(session, None) or [0.0, 0.0, 0.0, 0.0, 0.0, obs.ts, obs.ts]
-        recent[session] = sums  # re-inserted last: the dict stays in least-recently-active order
-        sums[0] += 1.0
-        sums[1] += tokens_in
-        sums[2] += cached
-        sums[3] += expected
-        sums[4] += value
-        sums[6] = obs.ts
-        if len(recent) > _RECENT_SESSIONS:
-            del recent[next(iter(recent))]
+        note_session(self.recent, session, obs.ts, (1.0, tokens_in, cached, expected, value))
 
     def _roll(self, now: float) -> None:
         """Expired buckets join the baseline ratios and, session by session, how far reads stray from expected."""
@@ -236,28 +215,11 @@ class CacheHitDrop(Detector):
     def _spans(self, now: float) -> Iterator[_Span]:
         """The newest session, the newest two... (active within a day): the spans a drop is looked for in."""
         leave_out = self.config.min_sessions >= 2
-        n = tokens = cached = expected = value = w = w2 = 0.0
-        top_loss, top_expected, top_read = -math.inf, 0.0, 0.0  # the session that lost the most so far
-        since = now
-        for j, sums in enumerate(reversed(self.recent.values()), start=1):
-            if sums[6] < now - _LOOKBACK_S:
-                break
-            n += sums[0]
-            tokens += sums[1]
-            cached += sums[2]
-            expected += sums[3]
-            value += sums[4]
-            since = min(since, sums[5])
-            weight = sums[3] * _MTOK
-            w += weight
-            w2 += weight * weight
-            if leave_out and sums[3] - sums[2] > top_loss:
-                top_loss, top_expected, top_read = sums[3] - sums[2], sums[3], sums[2]
-            top_w = top_expected * _MTOK
-            rest_w, rest_w2 = w - top_w, w2 - top_w * top_w
-            effective = rest_w * rest_w / rest_w2 if rest_w2 > 1e-18 else 0.0
-            yield _Span(j, since, n, tokens, cached, expected, value, expected - top_expected, cached - top_read,
-                        effective, effective + leave_out)
+        # weighed by expected cached tokens; the session that lost the most is left out
+        for span in newest_spans(self.recent, now, weight=3, strays=_lost, leave_out=leave_out, scale=_MTOK):
+            n, tokens, cached, expected, value = span.totals
+            yield _Span(span.count, span.since, n, tokens, cached, expected, value, span.rest[3], span.rest[2],
+                        span.effective, span.effective + leave_out)
 
     def _window_span(self) -> _Span:
         """The whole window, for an episode that goes on."""
@@ -285,7 +247,7 @@ class CacheHitDrop(Detector):
                     or span.rest_cached > keep * span.rest_expected or span.sessions < cfg.min_sessions):
                 continue
             excess = 1 - span.rest_cached / span.rest_expected - cfg.normal_drop  # beyond what is ordinary
-            tail = normal_tail(excess * math.sqrt(span.effective / variance)) * looks if variance > 0 else 0.0
+            tail = span_tail(excess, span.effective, variance, looks)
             if tail < cfg.significance and (best is None or tail < best[0]):
                 best = (tail, span)
         return best

@@ -416,8 +416,8 @@ class ContextBloatConfig(DetectorSettings):
         "and an episode goes on in; growth itself is looked for in the newest 1, 2... 24 sessions of the last day."
     )
     min_factor: float = Field(
-        default=2.5, gt=1, description="Page when a recent span's requests are at least this x the usual size for "
-        "their model (geometric mean; 2.5 catches a 3x growth despite noise)..."
+        default=2.0, gt=1, description="Page when a recent span's requests are at least this x the usual size for "
+        "their model (geometric mean; 2 catches a 3x growth despite noise, and a ramp once it has doubled)..."
     )
     normal_factor: float = Field(
         default=1.25, ge=1, description="...with evidence that they grew beyond this x (ordinary day-to-day drift "
@@ -431,10 +431,21 @@ class ContextBloatConfig(DetectorSettings):
         default=3, ge=2, description="...over at least this many (effective) sessions, the one that grew most left "
         "out of the evidence (one long session, or a runaway loop, is never bloat)..."
     )
-    min_extra_usd: Decimal = Field(
-        default=Decimal("0.05"), ge=0, description="...and the growth cost at least this many dollars in the span."
+    min_session_spread: float = Field(
+        default=0.25, ge=0, description="The least a session's mean log-size is taken to stray from its usual "
+        "(standard deviation of the natural log; 0.25: about +-28%) however steady the subject's past: a prior for "
+        "real traffic, so a key whose history happened to be uniform still needs several grown sessions, not one "
+        "large one."
     )
-    min_requests: int = Field(default=5, ge=1, description="Requests in a span before it may page.")
+    min_extra_usd: Decimal = Field(
+        default=Decimal("0"), ge=0, description="...and the growth cost at least this many dollars in the span (0: "
+        "off -- the evidence test keeps false pages out, and a sparse key's bloat is cents per span but still an "
+        "incident; set a floor to skip keys whose prompts are worth cents)."
+    )
+    min_requests: int = Field(
+        default=3, ge=1, description="Requests in a span before it may page (the evidence is counted in sessions: "
+        "a key whose sessions are single calls pages on three of them)."
+    )
     min_baseline_requests: float = Field(
         default=20, ge=1, description="(Decayed) requests at a position in their sessions (call 1, 2-3, 4-7...), all "
         "models together, before their usual size is trusted (the requests are left out of the evidence until then); "

@@ -9,18 +9,20 @@ model_mix_drift's business, not bloat, and a cache that stopped hitting (same to
 cost) is cache_hit_drop's.
 
 Evidence is counted in **sessions**: a session's context grows call by call, so one long
-session is large but ordinary. The detector looks at the newest ten minutes, twenty...
-up to ``window_minutes``; in each span it takes every session's mean log-size excess over
-its model's usual, leaves out the session that exceeds the most (a single long session, a
-runaway loop, is never bloat) and weighs the others by their requests (Kish's effective
-number). How far sessions stray when nothing is wrong is learnt from the subject's own
-expired buckets. A page needs all of:
+session is large but ordinary. The detector looks at the newest session, the newest two... up
+to the newest 24 active within the last day (:mod:`~spendwatch.detectors.session_spans`):
+minutes of a busy key, hours of a sparse one. In each span it takes every session's mean
+log-size excess over its model's usual, leaves out the session that exceeds the most (a single
+long session, a runaway loop, is never bloat) and weighs the others by their requests (Kish's
+effective number). How far sessions stray when nothing is wrong is learnt from the subject's own
+expired buckets, and taken to be at least ``min_session_spread`` (a key whose past happened to be
+uniform still needs several grown sessions). A page needs all of:
 
 * growth: the others' requests at least ``min_factor`` x their models' usual size;
 * evidence: ``min_sessions`` sessions, and growth so far beyond ``normal_factor`` for that
   many effective sessions that normal straying would reach it with probability below
   ``significance`` (Bonferroni-corrected for the spans looked at);
-* money: the extra spend in the span at least ``min_extra_usd``;
+* money: the extra spend in the span at least ``min_extra_usd`` (off by default);
 * a baseline: ``min_baseline_requests`` for the model and ``min_baseline_sessions`` of
   straying learnt (new keys and new models wait).
 
@@ -34,9 +36,8 @@ import math
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
-from spendwatch.detectors.cache_hit_drop import span_text
-from spendwatch.detectors.evidence import normal_tail
 from spendwatch.detectors.rolling import BucketWindow, DecayedSums
+from spendwatch.detectors.session_spans import newest_spans, note_session, span_tail, span_text
 from spendwatch.schemas.pricing import input_micros_per_token
 
 if TYPE_CHECKING:
@@ -51,10 +52,11 @@ _MAX_HOLD_S = 86_400
 _MAX_NAMES = 512
 #: Live sessions whose calls are counted (the least recently active is forgotten first).
 _MAX_SESSIONS = 512
-#: The newest sessions the evidence is looked for in (the newest one, the newest two... this many)...
-_RECENT_SESSIONS = 24
-#: ...active within this long: hours on a sparse key, minutes on a busy one.
-_LOOKBACK_S = 86_400
+
+
+def _exceeds(sums: list[float]) -> float:
+    """A session's summed log-size excess over its models' usual (its running sums, see ``recent``)."""
+    return sums[1]
 
 
 class _Span(NamedTuple):
@@ -104,7 +106,7 @@ class ContextBloat(Detector):
     ...     if findings:
     ...         break
     >>> n, findings[0].summary
-    (7, 'key ci-agent: requests carry 2.6x the input tokens usual for their model over the last 12 sessions (115 min): 72 requests, about $8.01 of extra spend')
+    (5, 'key ci-agent: requests carry 2.1x the input tokens usual for their model over the last 12 sessions (115 min): 72 requests, about $5.19 of extra spend')
 
     One long session on its own is not bloat:
 
@@ -187,15 +189,7 @@ class ContextBloat(Detector):
                 sums[session_x] = get(session_x, 0.0) + excess
                 sums[session_c] = get(session_c, 0.0) + cost
         if known:
-            recent = self.recent
-            sums = recent.pop(session, None) or [0.0, 0.0, 0.0, obs.ts, obs.ts]
-            recent[session] = sums  # re-inserted last: the dict stays in least-recently-active order
-            sums[0] += 1.0
-            sums[1] += excess
-            sums[2] += cost
-            sums[4] = obs.ts
-            if len(recent) > _RECENT_SESSIONS:
-                del recent[next(iter(recent))]
+            note_session(self.recent, session, obs.ts, (1.0, excess, cost))
 
     def _roll(self, now: float) -> None:
         """Expired buckets join the models' usual sizes and, session by session, how far sessions stray."""
@@ -224,22 +218,12 @@ class ContextBloat(Detector):
     # -- scoring -----------------------------------------------------------------------
     def _spans(self, now: float) -> Iterator[_Span]:
         """The newest session, the newest two... (active within a day): the spans bloat is looked for in."""
-        requests = excess = cost = w2 = 0.0
-        top_x, top_n, top_c = -math.inf, 0.0, 0.0  # the session that exceeds the most so far
-        since = now
-        for j, sums in enumerate(reversed(self.recent.values()), start=1):
-            if sums[4] < now - _LOOKBACK_S:
-                break
-            requests += sums[0]
-            excess += sums[1]
-            cost += sums[2]
-            w2 += sums[0] * sums[0]
-            since = min(since, sums[3])
-            if sums[1] > top_x:
-                top_x, top_n, top_c = sums[1], sums[0], sums[2]
-            rest_w, rest_w2 = requests - top_n, w2 - top_n * top_n
-            effective = rest_w * rest_w / rest_w2 if rest_w2 > 0 else 0.0
-            yield _Span(j, since, requests, cost, rest_w, excess - top_x, cost - top_c, effective, j)
+        # weighed by their requests; the session that exceeds the most is left out
+        for span in newest_spans(self.recent, now, weight=0, strays=_exceeds):
+            requests, _, cost = span.totals
+            rest_requests, rest_excess, rest_cost = span.rest
+            yield _Span(span.count, span.since, requests, cost, rest_requests, rest_excess, rest_cost, span.effective,
+                        span.count)
 
     def _window_span(self) -> _Span:
         """The whole window, for an episode that goes on."""
@@ -259,7 +243,7 @@ class ContextBloat(Detector):
         if newest[1] < self._cfg_min_log * newest[0]:
             return None  # the newest session is ordinary: no span ending now shows new bloat
         squares = baseline.get("w2")
-        variance = baseline.get("dev") / squares if squares > 0 else 0.0
+        variance = max(baseline.get("dev") / squares if squares > 0 else 0.0, cfg.min_session_spread ** 2)
         looks = len(recent)
         best = None
         for span in self._spans(now):
@@ -267,7 +251,7 @@ class ContextBloat(Detector):
                     or span.rest_excess < self._cfg_min_log * span.rest_requests):
                 continue
             beyond = span.rest_excess / span.rest_requests - self._cfg_normal_log
-            tail = normal_tail(beyond * math.sqrt(span.effective / variance)) * looks if variance > 0 else 0.0
+            tail = span_tail(beyond, span.effective, variance, looks)
             if tail < cfg.significance and (best is None or tail < best[0]):
                 best = (tail, span)
         return best

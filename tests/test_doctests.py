@@ -32,7 +32,7 @@ def test_doctests(name):
 
 def test_every_detector_module_has_examples():
     for name in ("spend_spike", "burn_rate", "session_burn", "budget_pace", "engine", "episodes", "baseline",
-                 "model_mix_drift", "cache_hit_drop", "context_bloat", "evidence"):
+                 "model_mix_drift", "cache_hit_drop", "context_bloat", "evidence", "session_spans"):
         module = importlib.import_module(f"spendwatch.detectors.{name}")
         assert doctest.DocTestFinder().find(module) and any(
             t.examples for t in doctest.DocTestFinder().find(module)), name
