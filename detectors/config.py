@@ -315,7 +315,12 @@ class ModelMixDriftConfig(DetectorSettings):
         default=0.5, gt=0, le=1, description="...making at least this share of the newest sessions looked at..."
     )
     min_drift_spend_usd: Decimal = Field(
-        default=Decimal("0.1"), ge=0, description="...which spent at least this many dollars (the dollar floor)..."
+        default=Decimal("0.1"), ge=0, description="...which spent at least this many dollars (the dollar floor), "
+        "or..."
+    )
+    min_extra_usd_per_day: Decimal = Field(
+        default=Decimal("1"), ge=0, description="...would add at least this many dollars a day at the keys' usual "
+        "requests a day (a cheap sparse key's first drifted sessions spend cents; a day of them does not)..."
     )
     cost_per_request_factor: float = Field(
         default=1.5, ge=0, description="...and the newest sessions cost at least this x what their requests cost "

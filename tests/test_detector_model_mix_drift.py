@@ -244,3 +244,29 @@ def test_team_drift_is_priced_against_each_key_not_the_team_s_priciest_key():
     team = [a for a in drift_pages(events) if a.scope == "team" and a.action.value == "trigger"]
     assert team and timedelta(0) < team[0].fired_at - switch <= timedelta(hours=1)
     assert team[0].details["drifted"] in ("claude-sonnet-4-5", "frontier")
+
+
+def test_the_key_s_last_day_counts_in_its_habit_not_only_its_older_sessions():
+    # a key two days old, one sonnet session an hour: half of what it is known to do is its last day, which the
+    # decayed baseline (sessions older than recent_hours) does not hold yet; two opus sessions are improbable
+    start = T0 + timedelta(days=2)
+    events = sessions(T0, 48, lambda t: 1, lambda _: "claude-sonnet-4-5")
+    events += _opus_pair(start, "k1")
+    triggers = [a for a in drift_pages(events) if a.action.value == "trigger"]
+    assert triggers and triggers[0].details["drifted_sessions"] == 2
+    assert triggers[0].fired_at == start + timedelta(hours=1)
+
+
+def test_a_cheap_key_s_first_drifted_sessions_page_when_a_day_of_them_would_cost_dollars():
+    # a busy, cheap key (about 300 gpt-5-mini calls a day, cents a day) moves to opus: its first opus sessions spend
+    # under the $0.10 floor, but a day at that mix adds about $2 -- that pages; demanding $1,000 a day waits for the
+    # drifted sessions' own spend to pass the floor
+    switch = T0 + timedelta(days=3, hours=10)
+    kw = {"tokens": 500, "output": 50, "calls": 4}
+    events = sessions(T0, 24 * 3 + 10, office(6, 1), lambda _: "gpt-5-mini", **kw)
+    events += sessions(switch, 2, office(6, 1), lambda _: "claude-opus-4-1", **kw)
+    [first, *_] = [a for a in drift_pages(events) if a.action.value == "trigger"]
+    assert first.details["drifted_usd"] < 0.1
+    strict = DetectorsConfig.model_validate({"model_mix_drift": {"min_extra_usd_per_day": "1000"}})
+    [late, *_] = [a for a in drift_pages(events, strict) if a.action.value == "trigger"]
+    assert late.details["drifted_usd"] >= 0.1 and late.fired_at > first.fired_at
