@@ -304,8 +304,11 @@ class ModelMixDriftConfig(DetectorSettings):
         "(each session judged against its own key's habit)."
     )
     significance: float = Field(
-        default=1e-4, gt=0, lt=1, description="Page when so many of the newest sessions used one model (or tier) "
-        "that the chance of it under the keys' usual mix is below this (Bonferroni-corrected)..."
+        default=1e-3, gt=0, lt=1, description="Page when so many of the newest sessions used one model (or tier) "
+        "that the chance of it under the keys' usual mix is below this, shared among a usual day's sessions (every "
+        "new session is a look: a key with ten sessions a day holds each to a tenth of it, one with a thousand to a "
+        "thousandth, so a busy key is not paged by chance more often than a sparse one; Bonferroni-corrected for "
+        "the newest sessions looked at)..."
     )
     min_sessions: int = Field(
         default=2, ge=2, description="...at least this many sessions moved (one expensive session is never drift; "

@@ -19,7 +19,10 @@ taken as a known rate but as a Beta distribution whose pseudo-counts are those s
 a key with twenty past sessions, none on opus, is not sure its opus share is 0 and two opus
 sessions are weak evidence; after a busy week of none they are strong. The smallest such tail
 probability over *m*, Bonferroni-corrected for the *m* looked at, must be below
-``significance``. So a key whose frontier share goes from 5% to 85% pages after a handful of
+``significance`` shared among the subject's usual sessions a day: every new session is a
+look, so a key with a thousand sessions a day holds each look to a thousandth of the day's
+chance and one with five to a fifth -- a busy key is not paged by chance more often than a
+sparse one, and a sparse key is not made to wait for evidence it takes days to gather. So a key whose frontier share goes from 5% to 85% pages after a handful of
 sessions, one that never used the model pages on its second session once its history is long
 enough to be sure of that, while a key that always used it 40% of the time needs far more.
 
@@ -82,8 +85,9 @@ class ModelMixDrift(Detector):
     Examples
     --------
     A developer who opens about six sessions an hour, 95% on claude-sonnet-4-5 and 5% on
-    claude-opus-4-1, for two days; then 85% of their sessions go to opus. Three opus sessions in a row
-    are not yet enough at a 5% habit (about 0.06^3 at best, times 3 looks); the sixth session is:
+    claude-opus-4-1, for two days; then 85% of their sessions go to opus. At some 140 sessions a day
+    each look is held to 1e-3 / 140; three opus sessions in a row are far from that at a 5% habit
+    (about 0.06^3 at best, times 3 looks); the seventh session is:
 
     >>> from spendwatch.detectors.baseline import SpendBaseline
     >>> from spendwatch.detectors.contributors import Contributors
@@ -110,7 +114,7 @@ class ModelMixDrift(Detector):
     ...     if findings:
     ...         break
     >>> n, findings[0].summary
-    (5, 'key dev-ana: 6 of its last 9 sessions ($19.20) went to claude-opus-4-1 (frontier), against 5% of its sessions usually; cost per request 3.0x baseline')
+    (6, 'key dev-ana: 6 of its last 7 sessions ($19.20) went to claude-opus-4-1 (frontier), against 5% of its sessions usually; cost per request 3.7x baseline')
 
     One expensive session on its own is never drift, however much it spends:
 
@@ -204,18 +208,21 @@ class ModelMixDrift(Detector):
         for _, s in sessions:
             for category in (f"m:{s[_MODEL]}", f"t:{s[_TIER]}"):
                 counts[category] = counts.get(category, 0) + 1
+        # every new session is a look: hold each to the day's significance shared among a usual day's sessions,
+        # so a busy key is not paged by chance more often than a sparse one
+        level = cfg.significance / max(1.0, base_sessions * self._cfg_day_share)
         found = []
         for category, total in counts.items():
             if total < cfg.min_sessions:
                 continue
-            best = self._most_improbable(category, sessions, base_sessions)
+            best = self._most_improbable(category, sessions, base_sessions, level)
             if best is not None:
                 found.append(best)
         found.sort(key=lambda c: (c[0], c[1][0] != "m"))  # most improbable first; a model before its tier
         return found
 
     def _most_improbable(self, category: str, sessions: list[tuple[str, list[Any]]],
-                         base_sessions: float) -> tuple[Any, ...] | None:
+                         base_sessions: float, level: float) -> tuple[Any, ...] | None:
         """The newest *m* sessions whose count of ``category`` is least probable under the sessions before them.
 
         Each member's habit is its decayed baseline plus its recent sessions *older* than the newest *m*
@@ -270,7 +277,7 @@ class ModelMixDrift(Detector):
             if (k - expected) < _MIN_Z * variance ** 0.5:
                 continue
             tail = beta_binomial_tail(k, priors) * m  # Bonferroni
-            if tail < cfg.significance and (best is None or tail < best[0]):
+            if tail < level and (best is None or tail < best[0]):
                 best = (tail, (kind, name), m, k, expected / m)
         if best is None:
             return None

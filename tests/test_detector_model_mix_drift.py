@@ -270,3 +270,18 @@ def test_a_cheap_key_s_first_drifted_sessions_page_when_a_day_of_them_would_cost
     strict = DetectorsConfig.model_validate({"model_mix_drift": {"min_extra_usd_per_day": "1000"}})
     [late, *_] = [a for a in drift_pages(events, strict) if a.action.value == "trigger"]
     assert late.details["drifted_usd"] >= 0.1 and late.fired_at > first.fired_at
+
+
+def test_a_busy_key_is_held_to_its_many_looks_a_day():
+    # ~700 sessions a day, one in seven on claude-haiku-4-5 (dearer than its gpt-5-mini): six haiku sessions in a row
+    # (about (1/7)^6 x 6 = 7e-5 at one look) happen by chance every few days at that volume -- not a page
+    busy = lambda t: 30  # noqa: E731
+    events = sessions(T0, 24 * 3 + 10, busy, habit(1 / 7, rare="claude-haiku-4-5", usual="gpt-5-mini"))
+    run = T0 + timedelta(days=3, hours=10)
+    events += sessions(run, 6 / 30, busy, lambda _: "claude-haiku-4-5")
+    events += sessions(run + timedelta(hours=6 / 30), 4, busy, habit(1 / 7, rare="claude-haiku-4-5",
+                                                                     usual="gpt-5-mini"))
+    assert drift_pages(events) == []
+    # held to one look's 1e-4, as before sessions a day counted, the same run pages
+    per_look = DetectorsConfig.model_validate({"model_mix_drift": {"significance": 1e-4 * 600}})
+    assert [a.action.value for a in drift_pages(events, per_look)][:1] == ["trigger"]
