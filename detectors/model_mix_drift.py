@@ -22,9 +22,10 @@ probability over *m*, Bonferroni-corrected for the *m* looked at, must be below
 ``significance`` shared among the subject's usual sessions a day: every new session is a
 look, so a key with a thousand sessions a day holds each look to a thousandth of the day's
 chance and one with five to a fifth -- a busy key is not paged by chance more often than a
-sparse one, and a sparse key is not made to wait for evidence it takes days to gather. So a key whose frontier share goes from 5% to 85% pages after a handful of
-sessions, one that never used the model pages on its second session once its history is long
-enough to be sure of that, while a key that always used it 40% of the time needs far more.
+sparse one, and a sparse key is not made to wait for evidence it takes days to gather. So a
+key whose frontier share goes from 5% to 85% pages after a handful of sessions, one that
+never used the model pages on its second session once its history is long enough to be sure
+of that, while a key that always used it 40% of the time needs far more.
 
 It also needs ``min_sessions`` drifted sessions making at least ``min_share`` of the
 newest *m*, the newest *m* sessions' cost to be ``cost_per_request_factor`` x what their
