@@ -311,8 +311,11 @@ class ModelMixDriftConfig(DetectorSettings):
         "(each session judged against its own key's habit)."
     )
     significance: float = Field(
-        default=1e-4, gt=0, lt=1, description="Page when so many of the newest sessions used one model (or tier) "
-        "that the chance of it under the keys' usual mix is below this (Bonferroni-corrected)..."
+        default=1e-3, gt=0, lt=1, description="Page when so many of the newest sessions used one model (or tier) "
+        "that the chance of it under the keys' usual mix is below this, shared among a usual day's sessions (every "
+        "new session is a look: a key with ten sessions a day holds each to a tenth of it, one with a thousand to a "
+        "thousandth, so a busy key is not paged by chance more often than a sparse one; Bonferroni-corrected for "
+        "the newest sessions looked at)..."
     )
     min_sessions: int = Field(
         default=2, ge=2, description="...at least this many sessions moved (one expensive session is never drift; "
@@ -322,7 +325,12 @@ class ModelMixDriftConfig(DetectorSettings):
         default=0.5, gt=0, le=1, description="...making at least this share of the newest sessions looked at..."
     )
     min_drift_spend_usd: Decimal = Field(
-        default=Decimal("0.1"), ge=0, description="...which spent at least this many dollars (the dollar floor)..."
+        default=Decimal("0.1"), ge=0, description="...which spent at least this many dollars (the dollar floor), "
+        "or..."
+    )
+    min_extra_usd_per_day: Decimal = Field(
+        default=Decimal("1"), ge=0, description="...would add at least this many dollars a day at the keys' usual "
+        "requests a day (a cheap sparse key's first drifted sessions spend cents; a day of them does not)..."
     )
     cost_per_request_factor: float = Field(
         default=1.5, ge=0, description="...and the newest sessions cost at least this x what their requests cost "

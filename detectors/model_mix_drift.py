@@ -11,20 +11,29 @@ The detector keeps the subject's recent sessions (those started in the last
 that member's sessions used each model and each tier, as exponentially decayed session
 counts (``baseline_half_life_hours``) of the sessions that have left the recent set. For
 each model and tier it asks: among the newest *m* sessions, *k* used it; if every session
-had followed its own key's habit, how likely are *k* or more? The habit is not taken as a
-known rate but as a Beta distribution whose pseudo-counts are the key's own decayed sessions
+had followed its own key's habit, how likely are *k* or more? The habit is what the key did
+*before* those *m* sessions: its decayed baseline plus its recent sessions older than the
+newest *m* (a sparse key's last day is a good part of what it is known to do). It is not
+taken as a known rate but as a Beta distribution whose pseudo-counts are those sessions
 (plus ``_PRIOR_SESSIONS`` at the subject's share), so the tail is a (sum of) beta-binomial(s):
 a key with twenty past sessions, none on opus, is not sure its opus share is 0 and two opus
 sessions are weak evidence; after a busy week of none they are strong. The smallest such tail
 probability over *m*, Bonferroni-corrected for the *m* looked at, must be below
-``significance``. So a key whose frontier share goes from 5% to 85% pages after a handful of
-sessions, one that never used the model pages on its second session once its history is long
-enough to be sure of that, while a key that always used it 40% of the time needs far more.
+``significance`` shared among the subject's usual sessions a day: every new session is a
+look, so a key with a thousand sessions a day holds each look to a thousandth of the day's
+chance and one with five to a fifth -- a busy key is not paged by chance more often than a
+sparse one, and a sparse key is not made to wait for evidence it takes days to gather. So a
+key whose frontier share goes from 5% to 85% pages after a handful of sessions, one that
+never used the model pages on its second session once its history is long enough to be sure
+of that, while a key that always used it 40% of the time needs far more.
 
 It also needs ``min_sessions`` drifted sessions making at least ``min_share`` of the
-newest *m*, those sessions to have spent ``min_drift_spend_usd`` (a dollar floor), the
-newest *m* sessions' cost to be ``cost_per_request_factor`` x what their requests cost at their
-own keys' usual price per request (a move to cheaper models is not a page), ``min_baseline_sessions`` in the baseline and
+newest *m*, the newest *m* sessions' cost to be ``cost_per_request_factor`` x what their
+requests cost at their own keys' usual price per request (a move to cheaper models is not a
+page), a dollar floor -- the drifted sessions spent ``min_drift_spend_usd``, or a day at the
+newest sessions' price per request would add ``min_extra_usd_per_day`` at the keys' usual
+requests a day (a cheap busy key's first drifted sessions spend cents; its day does not) --
+``min_baseline_sessions`` in the baseline and
 ``min_history_hours`` since the first request (new keys wait). At team scope, sessions of a
 key with fewer than ``min_baseline_sessions`` of its own are left out (a new key is not
 drift), and each key is judged against its own habit, so a team whose frontier-heavy key
@@ -37,6 +46,7 @@ baselines keep learning, a deliberate lasting switch becomes the new normal.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, micros_threshold, usd
@@ -76,8 +86,9 @@ class ModelMixDrift(Detector):
     Examples
     --------
     A developer who opens about six sessions an hour, 95% on claude-sonnet-4-5 and 5% on
-    claude-opus-4-1, for two days; then 85% of their sessions go to opus. Three opus sessions in a row
-    are not yet enough at a 5% habit (about 0.06^3 at best, times 3 looks); the sixth session is:
+    claude-opus-4-1, for two days; then 85% of their sessions go to opus. At some 140 sessions a day
+    each look is held to 1e-3 / 140; three opus sessions in a row are far from that at a 5% habit
+    (about 0.06^3 at best, times 3 looks); the seventh session is:
 
     >>> from spendwatch.detectors.baseline import SpendBaseline
     >>> from spendwatch.detectors.contributors import Contributors
@@ -104,7 +115,7 @@ class ModelMixDrift(Detector):
     ...     if findings:
     ...         break
     >>> n, findings[0].summary
-    (5, 'key dev-ana: 5 of its last 6 sessions ($16.00) went to claude-opus-4-1 (frontier), against 5% of its sessions usually; cost per request 3.6x baseline')
+    (6, 'key dev-ana: 6 of its last 7 sessions ($19.20) went to claude-opus-4-1 (frontier), against 5% of its sessions usually; cost per request 3.7x baseline')
 
     One expensive session on its own is never drift, however much it spends:
 
@@ -136,6 +147,9 @@ class ModelMixDrift(Detector):
         if getattr(self, "baseline", ...) is None:  # restored from an older layout: a fresh baseline
             self.baseline = DecayedSums(self.config.baseline_half_life_hours * 3600, max_names=_MAX_CATEGORIES)
         self._cfg_min_spend = micros_threshold(self.config.min_drift_spend_usd)
+        self._cfg_min_extra = float(self.config.min_extra_usd_per_day) * MICROS
+        # a decayed count holds about half_life / ln 2 of steady traffic: this share of it is one day's
+        self._cfg_day_share = 86_400 * math.log(2.0) / (self.config.baseline_half_life_hours * 3600)
         self._cfg_recent_s = self.config.recent_hours * 3600
 
     # -- learning ----------------------------------------------------------------------
@@ -195,44 +209,76 @@ class ModelMixDrift(Detector):
         for _, s in sessions:
             for category in (f"m:{s[_MODEL]}", f"t:{s[_TIER]}"):
                 counts[category] = counts.get(category, 0) + 1
+        # every new session is a look: hold each to the day's significance shared among a usual day's sessions,
+        # so a busy key is not paged by chance more often than a sparse one
+        level = cfg.significance / max(1.0, base_sessions * self._cfg_day_share)
         found = []
         for category, total in counts.items():
             if total < cfg.min_sessions:
                 continue
-            best = self._most_improbable(category, sessions, base_sessions)
+            best = self._most_improbable(category, sessions, base_sessions, level)
             if best is not None:
                 found.append(best)
         found.sort(key=lambda c: (c[0], c[1][0] != "m"))  # most improbable first; a model before its tier
         return found
 
     def _most_improbable(self, category: str, sessions: list[tuple[str, list[Any]]],
-                         base_sessions: float) -> tuple[Any, ...] | None:
+                         base_sessions: float, level: float) -> tuple[Any, ...] | None:
+        """The newest *m* sessions whose count of ``category`` is least probable under the sessions before them.
+
+        Each member's habit is its decayed baseline plus its recent sessions *older* than the newest *m*
+        (a sparse key's last day is a good part of what it is known to do, and the freshest part).
+        """
         cfg = self.config
         subject_share = (self.baseline.get(category) + 1.0) / (base_sessions + 2.0)
         kind, _, name = category.partition(":")
-        priors: dict[str, tuple[float, float]] = {}  # member -> (a, b): its habit as Beta pseudo-counts
+        index = _MODEL if kind == "m" else _TIER
+        decay = math.log(2.0) / self.baseline.half_life_s
+        newest = sessions[0][1][_START] if sessions else 0.0
+        # member -> [hits, sessions] of the reference: its baseline plus all its recent sessions, removed one by one
+        # as the tested window grows over them
+        reference: dict[str, list[float]] = {}
+        weights = []
+        for _, s in sessions:
+            w = math.exp(-decay * max(0.0, newest - s[_START]))
+            weights.append(w)
+            ref = reference.get(s[_MEMBER])
+            if ref is None:
+                sums = self.members[s[_MEMBER]]
+                ref = reference[s[_MEMBER]] = [sums.get(category), sums.get("s")]
+            ref[1] += w
+            if s[index] == name:
+                ref[0] += w
         drawn: dict[str, int] = {}  # member -> its sessions among the newest m
-        k, expected, variance = 0, 0.0, 0.0
+        k = 0
         best = None
-        for m, (_, s) in enumerate(sessions, start=1):
+        for m, ((_, s), w) in enumerate(zip(sessions, weights), start=1):
             member = s[_MEMBER]
-            prior = priors.get(member)
-            if prior is None:
-                sums = self.members[member]
-                hits = sums.get(category)
-                prior = priors[member] = (hits + _PRIOR_SESSIONS * subject_share,
-                                          max(0.0, sums.get("s") - hits) + _PRIOR_SESSIONS * (1.0 - subject_share))
+            ref = reference[member]
+            hit = s[index] == name
+            ref[1] -= w
+            if hit:
+                ref[0] -= w
             drawn[member] = drawn.get(member, 0) + 1
-            p = prior[0] / (prior[0] + prior[1])
-            expected += p
-            variance += p * (1.0 - p)
-            if (s[_MODEL] if kind == "m" else s[_TIER]) != name:
+            if not hit:
                 continue
             k += 1
-            if k < cfg.min_sessions or k < cfg.min_share * m or (k - expected) < _MIN_Z * variance ** 0.5:
+            if k < cfg.min_sessions or k < cfg.min_share * m:
                 continue
-            tail = beta_binomial_tail(k, [(n, *priors[who]) for who, n in drawn.items()]) * m  # Bonferroni
-            if tail < cfg.significance and (best is None or tail < best[0]):
+            priors = []
+            expected = variance = 0.0
+            for who, n in drawn.items():
+                hits, total = reference[who]
+                a = max(0.0, hits) + _PRIOR_SESSIONS * subject_share
+                b = max(0.0, total - hits) + _PRIOR_SESSIONS * (1.0 - subject_share)
+                priors.append((n, a, b))
+                p = a / (a + b)
+                expected += n * p
+                variance += n * p * (1.0 - p)
+            if (k - expected) < _MIN_Z * variance ** 0.5:
+                continue
+            tail = beta_binomial_tail(k, priors) * m  # Bonferroni
+            if tail < level and (best is None or tail < best[0]):
                 best = (tail, (kind, name), m, k, expected / m)
         if best is None:
             return None
@@ -245,8 +291,6 @@ class ModelMixDrift(Detector):
         newest = [self.recent[sid] for sid in session_ids]
         drifted = [s for s in newest if (s[_MODEL] if kind == "m" else s[_TIER]) == name]
         drift_cost = sum(s[_COST] for s in drifted)
-        if drift_cost < self._cfg_min_spend:
-            return None
         cost = sum(s[_COST] for s in newest)
         # against what these requests would have cost at each one's own key's usual price per request (a team
         # whose pricey key is asleep is not cheaper); a key with no such history yet uses the subject's
@@ -263,6 +307,15 @@ class ModelMixDrift(Detector):
         cost_ratio = cost / expected if expected > 0 else float("inf")
         if cost_ratio < cfg.cost_per_request_factor:
             return None
+        if drift_cost < self._cfg_min_spend:
+            # the sessions so far spent little (a sparse, cheap key's first two): what would a day at this mix add,
+            # at the members' usual requests a day? (their decayed request counts, which leave out the recent day:
+            # an underestimate, so this errs towards not paging)
+            requests = sum(s[_REQUESTS] for s in newest)
+            per_day = sum(self.members[who].get("n") for who in rates if who in self.members) * self._cfg_day_share
+            extra_per_day = (cost - expected) / requests * per_day if requests else 0.0
+            if extra_per_day < self._cfg_min_extra:
+                return None
         if kind == "m":
             tier = _tier(name, None, cfg.tiers)
             what = f"{name} ({tier})" if tier != "unknown" else name

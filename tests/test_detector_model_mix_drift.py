@@ -244,3 +244,44 @@ def test_team_drift_is_priced_against_each_key_not_the_team_s_priciest_key():
     team = [a for a in drift_pages(events) if a.scope == "team" and a.action.value == "trigger"]
     assert team and timedelta(0) < team[0].fired_at - switch <= timedelta(hours=1)
     assert team[0].details["drifted"] in ("claude-sonnet-4-5", "frontier")
+
+
+def test_the_key_s_last_day_counts_in_its_habit_not_only_its_older_sessions():
+    # a key two days old, one sonnet session an hour: half of what it is known to do is its last day, which the
+    # decayed baseline (sessions older than recent_hours) does not hold yet; two opus sessions are improbable
+    start = T0 + timedelta(days=2)
+    events = sessions(T0, 48, lambda t: 1, lambda _: "claude-sonnet-4-5")
+    events += _opus_pair(start, "k1")
+    triggers = [a for a in drift_pages(events) if a.action.value == "trigger"]
+    assert triggers and triggers[0].details["drifted_sessions"] == 2
+    assert triggers[0].fired_at == start + timedelta(hours=1)
+
+
+def test_a_cheap_key_s_first_drifted_sessions_page_when_a_day_of_them_would_cost_dollars():
+    # a busy, cheap key (about 300 gpt-5-mini calls a day, cents a day) moves to opus: its first opus sessions spend
+    # under the $0.10 floor, but a day at that mix adds about $2 -- that pages; demanding $1,000 a day waits for the
+    # drifted sessions' own spend to pass the floor
+    switch = T0 + timedelta(days=3, hours=10)
+    kw = {"tokens": 500, "output": 50, "calls": 4}
+    events = sessions(T0, 24 * 3 + 10, office(6, 1), lambda _: "gpt-5-mini", **kw)
+    events += sessions(switch, 2, office(6, 1), lambda _: "claude-opus-4-1", **kw)
+    [first, *_] = [a for a in drift_pages(events) if a.action.value == "trigger"]
+    assert first.details["drifted_usd"] < 0.1
+    strict = DetectorsConfig.model_validate({"model_mix_drift": {"min_extra_usd_per_day": "1000"}})
+    [late, *_] = [a for a in drift_pages(events, strict) if a.action.value == "trigger"]
+    assert late.details["drifted_usd"] >= 0.1 and late.fired_at > first.fired_at
+
+
+def test_a_busy_key_is_held_to_its_many_looks_a_day():
+    # ~700 sessions a day, one in seven on claude-haiku-4-5 (dearer than its gpt-5-mini): six haiku sessions in a row
+    # (about (1/7)^6 x 6 = 7e-5 at one look) happen by chance every few days at that volume -- not a page
+    busy = lambda t: 30  # noqa: E731
+    events = sessions(T0, 24 * 3 + 10, busy, habit(1 / 7, rare="claude-haiku-4-5", usual="gpt-5-mini"))
+    run = T0 + timedelta(days=3, hours=10)
+    events += sessions(run, 6 / 30, busy, lambda _: "claude-haiku-4-5")
+    events += sessions(run + timedelta(hours=6 / 30), 4, busy, habit(1 / 7, rare="claude-haiku-4-5",
+                                                                     usual="gpt-5-mini"))
+    assert drift_pages(events) == []
+    # held to one look's 1e-4, as before sessions a day counted, the same run pages
+    per_look = DetectorsConfig.model_validate({"model_mix_drift": {"significance": 1e-4 * 600}})
+    assert [a.action.value for a in drift_pages(events, per_look)][:1] == ["trigger"]
