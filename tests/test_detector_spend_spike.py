@@ -112,16 +112,31 @@ def test_the_24_hour_rule_still_pages_a_spike_the_projection_missed():
 def test_the_dollar_floor_keeps_cents_quiet_but_not_dollars_on_a_cheap_key():
     # keys without session ids (each request counts as a session), 6 requests an hour; then ten times the
     # requests for 8 hours: a day of about 4x the 7-day mean on both
-    def day_of(per_hour_usd):
+    def day_of(per_hour_usd, config=CONFIG):
         history = hourly_traffic(T0, 24 * 8 + 6, flat(per_hour_usd))
         burst = hourly_traffic(T0 + timedelta(days=8, hours=6), 8, flat(per_hour_usd * 10), per_hour=60)
-        return run(history + burst, CONFIG)
+        return run(history + burst, config)
 
-    # $1.20 a day -> ~$4.80: $1.20 over the line, under the $5 floor -- no page
-    assert not of(day_of(0.05), "spend_spike")
-    # $6 a day -> ~$24: $6 over the line -- a page
-    [trigger] = of(day_of(0.25), "spend_spike", "trigger")
-    assert trigger.details["line_usd"] == 18.0
+    # $0.024 a day -> ~$0.10 (even projected at 10x all day, $0.17 over the line): under the $0.25 floor -- no page
+    assert not of(day_of(0.001), "spend_spike")
+    # $1.20 a day -> ~$4.80: $1.20 over the line -- a page (the $5 floor of the last release hid it)
+    [trigger] = of(day_of(0.05), "spend_spike", "trigger")
+    assert trigger.details["line_usd"] == 3.6
+    assert not of(day_of(0.05, only({"spend_spike": {"min_excess_usd": 5}}, spend_spike=True)), "spend_spike")
+
+
+def test_the_floor_is_also_a_share_of_the_keys_own_day():
+    """A steady $120-a-day key (requests without session ids: each is a session) whose whole day runs at 3.2x
+    its sessions ends less than a quarter of a usual day over the line: within a day's variation, no page. At
+    3.7x, a page; and at 3.2x with the share at 0 (only the $0.25 floor), a page."""
+    def day_of(requests_per_hour, config=CONFIG):
+        history = hourly_traffic(T0, 24 * 8, flat(5.0))
+        day = hourly_traffic(T0 + timedelta(days=8), 24, flat(5.0 * requests_per_hour / 6), per_hour=requests_per_hour)
+        return of(run(history + day, config), "spend_spike", "trigger")
+
+    assert not day_of(19)
+    assert day_of(22)
+    assert day_of(19, only({"spend_spike": {"min_excess_share": 0}}, spend_spike=True))
 
 
 def test_a_sparse_key_pages_on_a_genuine_3x_day():
@@ -134,6 +149,17 @@ def test_a_sparse_key_pages_on_a_genuine_3x_day():
         triggers = of(run(events, CONFIG, drain=timedelta(0)), "spend_spike", "trigger")
         assert len(triggers) == 1, seed
         assert spike_at <= triggers[0].fired_at <= spike_at + timedelta(hours=6), triggers[0].fired_at - spike_at
+
+
+def test_a_sparse_key_is_not_taken_to_be_steadier_than_a_week_can_show():
+    """Four sessions a day ($4), a week that happened to be steady, then a day of 14 sessions spread over it (3.5x):
+    seven days cannot show a sparse key's day-to-day spread, so it is taken to be at least min_day_spread (0.5,
+    log scale) and such a day is not significant. Taken at face value (0) it would page."""
+    day = T0 + timedelta(days=9)
+    events = sessions_traffic(T0, 24 * 10, 4, seed=2, spike_from=day, spike_factor=4, dollars=1.0, noise=0.0)
+    assert len({e.session_id for e in events if e.event_time >= day}) == 14
+    assert not of(run(events, CONFIG), "spend_spike")
+    assert of(run(events, only({"spend_spike": {"min_day_spread": 0}}, spend_spike=True)), "spend_spike", "trigger")
 
 
 def test_a_sparse_noisy_key_does_not_page():
