@@ -162,6 +162,20 @@ def test_a_sparse_key_is_not_taken_to_be_steadier_than_a_week_can_show():
     assert of(run(events, only({"spend_spike": {"min_day_spread": 0}}, spend_spike=True)), "spend_spike", "trigger")
 
 
+def test_a_spike_over_midnight_does_not_raise_its_own_line():
+    """Four $1 sessions a day, then a new one every 5 minutes from 22:00 to 02:00: yesterday (a day of 7x in
+    dollars and sessions) is a spike, not a usual day, so after midnight the line stays 3 x $4 (the 7-day mean
+    with it would be $7.43): one episode, judged against the usual day."""
+    events = [event(T0 + timedelta(days=d, hours=h), 1.0, session=f"d{d}h{h}") for d in range(10) for h in (9, 11, 13, 15)]
+    spike_at = T0 + timedelta(days=9, hours=22)
+    events += [event(spike_at + timedelta(minutes=5 * i), 1.0, session=f"spike{i}") for i in range(48)]
+    alerts = of(run(events, CONFIG), "spend_spike")
+    [trigger] = [a for a in alerts if a.action.value == "trigger"]
+    assert spike_at <= trigger.fired_at < T0 + timedelta(days=10)
+    after_midnight = [a for a in alerts if a.action.value == "repeat" and a.fired_at >= T0 + timedelta(days=10)]
+    assert after_midnight and all(a.expected == 4.0 for a in after_midnight)
+
+
 def test_a_sparse_noisy_key_does_not_page():
     """The same sparse key with 50% day-to-day noise (twice the realistic traffic's) and calls of very
     unequal cost: three weeks, no page, though single days reach 3x its 7-day mean in dollars."""
