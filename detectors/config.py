@@ -180,12 +180,6 @@ class SessionBurnConfig(DetectorSettings):
         description="Derived X = this x (1 + prior_sessions / n) x the most any of the n completed sessions spent "
         "within window_minutes (a decayed maximum)...",
     )
-    min_day_spread: float = Field(
-        default=0.5, ge=0,
-        description="The least day-to-day spread (log scale) of the daily session count a subject is taken to "
-        "have, however steady its last 7 days looked: a week cannot show a sparse key's spread (its Poisson "
-        "noise hides it), and real usage varies (a release, a demo, a colleague borrowing the key).",
-    )
     prior_sessions: float = Field(
         default=10, ge=0,
         description="...so a subject with few sessions needs more: 2x the factor after 10 sessions, 1.1x after 100...",
