@@ -84,9 +84,9 @@ class SpendSpikeConfig(DetectorSettings):
         "whether a key's excess is real is judged by its sessions against its own day-to-day spread).",
     )
     min_excess_share: float = Field(
-        default=0.25, ge=0,
+        default=0.5, ge=0,
         description="...and by at least this share of the 7-day daily mean: the floor on the subject's own scale "
-        "(a day a quarter of a usual day over the line; a day just over the line is within a day's variation).",
+        "(with factor 3, a day of 3.5x; a day or a projection just over the line is within a day's variation).",
     )
     absolute_usd: Decimal | None = Field(
         default=Decimal("2000"), ge=0,

@@ -33,9 +33,9 @@ open while the spike is in the last 24 hours.
 
 Both need the excess over the line to be at least ``min_excess_usd`` (the configurable dollar
 floor, for keys spending cents) and ``min_excess_share`` of the daily mean (the floor on the
-key's own scale: a day a few percent over the line is within a day's variation). Yesterday, if
-it was a spike itself (``factor`` x the other days in dollars and in sessions), is left out of the
-usual day, so a spike running over midnight does not raise its own line. A subject with fewer
+key's own scale: a day, or a projection, just over the line is within a day's variation). Yesterday, if
+it was a spike itself that paged (``factor`` x the other days in dollars and in sessions), is left
+out of the usual day, so a spike running over midnight does not raise its own line. A subject with fewer
 than ``baseline.min_history_days`` complete days is judged only by the absolute guard
 ``absolute_usd``.
 """
@@ -276,9 +276,9 @@ class SpendSpike(Detector):
         days = [today_first - 24 * d for d in range(1, min(7, baseline.history_days) + 1)]
         days = [first for first in days if first > oldest]
         hours, starts_ring = baseline.hours, self.hourly_starts
-        if len(days) >= 3:
-            # yesterday, if it was a spike itself (factor x the other days' mean in dollars and in sessions), is
-            # not a usual day: a spike running over midnight would otherwise raise its own line at midnight
+        if len(days) >= 3 and self.paged_at >= (baseline.day - 1) * DAY:
+            # yesterday, if it was a spike itself that paged (factor x the other days' mean in dollars and in
+            # sessions), is not a usual day: a spike running over midnight would otherwise raise its own line
             spent = [sum(hours[(first + h) % RING_HOURS] for h in range(24)) for first in days]
             started = [sum(starts_ring[(first + h) % RING_HOURS] for h in range(24)) for first in days]
             others_spent, others_started = sum(spent[1:]) / (len(days) - 1), sum(started[1:]) / (len(days) - 1)

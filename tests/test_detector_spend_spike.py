@@ -127,8 +127,8 @@ def test_the_dollar_floor_keeps_cents_quiet_but_not_dollars_on_a_cheap_key():
 
 def test_the_floor_is_also_a_share_of_the_keys_own_day():
     """A steady $120-a-day key (requests without session ids: each is a session) whose whole day runs at 3.2x
-    its sessions ends less than a quarter of a usual day over the line: within a day's variation, no page. At
-    3.7x, a page; and at 3.2x with the share at 0 (only the $0.25 floor), a page."""
+    its sessions ends less than half a usual day over the line: within a day's variation, no page. At 3.7x, a
+    page; and at 3.2x with the share at 0 (only the $0.25 floor), a page."""
     def day_of(requests_per_hour, config=CONFIG):
         history = hourly_traffic(T0, 24 * 8, flat(5.0))
         day = hourly_traffic(T0 + timedelta(days=8), 24, flat(5.0 * requests_per_hour / 6), per_hour=requests_per_hour)
@@ -141,14 +141,16 @@ def test_the_floor_is_also_a_share_of_the_keys_own_day():
 
 def test_a_sparse_key_pages_on_a_genuine_3x_day():
     """Tens of requests a day (~8 sessions of 4 calls, $16 a day): a day of 5x the sessions from 08:00
-    (about 4x the 7-day mean, ~$64) pages within a few hours on every seed."""
+    (about 4x the 7-day mean, ~$64) pages within its day on every seed. (Not within a few hours: the day's
+    sessions, shrunk by the prior, must make the line plus min_excess_share -- 3.5x -- and with 8 sessions a
+    day that takes most of it; two seeds page after 8-10 h, one after 2 h.)"""
     for seed in range(3):
         spike_at = T0 + timedelta(days=9 + seed, hours=8)  # weekdays
-        events = sessions_traffic(T0, 24 * 9 + 24 * seed + 16, 8, seed=seed, spike_from=spike_at, spike_factor=5,
+        events = sessions_traffic(T0, 24 * 9 + 24 * seed + 24, 8, seed=seed, spike_from=spike_at, spike_factor=5,
                                   dollars=2.0)
         triggers = of(run(events, CONFIG, drain=timedelta(0)), "spend_spike", "trigger")
         assert len(triggers) == 1, seed
-        assert spike_at <= triggers[0].fired_at <= spike_at + timedelta(hours=6), triggers[0].fired_at - spike_at
+        assert spike_at <= triggers[0].fired_at <= spike_at + timedelta(hours=16), triggers[0].fired_at - spike_at
 
 
 def test_a_sparse_key_is_not_taken_to_be_steadier_than_a_week_can_show():
@@ -159,7 +161,8 @@ def test_a_sparse_key_is_not_taken_to_be_steadier_than_a_week_can_show():
     events = sessions_traffic(T0, 24 * 10, 4, seed=2, spike_from=day, spike_factor=4, dollars=1.0, noise=0.0)
     assert len({e.session_id for e in events if e.event_time >= day}) == 14
     assert not of(run(events, CONFIG), "spend_spike")
-    assert of(run(events, only({"spend_spike": {"min_day_spread": 0}}, spend_spike=True)), "spend_spike", "trigger")
+    assert of(run(events, only({"spend_spike": {"min_day_spread": 0, "min_excess_share": 0}}, spend_spike=True)),
+              "spend_spike", "trigger")
 
 
 def test_a_spike_over_midnight_does_not_raise_its_own_line():
