@@ -79,9 +79,14 @@ class SpendSpikeConfig(DetectorSettings):
 
     factor: float = Field(default=3.0, gt=1, description="Page when 24h spend exceeds factor x the 7-day daily mean.")
     min_excess_usd: Decimal = Field(
-        default=Decimal("5"), ge=0,
+        default=Decimal("0.25"), ge=0,
         description="...and exceeds that line by at least this many dollars (the floor for keys spending cents: "
         "whether a key's excess is real is judged by its sessions against its own day-to-day spread).",
+    )
+    min_excess_share: float = Field(
+        default=0.5, ge=0,
+        description="...and by at least this share of the 7-day daily mean: the floor on the subject's own scale "
+        "(with factor 3, a day of 3.5x; a day or a projection just over the line is within a day's variation).",
     )
     absolute_usd: Decimal | None = Field(
         default=Decimal("2000"), ge=0,
@@ -93,6 +98,12 @@ class SpendSpikeConfig(DetectorSettings):
         description="The day is projected from the last 30-120 min at the lower confidence bound (this many "
         "standard deviations) of the rise in new sessions, and the day's sessions must be this many standard "
         "deviations of the key's own day-to-day spread above a usual day's: more are needed on a sparse or noisy key.",
+    )
+    min_day_spread: float = Field(
+        default=0.5, ge=0,
+        description="The least day-to-day spread (log scale) of the daily session count a subject is taken to "
+        "have, however steady its last 7 days looked: a week cannot show a sparse key's spread (its Poisson "
+        "noise hides it), and real usage varies (a release, a demo, a colleague borrowing the key).",
     )
     prior_sessions: float = Field(
         default=2.0, ge=0,

@@ -24,15 +24,20 @@ Either way the excess must come from more ordinary traffic: a session spending m
 :data:`BIG_SESSION` x the usual spend per session counts only that much, and the day (the last 24
 hours, or today as projected) is counted in sessions too. That count must be significantly more
 than a usual day's against the key's own day-to-day spread (log scale, robust: see
-:func:`day_sigma`), and, at the usual spend per session, make the line itself. So a noisy key
+:func:`day_sigma`; at least ``min_day_spread``, since a week cannot show a sparse key's spread),
+and, at the usual spend per session, make the line itself. So a noisy key
 needs more, a steady small key pages on a real 3x day, and a day of 3x the dollars from bigger
 sessions (not more of them) is not a spend spike. One long session on a small key is not one
 either (a runaway one is runaway_loop's page). Once paged, the dollars alone keep the episode
 open while the spike is in the last 24 hours.
 
 Both need the excess over the line to be at least ``min_excess_usd`` (the configurable dollar
-floor, for keys spending cents). A subject with fewer than ``baseline.min_history_days``
-complete days is judged only by the absolute guard ``absolute_usd``.
+floor, for keys spending cents) and ``min_excess_share`` of the daily mean (the floor on the
+key's own scale: a day, or a projection, just over the line is within a day's variation). Yesterday, if
+it was a spike itself that paged (``factor`` x the other days in dollars and in sessions), is left
+out of the usual day, so a spike running over midnight does not raise its own line. A subject with fewer
+than ``baseline.min_history_days`` complete days is judged only by the absolute guard
+``absolute_usd``.
 """
 
 from __future__ import annotations
@@ -190,6 +195,7 @@ class SpendSpike(Detector):
     def derive(self) -> None:
         cfg = self.config
         self._cfg_min_excess = int(cfg.min_excess_usd * MICROS)
+        self._cfg_floor = float(self._cfg_min_excess)  # the dollar floor for this subject (see _refresh)
         self._cfg_absolute = None if cfg.absolute_usd is None else int(cfg.absolute_usd * MICROS)
         self._cfg_key: tuple[int, int | None] | None = None  # (day, first day) the cache is for
         self._cfg_history = False
@@ -263,16 +269,27 @@ class SpendSpike(Detector):
             self._cfg_expected = None
             return
         self._cfg_mean = baseline.daily_mean
-        self._cfg_line = self.config.factor * self._cfg_mean
-        self._cfg_expected = self._cfg_mean / MICROS
         # the same hour of the same kind of day (weekday / weekend) over the last 7 complete days
         today_first = baseline.day * 24
         weekend = is_weekend(today_first)
         oldest = max(baseline.hour_index - RING_HOURS, self.hour - RING_HOURS)
         days = [today_first - 24 * d for d in range(1, min(7, baseline.history_days) + 1)]
         days = [first for first in days if first > oldest]
-        same = [first for first in days if is_weekend(first) == weekend] or days  # else every day of the week
         hours, starts_ring = baseline.hours, self.hourly_starts
+        if len(days) >= 3 and self.paged_at >= (baseline.day - 1) * DAY:
+            # yesterday, if it was a spike itself that paged (factor x the other days' mean in dollars and in
+            # sessions), is not a usual day: a spike running over midnight would otherwise raise its own line
+            spent = [sum(hours[(first + h) % RING_HOURS] for h in range(24)) for first in days]
+            started = [sum(starts_ring[(first + h) % RING_HOURS] for h in range(24)) for first in days]
+            others_spent, others_started = sum(spent[1:]) / (len(days) - 1), sum(started[1:]) / (len(days) - 1)
+            prior = self.config.prior_sessions
+            if (spent[0] > self.config.factor * others_spent
+                    and started[0] + prior > self.config.factor * (others_started + prior)):
+                self._cfg_mean, days = others_spent, days[1:]
+        self._cfg_line = self.config.factor * self._cfg_mean
+        self._cfg_expected = self._cfg_mean / MICROS
+        self._cfg_floor = max(float(self._cfg_min_excess), self.config.min_excess_share * self._cfg_mean)
+        same = [first for first in days if is_weekend(first) == weekend] or days  # else every day of the week
         n = len(same)
         for h in range(24):
             self._cfg_spend[h] = sum(hours[(first + h) % RING_HOURS] for first in same) / n if n else 0.0
@@ -296,7 +313,8 @@ class SpendSpike(Detector):
         # from day to day (log scale, median absolute deviation: an incident day in the week barely moves it)
         counts = [sum(starts_ring[(first + h) % RING_HOURS] for h in range(24)) for first in days]
         self._cfg_day_sessions = sum(counts) / len(counts) if counts else 0.0
-        self._cfg_day_sigma = day_sigma(counts, [is_weekend(first) for first in days])
+        # (at least min_day_spread: seven days cannot show a sparse key's spread, its Poisson noise hides it)
+        self._cfg_day_sigma = max(self.config.min_day_spread, day_sigma(counts, [is_weekend(first) for first in days]))
 
     def _usual(self, table: list[float], now: float, seconds: int) -> float:
         """The usual amount over the ``seconds`` before ``now`` from an hour-of-day table."""
@@ -353,7 +371,7 @@ class SpendSpike(Detector):
         if bound <= 1:
             return False
         projected = self._project(baseline, now, baseline.today - self.trimmed_today, running, bound)
-        return projected > self._cfg_line and projected - self._cfg_line >= self._cfg_min_excess
+        return projected > self._cfg_line and projected - self._cfg_line >= self._cfg_floor
 
     def _project(self, baseline: SpendBaseline, now: float, today: float, running: float, ratio: float) -> float:
         """Today's spend at ``ratio`` x the usual rate until midnight, or the last 24 hours' after
@@ -422,22 +440,22 @@ class SpendSpike(Detector):
             # only ordinary traffic counts: what sessions spent beyond the big-session cap is left out
             running_trimmed = running - self.trimmed_24h
             # and counted in sessions at the usual spend per session: more ordinary traffic, significantly
-            if running_trimmed > line and running_trimmed - line >= self._cfg_min_excess:
+            if running_trimmed > line and running_trimmed - line >= self._cfg_floor:
                 # (once paged, the dollars alone keep the episode open while the spike is in the 24 hours)
                 ordinary = running_trimmed if now - self.paged_at < DAY else min(running_trimmed,
                                                                                   self._day_sessions())
-                if ordinary > line and ordinary - line >= self._cfg_min_excess:
+                if ordinary > line and ordinary - line >= self._cfg_floor:
                     trigger = "running"
             elif baseline.today > 0 and mean > 0 and self._may_cross(baseline, now, running_trimmed):
                 evidence = self._ratio(baseline, now)
                 if evidence[0] > 1:
                     projected = self._project(baseline, now, baseline.today - self.trimmed_today, running_trimmed,
                                               evidence[0])
-                    if projected > line and projected - line >= self._cfg_min_excess:
+                    if projected > line and projected - line >= self._cfg_floor:
                         # the day's sessions so projected must make the line too, against the day-to-day spread
                         sessions_day = projected if now - self.paged_at < DAY else (
                             self._day_sessions(self._project_sessions(now, evidence[0])))
-                        if sessions_day > line and sessions_day - line >= self._cfg_min_excess:
+                        if sessions_day > line and sessions_day - line >= self._cfg_floor:
                             trigger = "projection"
         elif self._cfg_absolute is not None and running > self._cfg_absolute:
             trigger = "absolute"

@@ -112,28 +112,71 @@ def test_the_24_hour_rule_still_pages_a_spike_the_projection_missed():
 def test_the_dollar_floor_keeps_cents_quiet_but_not_dollars_on_a_cheap_key():
     # keys without session ids (each request counts as a session), 6 requests an hour; then ten times the
     # requests for 8 hours: a day of about 4x the 7-day mean on both
-    def day_of(per_hour_usd):
+    def day_of(per_hour_usd, config=CONFIG):
         history = hourly_traffic(T0, 24 * 8 + 6, flat(per_hour_usd))
         burst = hourly_traffic(T0 + timedelta(days=8, hours=6), 8, flat(per_hour_usd * 10), per_hour=60)
-        return run(history + burst, CONFIG)
+        return run(history + burst, config)
 
-    # $1.20 a day -> ~$4.80: $1.20 over the line, under the $5 floor -- no page
-    assert not of(day_of(0.05), "spend_spike")
-    # $6 a day -> ~$24: $6 over the line -- a page
-    [trigger] = of(day_of(0.25), "spend_spike", "trigger")
-    assert trigger.details["line_usd"] == 18.0
+    # $0.024 a day -> ~$0.10 (even projected at 10x all day, $0.17 over the line): under the $0.25 floor -- no page
+    assert not of(day_of(0.001), "spend_spike")
+    # $1.20 a day -> ~$4.80: $1.20 over the line -- a page (the $5 floor of the last release hid it)
+    [trigger] = of(day_of(0.05), "spend_spike", "trigger")
+    assert trigger.details["line_usd"] == 3.6
+    assert not of(day_of(0.05, only({"spend_spike": {"min_excess_usd": 5}}, spend_spike=True)), "spend_spike")
+
+
+def test_the_floor_is_also_a_share_of_the_keys_own_day():
+    """A steady $120-a-day key (requests without session ids: each is a session) whose whole day runs at 3.2x
+    its sessions ends less than half a usual day over the line: within a day's variation, no page. At 3.7x, a
+    page; and at 3.2x with the share at 0 (only the $0.25 floor), a page."""
+    def day_of(requests_per_hour, config=CONFIG):
+        history = hourly_traffic(T0, 24 * 8, flat(5.0))
+        day = hourly_traffic(T0 + timedelta(days=8), 24, flat(5.0 * requests_per_hour / 6), per_hour=requests_per_hour)
+        return of(run(history + day, config), "spend_spike", "trigger")
+
+    assert not day_of(19)
+    assert day_of(22)
+    assert day_of(19, only({"spend_spike": {"min_excess_share": 0}}, spend_spike=True))
 
 
 def test_a_sparse_key_pages_on_a_genuine_3x_day():
     """Tens of requests a day (~8 sessions of 4 calls, $16 a day): a day of 5x the sessions from 08:00
-    (about 4x the 7-day mean, ~$64) pages within a few hours on every seed."""
+    (about 4x the 7-day mean, ~$64) pages within its day on every seed. (Not within a few hours: the day's
+    sessions, shrunk by the prior, must make the line plus min_excess_share -- 3.5x -- and with 8 sessions a
+    day that takes most of it; two seeds page after 8-10 h, one after 2 h.)"""
     for seed in range(3):
         spike_at = T0 + timedelta(days=9 + seed, hours=8)  # weekdays
-        events = sessions_traffic(T0, 24 * 9 + 24 * seed + 16, 8, seed=seed, spike_from=spike_at, spike_factor=5,
+        events = sessions_traffic(T0, 24 * 9 + 24 * seed + 24, 8, seed=seed, spike_from=spike_at, spike_factor=5,
                                   dollars=2.0)
         triggers = of(run(events, CONFIG, drain=timedelta(0)), "spend_spike", "trigger")
         assert len(triggers) == 1, seed
-        assert spike_at <= triggers[0].fired_at <= spike_at + timedelta(hours=6), triggers[0].fired_at - spike_at
+        assert spike_at <= triggers[0].fired_at <= spike_at + timedelta(hours=16), triggers[0].fired_at - spike_at
+
+
+def test_a_sparse_key_is_not_taken_to_be_steadier_than_a_week_can_show():
+    """Four sessions a day ($4), a week that happened to be steady, then a day of 14 sessions spread over it (3.5x):
+    seven days cannot show a sparse key's day-to-day spread, so it is taken to be at least min_day_spread (0.5,
+    log scale) and such a day is not significant. Taken at face value (0) it would page."""
+    day = T0 + timedelta(days=9)
+    events = sessions_traffic(T0, 24 * 10, 4, seed=2, spike_from=day, spike_factor=4, dollars=1.0, noise=0.0)
+    assert len({e.session_id for e in events if e.event_time >= day}) == 14
+    assert not of(run(events, CONFIG), "spend_spike")
+    assert of(run(events, only({"spend_spike": {"min_day_spread": 0, "min_excess_share": 0}}, spend_spike=True)),
+              "spend_spike", "trigger")
+
+
+def test_a_spike_over_midnight_does_not_raise_its_own_line():
+    """Four $1 sessions a day, then a new one every 5 minutes from 22:00 to 02:00: yesterday (a day of 7x in
+    dollars and sessions) is a spike, not a usual day, so after midnight the line stays 3 x $4 (the 7-day mean
+    with it would be $7.43): one episode, judged against the usual day."""
+    events = [event(T0 + timedelta(days=d, hours=h), 1.0, session=f"d{d}h{h}") for d in range(10) for h in (9, 11, 13, 15)]
+    spike_at = T0 + timedelta(days=9, hours=22)
+    events += [event(spike_at + timedelta(minutes=5 * i), 1.0, session=f"spike{i}") for i in range(48)]
+    alerts = of(run(events, CONFIG), "spend_spike")
+    [trigger] = [a for a in alerts if a.action.value == "trigger"]
+    assert spike_at <= trigger.fired_at < T0 + timedelta(days=10)
+    after_midnight = [a for a in alerts if a.action.value == "repeat" and a.fired_at >= T0 + timedelta(days=10)]
+    assert after_midnight and all(a.expected == 4.0 for a in after_midnight)
 
 
 def test_a_sparse_noisy_key_does_not_page():
