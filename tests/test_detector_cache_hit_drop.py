@@ -6,6 +6,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
+from detector_kit import office_hours
+
 from spendwatch.detectors.backtest import run_backtest
 from spendwatch.detectors.config import DetectorsConfig
 from spendwatch.schemas.event import GatewayEvent
@@ -154,8 +156,7 @@ def test_a_sparse_key_whose_ratio_halves_pages_once_its_broken_sessions_add_up_h
     # five sessions a day, none at night, straying +-25%: one broken session is not evidence enough, and a 2-hour
     # window never holds more than one or two; the newest sessions of the day do add up
     broken = T0 + timedelta(days=3, hours=20)  # a Thursday evening: nothing to see until the morning
-    office_hours = lambda t: 0.0 if t.weekday() >= 5 else (0.6 if 9 <= t.hour < 17 else 0.0)  # noqa: E731
-    events = sessions(T0, 24 * 6, office_hours, lambda t: 0.30 if t >= broken else 0.65, calls=lambda n: 3,
+    events = sessions(T0, 24 * 6, office_hours(0.6), lambda t: 0.30 if t >= broken else 0.65, calls=lambda n: 3,
                       spread=0.25)
     pages = cache_pages(events)
     first_broken = min(e.event_time for e in events if e.event_time >= broken)
@@ -165,8 +166,7 @@ def test_a_sparse_key_whose_ratio_halves_pages_once_its_broken_sessions_add_up_h
 
 def test_an_ordinary_noisy_sparse_key_stays_quiet():
     # the same sparse key, its sessions straying +-20% around a 55% ratio for a fortnight: never a page
-    office_hours = lambda t: 0.0 if t.weekday() >= 5 else (0.6 if 9 <= t.hour < 17 else 0.0)  # noqa: E731
-    events = sessions(T0, 24 * 14, office_hours, lambda t: 0.55, calls=lambda n: 2 + n % 3, spread=0.2)
+    events = sessions(T0, 24 * 14, office_hours(0.6), lambda t: 0.55, calls=lambda n: 2 + n % 3, spread=0.2)
     assert cache_pages(events) == []
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import count
 
 import pytest
+from detector_kit import office_hours
 
 from spendwatch.detectors.backtest import run_backtest
 from spendwatch.detectors.config import DetectorsConfig
@@ -164,10 +165,9 @@ def test_a_quiet_key_holds_an_episode_for_a_day_at_most():
 def test_bloat_on_a_sparse_key_pages_on_its_first_bloated_sessions_however_far_apart():
     # eight sessions a day, office hours only, three models: no model has twenty requests at a position of its
     # own, and a 2-hour window holds two sessions at most; bloat starting overnight pages in the morning
-    office_hours = lambda t: 0.0 if t.weekday() >= 5 else (1.0 if 9 <= t.hour < 17 else 0.0)  # noqa: E731
     grows = T0 + timedelta(days=7, hours=20)  # a Monday evening
     models = ("claude-sonnet-4-5", "claude-haiku-4-5", "gpt-4o")
-    events = sessions(T0, 24 * 10, office_hours, calls=lambda n: 4, model=lambda n: models[n % 3],
+    events = sessions(T0, 24 * 10, office_hours(1.0), calls=lambda n: 4, model=lambda n: models[n % 3],
                       growth=lambda t: 5.0 if t >= grows else 1.0)
     pages = bloat_pages(events)
     first_grown = min(e.event_time for e in events if e.event_time >= grows)
@@ -176,7 +176,6 @@ def test_bloat_on_a_sparse_key_pages_on_its_first_bloated_sessions_however_far_a
 
 
 def test_a_sparse_key_with_an_ordinary_spread_of_prompt_sizes_stays_quiet():
-    office_hours = lambda t: 0.0 if t.weekday() >= 5 else (0.5 if 9 <= t.hour < 17 else 0.0)  # noqa: E731
     models = ("claude-sonnet-4-5", "claude-haiku-4-5", "gpt-4o")
-    events = sessions(T0, 24 * 14, office_hours, calls=lambda n: 1 + n % 6, model=lambda n: models[n % 3])
+    events = sessions(T0, 24 * 14, office_hours(0.5), calls=lambda n: 1 + n % 6, model=lambda n: models[n % 3])
     assert bloat_pages(events) == []
