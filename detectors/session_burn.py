@@ -106,6 +106,16 @@ def _decayed(peak: tuple[float, float | None], now: float, half_life_s: float) -
     return value * 0.5 ** (max(0.0, now - when) / half_life_s)
 
 
+def _raised(peak: tuple[float, float | None], value: float, now: float, half_life_s: float) -> tuple[float, float]:
+    """The decayed maximum ``peak`` after seeing ``value`` at ``now``.
+
+    >>> _raised((100.0, 0.0), 10.0, 7 * 86400, 7 * 86400), _raised((100.0, 0.0), 80.0, 7 * 86400, 7 * 86400)
+    ((50.0, 604800), (80.0, 604800))
+    """
+    known = _decayed(peak, now, half_life_s)
+    return (float(value), now) if value >= known else (known, now)
+
+
 class SessionBurn(Detector):
     """A single session's spend within ``window_minutes`` against $X, X scaled by the subject's own sessions.
 
@@ -250,7 +260,7 @@ class SessionBurn(Detector):
         if limit is None:
             cfg = self.config
             limit = 0.0
-            if self._cfg_fixed is None and self.derived() and cfg.work_factor:
+            if self.derived() and cfg.work_factor:
                 limit = cfg.work_factor * (1 + cfg.prior_sessions / self.completed) * self.work_history[0]
             self._cfg_work_limit = limit
         return limit
@@ -259,18 +269,14 @@ class SessionBurn(Detector):
         session = self.sessions.pop(session_id)
         half_life_s = self._cfg_half_life_s
         spent = min(session.peak, session.flagged) if session.flagged else session.peak
-        known = _decayed(self.history, now, half_life_s)
-        self.history = (float(spent), now) if spent >= known else (known, now)
+        self.history = _raised(self.history, spent, now, half_life_s)
         work = session.work_peak
         if session.flagged:  # the tokens of the limit it crossed: its work limit, or X's dollars' worth at its price
             work = min(work, session.flagged_work) if session.flagged_work else int(
                 work * min(1.0, session.flagged / session.peak))
-        known = _decayed(self.work_history, now, half_life_s)
-        self.work_history = (float(work), now) if work >= known else (known, now)
-        known = _decayed(self.price_history, now, half_life_s)
+        self.work_history = _raised(self.work_history, work, now, half_life_s)
         # a session that paged does not make its model's price one the subject is known to pay
-        price = session.price if not session.flagged else min(session.price, known)
-        self.price_history = (price, now) if price >= known else (known, now)
+        self.price_history = _raised(self.price_history, 0.0 if session.flagged else session.price, now, half_life_s)
         self.completed += 1
         self._cfg_limit = self._cfg_work_limit = None
 
