@@ -276,16 +276,16 @@ class SpendSpike(Detector):
         days = [today_first - 24 * d for d in range(1, min(7, baseline.history_days) + 1)]
         days = [first for first in days if first > oldest]
         hours, starts_ring = baseline.hours, self.hourly_starts
+        counts = [sum(starts_ring[(first + h) % RING_HOURS] for h in range(24)) for first in days]  # sessions a day
         if len(days) >= 3 and self.paged_at >= (baseline.day - 1) * DAY:
             # yesterday, if it was a spike itself that paged (factor x the other days' mean in dollars and in
             # sessions), is not a usual day: a spike running over midnight would otherwise raise its own line
             spent = [sum(hours[(first + h) % RING_HOURS] for h in range(24)) for first in days]
-            started = [sum(starts_ring[(first + h) % RING_HOURS] for h in range(24)) for first in days]
-            others_spent, others_started = sum(spent[1:]) / (len(days) - 1), sum(started[1:]) / (len(days) - 1)
+            others_spent, others_started = sum(spent[1:]) / (len(days) - 1), sum(counts[1:]) / (len(days) - 1)
             prior = self.config.prior_sessions
             if (spent[0] > self.config.factor * others_spent
-                    and started[0] + prior > self.config.factor * (others_started + prior)):
-                self._cfg_mean, days = others_spent, days[1:]
+                    and counts[0] + prior > self.config.factor * (others_started + prior)):
+                self._cfg_mean, days, counts = others_spent, days[1:], counts[1:]
         self._cfg_line = self.config.factor * self._cfg_mean
         self._cfg_expected = self._cfg_mean / MICROS
         self._cfg_floor = max(float(self._cfg_min_excess), self.config.min_excess_share * self._cfg_mean)
@@ -311,7 +311,6 @@ class SpendSpike(Detector):
         self._cfg_big_session = BIG_SESSION * rest / sessions if sessions else float("inf")
         # sessions a day over the same days as the daily mean, and how much more than Poisson they vary
         # from day to day (log scale, median absolute deviation: an incident day in the week barely moves it)
-        counts = [sum(starts_ring[(first + h) % RING_HOURS] for h in range(24)) for first in days]
         self._cfg_day_sessions = sum(counts) / len(counts) if counts else 0.0
         # (at least min_day_spread: seven days cannot show a sparse key's spread, its Poisson noise hides it)
         self._cfg_day_sigma = max(self.config.min_day_spread, day_sigma(counts, [is_weekend(first) for first in days]))
