@@ -106,7 +106,7 @@ class ContextBloat(Detector):
     ...     if findings:
     ...         break
     >>> n, findings[0].summary
-    (5, 'key ci-agent: requests carry 2.1x the input tokens usual for their model over the last 12 sessions (115 min): 72 requests, about $5.19 of extra spend')
+    (4, 'key ci-agent: requests carry 7.0x the input tokens usual for their model over the last 2 sessions (10 min): 7 requests, about $1.01 of extra spend')
 
     One long session on its own is not bloat:
 

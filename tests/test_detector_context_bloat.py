@@ -192,6 +192,34 @@ def test_bloat_on_a_sparse_key_pages_on_its_first_bloated_sessions_however_far_a
     assert timedelta(0) <= pages[0].fired_at - first_grown <= timedelta(hours=6)
 
 
+def test_bloat_on_a_key_with_one_session_a_day_pages_on_its_second_grown_session():
+    # one five-call session a day: no call position ever holds twenty requests (about five, decayed), nor the
+    # baseline ten sessions; the key's own few requests are its usual, the min_session_spread prior its straying
+    grows = T0 + timedelta(days=10, hours=9)
+    once = lambda t: 1.0 if t.hour == 10 else 0.0  # noqa: E731
+    events = sessions(T0, 24 * 14, once, calls=lambda n: 5, growth=lambda t: 5.0 if t >= grows else 1.0)
+    pages = bloat_pages(events)
+    second = grows + timedelta(days=1, hours=1)  # the second grown session starts then
+    assert pages and pages[0].action.value == "trigger"
+    assert second <= pages[0].fired_at <= second + timedelta(minutes=10)
+
+
+def test_a_key_with_one_session_a_day_and_an_ordinary_spread_of_sizes_stays_quiet():
+    once = lambda t: 1.0 if t.hour == 10 else 0.0  # noqa: E731
+    assert bloat_pages(sessions(T0, 24 * 14, once, calls=lambda n: 1 + n % 6)) == []
+
+
+def test_two_grown_sessions_are_the_evidence_the_second_pages():
+    # sessions every half hour, their prompts 5x from 10:00: the first grown session is left out (one large
+    # session is never bloat), the second, beyond the key's straying, pages -- before a third begins
+    grows = T0 + timedelta(days=3, hours=10)
+    events = sessions(T0, 24 * 4, lambda t: 2.0, growth=lambda t: 5.0 if t >= grows else 1.0)
+    pages = bloat_pages(events)
+    assert pages and pages[0].action.value == "trigger"
+    assert grows + timedelta(minutes=30) <= pages[0].fired_at < grows + timedelta(minutes=60)
+    assert pages[0].details["sessions"] == 2
+
+
 def test_a_sparse_key_with_an_ordinary_spread_of_prompt_sizes_stays_quiet():
     models = ("claude-sonnet-4-5", "claude-haiku-4-5", "gpt-4o")
     events = sessions(T0, 24 * 14, office_hours(0.5), calls=lambda n: 1 + n % 6, model=lambda n: models[n % 3])
