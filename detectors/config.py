@@ -416,7 +416,8 @@ class CacheHitDropConfig(DetectorSettings):
         default=50_000, ge=1, description="(Decayed) input tokens in the baseline before it is trusted."
     )
     min_baseline_sessions: float = Field(
-        default=10, ge=1, description="(Decayed) session stretches the normal straying is learnt from first."
+        default=3, ge=1, description="(Decayed) session stretches the normal straying is learnt from first (until "
+        "then min_session_spread alone would stand for it; a key with one session a day holds about five)."
     )
     baseline_half_life_hours: float = Field(default=72, gt=0, description="Half-life of the baseline ratio.")
 
@@ -447,8 +448,9 @@ class ContextBloatConfig(DetectorSettings):
         "being below this (Bonferroni-corrected)..."
     )
     min_sessions: float = Field(
-        default=3, ge=2, description="...over at least this many (effective) sessions, the one that grew most left "
-        "out of the evidence (one long session, or a runaway loop, is never bloat)..."
+        default=2, ge=2, description="...over at least this many (effective) sessions, the one that grew most left "
+        "out of the evidence (one long session, or a runaway loop, is never bloat; with 2, one more grown session "
+        "beyond the key's own straying pages)..."
     )
     min_session_spread: float = Field(
         default=0.25, ge=0, description="The least a session's mean log-size is taken to stray from its usual "
@@ -466,12 +468,15 @@ class ContextBloatConfig(DetectorSettings):
         "a key whose sessions are single calls pages on three of them)."
     )
     min_baseline_requests: float = Field(
-        default=20, ge=1, description="(Decayed) requests at a position in their sessions (call 1, 2-3, 4-7...), all "
+        default=5, ge=1, description="(Decayed) requests at a position in their sessions (call 1, 2-3, 4-7...), all "
         "models together, before their usual size is trusted (the requests are left out of the evidence until then); "
-        "a model's own usual size takes over as its requests outnumber this."
+        "a model's own usual size takes over as its requests outnumber this (5: a key with one short session a day "
+        "holds about five first calls at a 72-hour half-life; the learnt straying, at least min_session_spread, "
+        "covers a usual size known from few)."
     )
     min_baseline_sessions: float = Field(
-        default=10, ge=1, description="(Decayed) session stretches the normal straying is learnt from first."
+        default=3, ge=1, description="(Decayed) session stretches the normal straying is learnt from first (until "
+        "then min_session_spread alone would stand for it; a key with one session a day holds about five)."
     )
     baseline_half_life_hours: float = Field(default=72, gt=0, description="Half-life of the usual sizes.")
 

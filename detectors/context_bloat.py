@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
 from spendwatch.detectors.rolling import BucketWindow, DecayedSums
 from spendwatch.detectors.session_spans import newest_spans, note_session, span_tail, span_text
-from spendwatch.schemas.pricing import input_micros_per_token
+from spendwatch.schemas.pricing import cache_read_micros_per_token, input_micros_per_token
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -106,7 +106,7 @@ class ContextBloat(Detector):
     ...     if findings:
     ...         break
     >>> n, findings[0].summary
-    (5, 'key ci-agent: requests carry 2.1x the input tokens usual for their model over the last 12 sessions (115 min): 72 requests, about $5.19 of extra spend')
+    (4, 'key ci-agent: requests carry 7.0x the input tokens usual for their model over the last 2 sessions (10 min): 7 requests, about $1.01 of extra spend')
 
     One long session on its own is not bloat:
 
@@ -174,8 +174,14 @@ class ContextBloat(Detector):
             known = pooled >= prior
             excess = size_log - (get(at_log) + prior * get(any_log) / pooled) / (get(at_n) + prior) if known else 0.0
         session_n, session_x, session_c = f"r:{session}", f"x:{session}", f"c:{session}"
-        # what the size costs: input tokens at the model's input price (output did not grow), or the cost itself
-        cost = float(obs.cost) if self.config.metric == "usd" else size * input_micros_per_token(obs.model, obs.provider)
+        # what the size costs: input tokens at the model's input price, the cache reads among them at the cache-read
+        # price (output did not grow), or the cost itself
+        if self.config.metric == "usd":
+            cost = float(obs.cost)
+        else:
+            cached = min(size, obs.cache_read_tokens)
+            cost = ((size - cached) * input_micros_per_token(obs.model, obs.provider)
+                    + cached * cache_read_micros_per_token(obs.model, obs.provider))
         for sums in (self.window.bucket_at(obs.ts), self.window.totals):
             get = sums.get
             sums[at_n] = get(at_n, 0.0) + 1.0

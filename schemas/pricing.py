@@ -279,6 +279,21 @@ def input_micros_per_token(model: str, provider: str | None) -> float:
     return float(price) if price is not None else 0.0
 
 
+@lru_cache(maxsize=4096)
+def cache_read_micros_per_token(model: str, provider: str | None) -> float:
+    """Cache-read price in micro-dollars per token as a float: the input price when the model lists none
+    (as genai-prices bills it), 0.0 when the model is unknown.
+
+    >>> cache_read_micros_per_token("claude-sonnet-4-5", "anthropic"), cache_read_micros_per_token("gpt-4o", "openai")
+    (0.3, 1.25)
+    >>> cache_read_micros_per_token("no-such-model", None)
+    0.0
+    """
+    price = _model_price(model, provider, datetime.now(UTC))
+    read = _flat(getattr(price, "cache_read_mtok", None)) if price is not None else None
+    return float(read) if read is not None else input_micros_per_token(model, provider)
+
+
 @lru_cache(maxsize=8192)
 def output_price_per_mtok(model: str, provider: str | None) -> Decimal | None:
     """Current output price in USD per million tokens, or ``None`` if unknown."""

@@ -198,3 +198,21 @@ def test_one_halved_session_on_a_key_whose_past_was_uniform_is_not_yet_a_drop():
     events += [call(odd + timedelta(minutes=20 + 2 * i, seconds=5), 0 if i == 0 else 16_000, session="odd-2")
                for i in range(6)]
     assert [a.action.value for a in cache_pages(events)][:1] == ["trigger"]
+
+
+def test_a_key_with_one_session_a_day_learns_enough_to_page():
+    # one short session a day (a decayed count of about five at a 72-hour half-life): its straying is known from
+    # those few sessions, the min_session_spread prior standing in for the rest, and its collapse pages in the
+    # first broken session
+    broken = T0 + timedelta(days=10, hours=10)
+    once = lambda t: 1.0 if t.hour == 10 else 0.0  # noqa: E731
+    events = sessions(T0, 24 * 14, once, lambda t: 0.05 if t >= broken else 0.6, calls=lambda n: 4, spread=0.1)
+    pages = cache_pages(events)
+    assert pages and pages[0].action.value == "trigger"
+    assert broken <= pages[0].fired_at <= broken + timedelta(minutes=10)
+
+
+def test_a_key_with_one_session_a_day_and_an_ordinary_spread_stays_quiet():
+    once = lambda t: 1.0 if t.hour == 10 else 0.0  # noqa: E731
+    events = sessions(T0, 24 * 14, once, lambda t: 0.55, calls=lambda n: 2 + n % 4, spread=0.2)
+    assert cache_pages(events) == []

@@ -20,12 +20,13 @@ PROVIDERS = {"claude": "anthropic", "gpt": "openai"}
 
 
 def call(when: datetime, tokens: int, *, key: str = "k1", session: str | None = None,
-         model: str = "claude-sonnet-4-5") -> GatewayEvent:
+         model: str = "claude-sonnet-4-5", cached: float = 0.0) -> GatewayEvent:
     provider = next(p for prefix, p in PROVIDERS.items() if model.startswith(prefix))
-    cost, _ = compute_cost(model, provider, input_tokens=tokens, output_tokens=500, at=when)
+    reads = int(tokens * cached)
+    cost, _ = compute_cost(model, provider, input_tokens=tokens, cache_read_tokens=reads, output_tokens=500, at=when)
     return GatewayEvent(event_id=f"b{next(_ids)}", event_time=when, gateway="litellm", api_key_hash=key,
                         api_key_alias=f"{key}-agent", session_id=session, model=model, provider=provider,
-                        input_tokens=tokens, output_tokens=500, cost_usd=cost)
+                        input_tokens=tokens, cache_read_tokens=reads, output_tokens=500, cost_usd=cost)
 
 
 def wobble(n: int) -> float:
@@ -36,7 +37,7 @@ def wobble(n: int) -> float:
 def sessions(start: datetime, hours: float, per_hour: Callable[[datetime], float], *, key: str = "k1",
              growth: Callable[[datetime], float] = lambda t: 1.0, calls: Callable[[int], int] = lambda n: 8,
              model: Callable[[int], str] = lambda n: "claude-sonnet-4-5", context: int = 12_000,
-             step: int = 1_500) -> list[GatewayEvent]:
+             step: int = 1_500, cached: float = 0.0) -> list[GatewayEvent]:
     """Sessions whose context starts at ``context`` x noise and grows ``step`` a call, x ``growth(t)``."""
     events, t, end, number = [], start, start + timedelta(hours=hours), 0
     while t < end:
@@ -48,7 +49,7 @@ def sessions(start: datetime, hours: float, per_hour: Callable[[datetime], float
         for i in range(calls(number)):
             when = first + timedelta(minutes=2 * i, seconds=3)
             events.append(call(when, int((size + step * i) * growth(when)), key=key, session=f"{key}-{number}",
-                               model=model(number)))
+                               model=model(number), cached=cached))
         number += 1
         t += timedelta(hours=1 / rate)
     return sorted(events, key=lambda e: e.event_time)
@@ -128,6 +129,22 @@ def test_a_few_somewhat_larger_sessions_on_a_key_whose_past_was_uniform_are_not_
     assert [a.action.value for a in bloat_pages(events, no_prior)][:1] == ["trigger"]
 
 
+def test_extra_spend_prices_cache_reads_at_the_cache_read_price():
+    # the same bloat on a key whose prompts are 90% cache reads (billed at a tenth of the input price) costs about
+    # a fifth as much: the extra spend says so, and a dollar floor between the two figures keeps only the uncached
+    grows = T0 + timedelta(days=3, hours=10)
+    extra = {}
+    for cached in (0.0, 0.9):
+        events = sessions(T0, 24 * 4, office(6), cached=cached, growth=lambda t: 4.0 if t >= grows else 1.0)
+        trigger = next(a for a in bloat_pages(events) if a.action.value == "trigger")
+        extra[cached] = trigger.details["estimated_extra_usd"]
+    assert 0.15 < extra[0.9] / extra[0.0] < 0.25
+    floor = (extra[0.0] + extra[0.9]) / 2
+    config = DetectorsConfig.model_validate({"context_bloat": {"min_extra_usd": str(floor)}})
+    cached_events = sessions(T0, 24 * 4, office(6), cached=0.9, growth=lambda t: 4.0 if t >= grows else 1.0)
+    assert all(a.fired_at > grows + timedelta(minutes=30) for a in bloat_pages(cached_events, config))
+
+
 def test_config_refuses_a_normal_factor_above_the_page_factor():
     with pytest.raises(ValueError, match="normal_factor"):
         DetectorsConfig.model_validate({"context_bloat": {"min_factor": 2, "normal_factor": 3}})
@@ -173,6 +190,34 @@ def test_bloat_on_a_sparse_key_pages_on_its_first_bloated_sessions_however_far_a
     first_grown = min(e.event_time for e in events if e.event_time >= grows)
     assert pages and pages[0].action.value == "trigger"
     assert timedelta(0) <= pages[0].fired_at - first_grown <= timedelta(hours=6)
+
+
+def test_bloat_on_a_key_with_one_session_a_day_pages_on_its_second_grown_session():
+    # one five-call session a day: no call position ever holds twenty requests (about five, decayed), nor the
+    # baseline ten sessions; the key's own few requests are its usual, the min_session_spread prior its straying
+    grows = T0 + timedelta(days=10, hours=9)
+    once = lambda t: 1.0 if t.hour == 10 else 0.0  # noqa: E731
+    events = sessions(T0, 24 * 14, once, calls=lambda n: 5, growth=lambda t: 5.0 if t >= grows else 1.0)
+    pages = bloat_pages(events)
+    second = grows + timedelta(days=1, hours=1)  # the second grown session starts then
+    assert pages and pages[0].action.value == "trigger"
+    assert second <= pages[0].fired_at <= second + timedelta(minutes=10)
+
+
+def test_a_key_with_one_session_a_day_and_an_ordinary_spread_of_sizes_stays_quiet():
+    once = lambda t: 1.0 if t.hour == 10 else 0.0  # noqa: E731
+    assert bloat_pages(sessions(T0, 24 * 14, once, calls=lambda n: 1 + n % 6)) == []
+
+
+def test_two_grown_sessions_are_the_evidence_the_second_pages():
+    # sessions every half hour, their prompts 5x from 10:00: the first grown session is left out (one large
+    # session is never bloat), the second, beyond the key's straying, pages -- before a third begins
+    grows = T0 + timedelta(days=3, hours=10)
+    events = sessions(T0, 24 * 4, lambda t: 2.0, growth=lambda t: 5.0 if t >= grows else 1.0)
+    pages = bloat_pages(events)
+    assert pages and pages[0].action.value == "trigger"
+    assert grows + timedelta(minutes=30) <= pages[0].fired_at < grows + timedelta(minutes=60)
+    assert pages[0].details["sessions"] == 2
 
 
 def test_a_sparse_key_with_an_ordinary_spread_of_prompt_sizes_stays_quiet():
