@@ -35,8 +35,10 @@ Both need the excess over the line to be at least ``min_excess_usd`` (the config
 floor, for keys spending cents) and ``min_excess_share`` of the daily mean (the floor on the
 key's own scale: a day, or a projection, just over the line is within a day's variation). Yesterday, if
 it was a spike itself that paged (``factor`` x the other days in dollars and in sessions), is left
-out of the usual day, so a spike running over midnight does not raise its own line. A subject with fewer
-than ``baseline.min_history_days`` complete days is judged only by the absolute guard
+out of the usual day, so a spike running over midnight does not raise its own line. The daily mean is
+over the days the subject has existed: its first day counts from its first hour with traffic (a key
+created at 18:00 has a quarter of a day in its mean, not a day of little spend). A subject that has
+existed for fewer than ``baseline.min_history_days`` days is judged only by the absolute guard
 ``absolute_usd``.
 """
 
@@ -268,7 +270,6 @@ class SpendSpike(Detector):
             self._cfg_mean = self._cfg_line = 0.0
             self._cfg_expected = None
             return
-        self._cfg_mean = baseline.daily_mean
         # the same hour of the same kind of day (weekday / weekend) over the last 7 complete days
         today_first = baseline.day * 24
         weekend = is_weekend(today_first)
@@ -276,24 +277,43 @@ class SpendSpike(Detector):
         days = [today_first - 24 * d for d in range(1, min(7, baseline.history_days) + 1)]
         days = [first for first in days if first > oldest]
         hours, starts_ring = baseline.hours, self.hourly_starts
+        spent = [sum(hours[(first + h) % RING_HOURS] for h in range(24)) for first in days]
         counts = [sum(starts_ring[(first + h) % RING_HOURS] for h in range(24)) for first in days]  # sessions a day
+        # the days the subject has existed: its first day counts from its first hour with traffic (a key
+        # created at 18:00 has a quarter of a day, not a day, in its mean), and it needs min_history_days of them
+        since = [0] * len(days)
+        if days and baseline.first_day is not None and days[-1] == baseline.first_day * 24:
+            first = days[-1]
+            since[-1] = next((h for h in range(24)
+                              if hours[(first + h) % RING_HOURS] or starts_ring[(first + h) % RING_HOURS]), 0)
+        existed = [(24 - h) / 24 for h in since]
+        if sum(existed) < self.baseline_config.min_history_days:
+            self._cfg_history = False
+            self._cfg_mean = self._cfg_line = 0.0
+            self._cfg_expected = None
+            return
+        self._cfg_mean = sum(spent) / sum(existed)
+        whole = [w == 1 for w in existed]  # complete days: the day-to-day spread is measured on these
         if len(days) >= 3 and self.paged_at >= (baseline.day - 1) * DAY:
             # yesterday, if it was a spike itself that paged (factor x the other days' mean in dollars and in
             # sessions), is not a usual day: a spike running over midnight would otherwise raise its own line
-            spent = [sum(hours[(first + h) % RING_HOURS] for h in range(24)) for first in days]
-            others_spent, others_started = sum(spent[1:]) / (len(days) - 1), sum(counts[1:]) / (len(days) - 1)
+            others = sum(existed[1:])
+            others_spent, others_started = sum(spent[1:]) / others, sum(counts[1:]) / others
             prior = self.config.prior_sessions
             if (spent[0] > self.config.factor * others_spent
                     and counts[0] + prior > self.config.factor * (others_started + prior)):
-                self._cfg_mean, days, counts = others_spent, days[1:], counts[1:]
+                self._cfg_mean, days, counts, since, existed, whole = (
+                    others_spent, days[1:], counts[1:], since[1:], existed[1:], whole[1:])
         self._cfg_line = self.config.factor * self._cfg_mean
         self._cfg_expected = self._cfg_mean / MICROS
         self._cfg_floor = max(float(self._cfg_min_excess), self.config.min_excess_share * self._cfg_mean)
-        same = [first for first in days if is_weekend(first) == weekend] or days  # else every day of the week
-        n = len(same)
+        same = [i for i, first in enumerate(days) if is_weekend(first) == weekend] or list(range(len(days)))
         for h in range(24):
-            self._cfg_spend[h] = sum(hours[(first + h) % RING_HOURS] for first in same) / n if n else 0.0
-            self._cfg_starts[h] = sum(starts_ring[(first + h) % RING_HOURS] for first in same) / n if n else 0.0
+            # each hour over the days the subject existed at that hour
+            seen = [days[i] for i in same if h >= since[i]]
+            n = len(seen)
+            self._cfg_spend[h] = sum(hours[(first + h) % RING_HOURS] for first in seen) / n if n else 0.0
+            self._cfg_starts[h] = sum(starts_ring[(first + h) % RING_HOURS] for first in seen) / n if n else 0.0
         rest = 0.0
         for h in range(23, -1, -1):
             rest += self._cfg_spend[h]
@@ -301,8 +321,9 @@ class SpendSpike(Detector):
         self._cfg_rest[24] = 0.0
         # how much more than Poisson the hourly session starts vary around that expectation (at least 1)
         squares = total = 0.0
-        for first in same:
-            for h in range(24):
+        for i in same:
+            first = days[i]
+            for h in range(since[i], 24):
                 usual = self._cfg_starts[h]
                 squares += (starts_ring[(first + h) % RING_HOURS] - usual) ** 2
                 total += usual
@@ -311,9 +332,11 @@ class SpendSpike(Detector):
         self._cfg_big_session = BIG_SESSION * rest / sessions if sessions else float("inf")
         # sessions a day over the same days as the daily mean, and how much more than Poisson they vary
         # from day to day (log scale, median absolute deviation: an incident day in the week barely moves it)
-        self._cfg_day_sessions = sum(counts) / len(counts) if counts else 0.0
+        self._cfg_day_sessions = sum(counts) / sum(existed) if counts else 0.0
         # (at least min_day_spread: seven days cannot show a sparse key's spread, its Poisson noise hides it)
-        self._cfg_day_sigma = max(self.config.min_day_spread, day_sigma(counts, [is_weekend(first) for first in days]))
+        complete = [(n, is_weekend(first)) for n, first, w in zip(counts, days, whole, strict=True) if w]
+        self._cfg_day_sigma = max(self.config.min_day_spread,
+                                  day_sigma([n for n, _ in complete], [w for _, w in complete]))
 
     def _usual(self, table: list[float], now: float, seconds: int) -> float:
         """The usual amount over the ``seconds`` before ``now`` from an hour-of-day table."""

@@ -237,3 +237,27 @@ def test_a_snapshot_from_before_the_page_time_loads():
     restored = SpendSpike.__new__(SpendSpike)
     restored.__setstate__(state)
     assert restored.paged_at == -math.inf
+
+
+def test_a_key_created_in_the_evening_is_judged_by_the_days_it_has_existed():
+    # a user's replacement key created at 18:00 on a Monday: its first day holds a fifth of a usual day's
+    # traffic; counted as a whole day it took the mean (and the line) down by a fifth, so a busy day of about
+    # 3.2x the key's usual paged on its fourth day. The mean is over the days the key existed.
+    created = T0 + timedelta(hours=18)
+    busy = T0 + timedelta(days=4)  # Friday
+    def days(spike_factor):
+        events = sessions_traffic(created, 24 * 5 - 18, 150, seed=3, spike_from=busy, spike_factor=spike_factor,
+                                  noise=0.0)
+        return of(run(events, CONFIG), "spend_spike", "trigger")
+
+    assert not days(3.2)
+    triggers = days(6.0)  # a genuine spike still pages, against the mean of the days the key existed (~$75)
+    assert triggers and busy <= triggers[0].fired_at and triggers[0].expected == pytest.approx(75, rel=0.1)
+
+
+def test_a_key_must_have_existed_min_history_days_before_it_pages():
+    # created at 18:00: three midnights later it has existed 2.25 days, not 3
+    created = T0 + timedelta(hours=18)
+    events = sessions_traffic(created, 24 * 4 - 18, 150, seed=4, spike_from=T0 + timedelta(days=3),
+                              spike_factor=8.0, noise=0.0)
+    assert not of(run(events, CONFIG), "spend_spike", "trigger")
