@@ -16,7 +16,9 @@ break it, both paged (``details["trigger"]``):
     session (runaway_loop's) cannot page alone. Requests without a session id count as
     sessions of one request. The projection is today's spend so far plus the ratio times
     the rest of the day's usual spend, or the last 24 hours' spend with the next
-    :data:`HORIZON_HOURS` at the ratio, whichever is more.
+    :data:`HORIZON_HOURS` at the ratio, whichever is more. An hour counts as at least
+    :data:`QUIET_HOUR` of the mean hour, in the ratio and the projection alike: a spike at an
+    hour the key is usually idle is projected at the rate it was measured against, not at nothing.
 ``running``
     The spend over the last 24 hours is already over the line (the request that crosses it pages).
 
@@ -62,6 +64,10 @@ WINDOWS = (1800, 3600, 7200)
 BIG_SESSION = 5
 #: The rolling 24 hours are projected this many hours ahead.
 HORIZON_HOURS = 6
+#: An hour's usual spend and new sessions are taken to be at least this share of the mean hour's, in the rate
+#: ratio and in the projection alike: a key that is usually idle at this hour is measured against (and
+#: projected at) a rate, not against nothing.
+QUIET_HOUR = 0.5
 #: A session idle this long and then seen again counts as a new one.
 SESSION_IDLE = 1800
 #: Sessions remembered to tell a new session from a running one (the oldest go first).
@@ -205,7 +211,9 @@ class SpendSpike(Detector):
         self._cfg_expected: float | None = None
         self._cfg_spend = [0.0] * 24  # usual spend per hour of day on today's kind of day (micro-dollars)
         self._cfg_starts = [0.0] * 24  # usual new sessions per hour of day on today's kind of day
-        self._cfg_rest = [0.0] * 25  # usual spend from the start of hour h to the end of the day
+        self._cfg_rest = [0.0] * 25  # usual spend (QUIET_HOUR at least) from the start of hour h to the day's end
+        self._cfg_spend_at = [0.0] * 24  # the usual spend per hour of day, at least QUIET_HOUR x the mean hour's
+        self._cfg_starts_at = [0.0] * 24  # the usual new sessions per hour of day, likewise
         self._cfg_dispersion = 1.0  # variance / mean of the hourly session starts
         self._cfg_day_sessions = 0.0  # mean new sessions per day over the daily mean's days
         self._cfg_day_sigma = 0.0  # day-to-day log-scale spread of the daily session count beyond Poisson
@@ -314,10 +322,15 @@ class SpendSpike(Detector):
             n = len(seen)
             self._cfg_spend[h] = sum(hours[(first + h) % RING_HOURS] for first in seen) / n if n else 0.0
             self._cfg_starts[h] = sum(starts_ring[(first + h) % RING_HOURS] for first in seen) / n if n else 0.0
-        rest = 0.0
+        # the projection's tables: an hour at least QUIET_HOUR x the mean hour, as the rate ratio measures it
+        quiet_spend, quiet_starts = QUIET_HOUR * self._cfg_mean / 24, QUIET_HOUR * sum(self._cfg_starts) / 24
+        rest = projected = 0.0
         for h in range(23, -1, -1):
             rest += self._cfg_spend[h]
-            self._cfg_rest[h] = rest
+            self._cfg_spend_at[h] = max(self._cfg_spend[h], quiet_spend)
+            self._cfg_starts_at[h] = max(self._cfg_starts[h], quiet_starts)
+            projected += self._cfg_spend_at[h]
+            self._cfg_rest[h] = projected
         self._cfg_rest[24] = 0.0
         # how much more than Poisson the hourly session starts vary around that expectation (at least 1)
         squares = total = 0.0
@@ -365,9 +378,10 @@ class SpendSpike(Detector):
             # the window is its full buckets plus the current, partial one
             span = (n_buckets - 1) * RUNNING_BUCKET + elapsed
             spent = baseline.recent_sum(now, seconds) - self._trimmed_since(n_buckets)
-            usual_spend = max(self._usual(self._cfg_spend, now, int(span)), 0.5 * mean_hour * span / HOUR)
+            usual_spend = max(self._usual(self._cfg_spend, now, int(span)), QUIET_HOUR * mean_hour * span / HOUR)
             started = sum(self.recent_starts[b % _BUCKETS] for b in range(self.bucket - n_buckets + 1, self.bucket + 1))
-            usual_starts = max(self._usual(self._cfg_starts, now, int(span)), 0.5 * sessions_hour * span / HOUR, 1e-9)
+            usual_starts = max(self._usual(self._cfg_starts, now, int(span)), QUIET_HOUR * sessions_hour * span / HOUR,
+                               1e-9)
             sessions = self._session_ratio(started, usual_starts, z)
             bound = max(bound, sessions)
             ratio = min(max(0.0, spent) / usual_spend if usual_spend > 0 else 0.0, sessions)
@@ -401,12 +415,12 @@ class SpendSpike(Detector):
         day is seen before the next one)."""
         hour = int(now) // HOUR
         into = (now - hour * HOUR) / HOUR
-        rest = self._cfg_rest[hour % 24 + 1] + self._cfg_spend[hour % 24] * (1 - into)
+        rest = self._cfg_rest[hour % 24 + 1] + self._cfg_spend_at[hour % 24] * (1 - into)
         ahead = leaving = 0.0
         hours = baseline.hours
         for k in range(HORIZON_HOURS + 1):
             share = (1 - into) if k == 0 else into if k == HORIZON_HOURS else 1.0
-            ahead += self._cfg_spend[(hour + k) % 24] * share
+            ahead += self._cfg_spend_at[(hour + k) % 24] * share
             gone = hour - 24 + k  # the hours that leave the 24-hour window meanwhile
             if gone > baseline.hour_index - RING_HOURS:
                 leaving += hours[gone % RING_HOURS] * share
@@ -417,7 +431,7 @@ class SpendSpike(Detector):
         with the next :data:`HORIZON_HOURS` at that ratio (as :meth:`_project` does for the dollars)."""
         hour = int(now) // HOUR
         into = (now - hour * HOUR) / HOUR
-        starts, usual = self.hourly_starts, self._cfg_starts
+        starts, usual = self.hourly_starts, self._cfg_starts_at
         today = sum(starts[h % RING_HOURS] for h in range(hour - hour % 24, hour + 1))
         rest = usual[hour % 24] * (1 - into) + sum(usual[h] for h in range(hour % 24 + 1, 24))
         day = sum(starts[h % RING_HOURS] for h in range(hour - 23, hour + 1))

@@ -261,3 +261,20 @@ def test_a_key_must_have_existed_min_history_days_before_it_pages():
     events = sessions_traffic(created, 24 * 4 - 18, 150, seed=4, spike_from=T0 + timedelta(days=3),
                               spike_factor=8.0, noise=0.0)
     assert not of(run(events, CONFIG), "spend_spike", "trigger")
+
+
+def test_a_spike_at_an_hour_the_key_is_usually_idle_is_projected_at_its_rate():
+    # a key that starts four $5 sessions a day between 10:00 and 16:00 and none in the evening ($20 a day); on
+    # day 9 a script starts a $0.25 session a minute from 19:00 to 23:00 (a day of 4x). The rest of the evening
+    # usually brings nothing, so the rate ratio times the usual rest projected nothing and the page waited
+    # until the spend itself reached 3.5x (after 3.3 h); projected at the rate it is measured against (an
+    # hour at least half the mean hour's), it pages within about the hour.
+    events = [event(T0 + timedelta(days=d, hours=10 + 2 * i, minutes=m), 1.0, session=f"d{d}-{i}")
+              for d in range(9) for i in range(4) for m in range(5)]
+    spike_at = T0 + timedelta(days=9, hours=19)
+    events += [event(T0 + timedelta(days=9, hours=10 + 2 * i, minutes=m), 1.0, session=f"d9-{i}")
+               for i in range(4) for m in range(5)]
+    events += [event(spike_at + timedelta(minutes=m), 0.25, session=f"script-{m}") for m in range(240)]
+    [trigger] = of(run(events, CONFIG), "spend_spike", "trigger")
+    assert trigger.fired_at - spike_at <= timedelta(minutes=90), trigger.fired_at - spike_at
+    assert trigger.details["trigger"] == "projection"
