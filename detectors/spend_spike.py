@@ -23,7 +23,8 @@ break it, both paged (``details["trigger"]``):
     The spend over the last 24 hours is already over the line (the request that crosses it pages).
 
 Either way the excess must come from more ordinary traffic: a session spending more than
-:data:`BIG_SESSION` x the usual spend per session counts only that much, and the day (the last 24
+:data:`BIG_SESSION` x the usual spend per session counts only that much (beyond the share such excess has
+of the usual days: what is left is scaled by the usual days' kept share), and the day (the last 24
 hours, or today as projected) is counted in sessions too. That count must be significantly more
 than a usual day's against the key's own day-to-day spread (log scale, robust: see
 :func:`day_sigma`; at least ``min_day_spread``, since a week cannot show a sparse key's spread),
@@ -176,13 +177,15 @@ class SpendSpike(Detector):
         #: micro-dollars spent by sessions beyond the big-session cap, per 10-minute bucket of the last 24 hours
         self.trimmed = array("q", bytes(8 * RUNNING_BUCKETS))
         self.trimmed_24h = 0  # their sum
+        self.trimmed_hours = array("q", bytes(8 * RING_HOURS))  # the same excess per hour, the last 8 days
         self.trimmed_today = 0
         self.hour = -1  # hour index of the newest hourly slot
         self.bucket = -1  # index of the newest 10-minute bucket
         self.sessions: dict[str, list[float]] = {}  # session -> [last seen, micro-dollars] (recent sessions only)
         self.paged_at = -math.inf  # when the last abnormal finding was
 
-    _ARRAYS = (("hourly_starts", "i", RING_HOURS), ("recent_starts", "i", _BUCKETS), ("trimmed", "q", RUNNING_BUCKETS))
+    _ARRAYS = (("hourly_starts", "i", RING_HOURS), ("recent_starts", "i", _BUCKETS), ("trimmed", "q", RUNNING_BUCKETS),
+               ("trimmed_hours", "q", RING_HOURS))
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -196,6 +199,8 @@ class SpendSpike(Detector):
                      **{name: bytes(array(code).itemsize * n) for name, code, n in self._ARRAYS}}
         if "paged_at" not in state:
             state = {**state, "paged_at": -math.inf}
+        if "trimmed_hours" not in state:  # from before the usual big-session share: it is learnt from now on
+            state = {**state, "trimmed_hours": bytes(8 * RING_HOURS)}
         super().__setstate__(state)
         for name, code, _ in self._ARRAYS:
             setattr(self, name, array(code, state[name]))
@@ -218,6 +223,7 @@ class SpendSpike(Detector):
         self._cfg_day_sessions = 0.0  # mean new sessions per day over the daily mean's days
         self._cfg_day_sigma = 0.0  # day-to-day log-scale spread of the daily session count beyond Poisson
         self._cfg_big_session = float("inf")  # a session spending more than this is not ordinary traffic
+        self._cfg_kept = 1.0  # the share of a usual day's spend left after the big-session cap
         self._cfg_bound: tuple[int, float] | None = None  # (bucket, upper bound of the rate ratio): see _may_cross
 
     # -- learning ------------------------------------------------------------------------
@@ -225,6 +231,7 @@ class SpendSpike(Detector):
         hour = int(ts) // HOUR
         if hour > self.hour:
             _clear(self.hourly_starts, self.hour, hour)
+            _clear(self.trimmed_hours, self.hour, hour)
             if self.hour >= 0 and (hour * HOUR) // DAY != (self.hour * HOUR) // DAY:
                 self.trimmed_today = 0
             self.hour = hour
@@ -254,6 +261,8 @@ class SpendSpike(Detector):
                 self.trimmed_24h += excess
                 if int(ts) // DAY == self.hour * HOUR // DAY:
                     self.trimmed_today += excess
+                if int(ts) // HOUR > self.hour - RING_HOURS:
+                    self.trimmed_hours[(int(ts) // HOUR) % RING_HOURS] += excess
             return
         self.sessions[session] = [ts, obs.cost]
         self._cfg_bound = None  # a new session: the ratio may rise
@@ -263,6 +272,11 @@ class SpendSpike(Detector):
             self.hourly_starts[(int(ts) // HOUR) % RING_HOURS] += 1
         if int(ts) // RUNNING_BUCKET > self.bucket - _BUCKETS:
             self.recent_starts[(int(ts) // RUNNING_BUCKET) % _BUCKETS] += 1
+
+    def _ordinary(self, spent: float, trimmed: float) -> float:
+        """Spend from ordinary traffic: the big-session excess left out, but only beyond its usual share
+        (what is left is scaled by the usual days' kept share, up to the spend itself)."""
+        return min(spent, (spent - trimmed) / self._cfg_kept)
 
     def _trimmed_since(self, buckets: int) -> int:
         """Big-session excess over the last ``buckets`` 10-minute buckets (the current one included)."""
@@ -310,8 +324,8 @@ class SpendSpike(Detector):
             prior = self.config.prior_sessions
             if (spent[0] > self.config.factor * others_spent
                     and counts[0] + prior > self.config.factor * (others_started + prior)):
-                self._cfg_mean, days, counts, since, existed, whole = (
-                    others_spent, days[1:], counts[1:], since[1:], existed[1:], whole[1:])
+                self._cfg_mean, days, spent, counts, since, existed, whole = (
+                    others_spent, days[1:], spent[1:], counts[1:], since[1:], existed[1:], whole[1:])
         self._cfg_line = self.config.factor * self._cfg_mean
         self._cfg_expected = self._cfg_mean / MICROS
         self._cfg_floor = max(float(self._cfg_min_excess), self.config.min_excess_share * self._cfg_mean)
@@ -343,6 +357,10 @@ class SpendSpike(Detector):
         self._cfg_dispersion = max(1.0, squares / total) if total else 1.0
         sessions = sum(self._cfg_starts)
         self._cfg_big_session = BIG_SESSION * rest / sessions if sessions else float("inf")
+        # how much of the usual days' spend the cap left: a key whose big sessions are a third of its usual
+        # spend has a third of a spike day's spend trimmed too, and its trimmed day is compared like for like
+        trimmed = sum(self.trimmed_hours[(first + h) % RING_HOURS] for first in days for h in range(24))
+        self._cfg_kept = max(0.1, 1 - trimmed / sum(spent)) if sum(spent) > 0 else 1.0
         # sessions a day over the same days as the daily mean, and how much more than Poisson they vary
         # from day to day (log scale, median absolute deviation: an incident day in the week barely moves it)
         self._cfg_day_sessions = sum(counts) / sum(existed) if counts else 0.0
@@ -377,7 +395,7 @@ class SpendSpike(Detector):
             n_buckets = seconds // RUNNING_BUCKET
             # the window is its full buckets plus the current, partial one
             span = (n_buckets - 1) * RUNNING_BUCKET + elapsed
-            spent = baseline.recent_sum(now, seconds) - self._trimmed_since(n_buckets)
+            spent = self._ordinary(baseline.recent_sum(now, seconds), self._trimmed_since(n_buckets))
             usual_spend = max(self._usual(self._cfg_spend, now, int(span)), QUIET_HOUR * mean_hour * span / HOUR)
             started = sum(self.recent_starts[b % _BUCKETS] for b in range(self.bucket - n_buckets + 1, self.bucket + 1))
             usual_starts = max(self._usual(self._cfg_starts, now, int(span)), QUIET_HOUR * sessions_hour * span / HOUR,
@@ -406,7 +424,7 @@ class SpendSpike(Detector):
         bound = cached[1]
         if bound <= 1:
             return False
-        projected = self._project(baseline, now, baseline.today - self.trimmed_today, running, bound)
+        projected = self._project(baseline, now, self._ordinary(baseline.today, self.trimmed_today), running, bound)
         return projected > self._cfg_line and projected - self._cfg_line >= self._cfg_floor
 
     def _project(self, baseline: SpendBaseline, now: float, today: float, running: float, ratio: float) -> float:
@@ -474,7 +492,7 @@ class SpendSpike(Detector):
         evidence: tuple[float, int, int, float] | None = None
         if self._cfg_history:
             # only ordinary traffic counts: what sessions spent beyond the big-session cap is left out
-            running_trimmed = running - self.trimmed_24h
+            running_trimmed = self._ordinary(running, self.trimmed_24h)
             # and counted in sessions at the usual spend per session: more ordinary traffic, significantly
             if running_trimmed > line and running_trimmed - line >= self._cfg_floor:
                 # (once paged, the dollars alone keep the episode open while the spike is in the 24 hours)
@@ -485,8 +503,8 @@ class SpendSpike(Detector):
             elif baseline.today > 0 and mean > 0 and self._may_cross(baseline, now, running_trimmed):
                 evidence = self._ratio(baseline, now)
                 if evidence[0] > 1:
-                    projected = self._project(baseline, now, baseline.today - self.trimmed_today, running_trimmed,
-                                              evidence[0])
+                    projected = self._project(baseline, now, self._ordinary(baseline.today, self.trimmed_today),
+                                              running_trimmed, evidence[0])
                     if projected > line and projected - line >= self._cfg_floor:
                         # the day's sessions so projected must make the line too, against the day-to-day spread
                         sessions_day = projected if now - self.paged_at < DAY else (

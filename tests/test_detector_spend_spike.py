@@ -278,3 +278,38 @@ def test_a_spike_at_an_hour_the_key_is_usually_idle_is_projected_at_its_rate():
     [trigger] = of(run(events, CONFIG), "spend_spike", "trigger")
     assert trigger.fired_at - spike_at <= timedelta(minutes=90), trigger.fired_at - spike_at
     assert trigger.details["trigger"] == "projection"
+
+
+def _agent_day(day, sessions):
+    """``sessions`` sessions spread over the day: nine in ten a $0.50 call, one in ten 24 $1 calls (an
+    agent key's long tail: its long sessions are 8x its mean session and most of its spend)."""
+    events = []
+    for i in range(sessions):
+        begin = T0 + timedelta(days=day, seconds=i * 86_400 // sessions)
+        if i % 10 == 5:
+            events += [event(begin + timedelta(minutes=m), 1.0, session=f"d{day}-{i}") for m in range(24)]
+        else:
+            events.append(event(begin, 0.5, session=f"d{day}-{i}"))
+    return events
+
+
+def test_a_key_whose_usual_days_have_long_sessions_pages_a_day_of_more_of_them():
+    # 20 sessions a day ($57): the two long ones pass the big-session cap (5x the mean session), a third of the
+    # day is over it. A day of 4.5x the sessions of the same mix is a spend spike; its long sessions' excess
+    # is left out only beyond its usual share (before, all of it was, against a mean that kept it: 3.0x)
+    history = [e for d in range(8) for e in _agent_day(d, 20)]
+    spike = _agent_day(8, 90)
+    assert not of(run(history + _agent_day(8, 20), CONFIG), "spend_spike")
+    triggers = of(run(history + spike, CONFIG), "spend_spike", "trigger")
+    assert triggers and triggers[0].fired_at < T0 + timedelta(days=9)
+
+
+def test_a_snapshot_from_before_the_hourly_big_session_excess_loads():
+    from spendwatch.detectors.config import BaselineConfig, SpendSpikeConfig
+    from spendwatch.detectors.spend_spike import SpendSpike
+
+    state = SpendSpike(SpendSpikeConfig(), BaselineConfig(), "key", "k1").__getstate__()
+    del state["trimmed_hours"]  # written by the previous release
+    restored = SpendSpike.__new__(SpendSpike)
+    restored.__setstate__(state)
+    assert len(restored.trimmed_hours) == 192 and not any(restored.trimmed_hours)
