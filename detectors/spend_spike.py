@@ -39,10 +39,10 @@ floor, for keys spending cents) and ``min_excess_share`` of the daily mean (the 
 key's own scale: a day, or a projection, just over the line is within a day's variation). Yesterday, if
 it was a spike itself that paged (``factor`` x the other days in dollars and in sessions), is left
 out of the usual day, so a spike running over midnight does not raise its own line. The daily mean is
-over the days the subject has existed: its first day counts from its first hour with traffic (a key
-created at 18:00 has a quarter of a day in its mean, not a day of little spend). A subject that has
-existed for fewer than ``baseline.min_history_days`` days is judged only by the absolute guard
-``absolute_usd``.
+over the days the subject has existed: its first day counts for the share of a usual day's spend after
+its first hour with traffic (a key created at 18:00 has the evening's share of a day in its mean, not a
+day of little spend). A subject with fewer than ``baseline.min_history_days`` complete days is judged
+only by the absolute guard ``absolute_usd``.
 """
 
 from __future__ import annotations
@@ -301,21 +301,20 @@ class SpendSpike(Detector):
         hours, starts_ring = baseline.hours, self.hourly_starts
         spent = [sum(hours[(first + h) % RING_HOURS] for h in range(24)) for first in days]
         counts = [sum(starts_ring[(first + h) % RING_HOURS] for h in range(24)) for first in days]  # sessions a day
-        # the days the subject has existed: its first day counts from its first hour with traffic (a key
-        # created at 18:00 has a quarter of a day, not a day, in its mean), and it needs min_history_days of them
+        # the days the subject has existed: its first day counts for the share of a usual day's spend that falls
+        # after its first hour with traffic (a key created at 18:00 has the evening's share of a day in its
+        # mean, not a whole day of little spend; a key first seen at 07:00 that is idle until 07:00, a whole day)
         since = [0] * len(days)
+        existed = [1.0] * len(days)
         if days and baseline.first_day is not None and days[-1] == baseline.first_day * 24:
             first = days[-1]
-            since[-1] = next((h for h in range(24)
-                              if hours[(first + h) % RING_HOURS] or starts_ring[(first + h) % RING_HOURS]), 0)
-        existed = [(24 - h) / 24 for h in since]
-        if sum(existed) < self.baseline_config.min_history_days:
-            self._cfg_history = False
-            self._cfg_mean = self._cfg_line = 0.0
-            self._cfg_expected = None
-            return
+            since[-1] = start = next((h for h in range(24)
+                                      if hours[(first + h) % RING_HOURS] or starts_ring[(first + h) % RING_HOURS]), 0)
+            others = sum(spent[:-1])
+            before = sum(hours[(d + h) % RING_HOURS] for d in days[:-1] for h in range(start))
+            existed[-1] = max(0.0, 1 - before / others) if others > 0 else 1.0  # (no usual day to judge by)
         self._cfg_mean = sum(spent) / sum(existed)
-        whole = [w == 1 for w in existed]  # complete days: the day-to-day spread is measured on these
+        whole = [h == 0 for h in since]  # complete days: the day-to-day spread is measured on these
         if len(days) >= 3 and self.paged_at >= (baseline.day - 1) * DAY:
             # yesterday, if it was a spike itself that paged (factor x the other days' mean in dollars and in
             # sessions), is not a usual day: a spike running over midnight would otherwise raise its own line

@@ -242,7 +242,8 @@ def test_a_snapshot_from_before_the_page_time_loads():
 def test_a_key_created_in_the_evening_is_judged_by_the_days_it_has_existed():
     # a user's replacement key created at 18:00 on a Monday: its first day holds a fifth of a usual day's
     # traffic; counted as a whole day it took the mean (and the line) down by a fifth, so a busy day of about
-    # 3.2x the key's usual paged on its fourth day. The mean is over the days the key existed.
+    # 3.2x the key's usual paged on its fourth day. The first day counts for the share of a usual day's spend
+    # after its first hour (the evening's fifth), so the mean is over the days the key existed.
     created = T0 + timedelta(hours=18)
     busy = T0 + timedelta(days=4)  # Friday
     def days(spike_factor):
@@ -255,12 +256,14 @@ def test_a_key_created_in_the_evening_is_judged_by_the_days_it_has_existed():
     assert triggers and busy <= triggers[0].fired_at and triggers[0].expected == pytest.approx(75, rel=0.1)
 
 
-def test_a_key_must_have_existed_min_history_days_before_it_pages():
-    # created at 18:00: three midnights later it has existed 2.25 days, not 3
-    created = T0 + timedelta(hours=18)
-    events = sessions_traffic(created, 24 * 4 - 18, 150, seed=4, spike_from=T0 + timedelta(days=3),
-                              spike_factor=8.0, noise=0.0)
-    assert not of(run(events, CONFIG), "spend_spike", "trigger")
+
+def test_a_key_first_seen_at_the_start_of_its_usual_day_has_existed_all_of_it():
+    # watching begins on a Monday; an office-hours key's first request is at 09:00, as every day: its first
+    # day is a whole usual day (nothing of its usual day comes before 09:00), so its fourth day can page
+    history = hourly_traffic(T0, 24 * 3, office_hours(10.0))
+    spike = hourly_traffic(T0 + timedelta(days=3), 24, office_hours(80.0), per_hour=48)
+    triggers = of(run(history + spike, CONFIG), "spend_spike", "trigger")
+    assert triggers and triggers[0].fired_at < T0 + timedelta(days=3, hours=17)
 
 
 def test_a_spike_at_an_hour_the_key_is_usually_idle_is_projected_at_its_rate():
