@@ -16,12 +16,15 @@ break it, both paged (``details["trigger"]``):
     session (runaway_loop's) cannot page alone. Requests without a session id count as
     sessions of one request. The projection is today's spend so far plus the ratio times
     the rest of the day's usual spend, or the last 24 hours' spend with the next
-    :data:`HORIZON_HOURS` at the ratio, whichever is more.
+    :data:`HORIZON_HOURS` at the ratio, whichever is more. An hour counts as at least
+    :data:`QUIET_HOUR` of the mean hour, in the ratio and the projection alike: a spike at an
+    hour the key is usually idle is projected at the rate it was measured against, not at nothing.
 ``running``
     The spend over the last 24 hours is already over the line (the request that crosses it pages).
 
 Either way the excess must come from more ordinary traffic: a session spending more than
-:data:`BIG_SESSION` x the usual spend per session counts only that much, and the day (the last 24
+:data:`BIG_SESSION` x the usual spend per session counts only that much (beyond the share such excess has
+of the usual days: what is left is scaled by the usual days' kept share), and the day (the last 24
 hours, or today as projected) is counted in sessions too. That count must be significantly more
 than a usual day's against the key's own day-to-day spread (log scale, robust: see
 :func:`day_sigma`; at least ``min_day_spread``, since a week cannot show a sparse key's spread),
@@ -35,9 +38,11 @@ Both need the excess over the line to be at least ``min_excess_usd`` (the config
 floor, for keys spending cents) and ``min_excess_share`` of the daily mean (the floor on the
 key's own scale: a day, or a projection, just over the line is within a day's variation). Yesterday, if
 it was a spike itself that paged (``factor`` x the other days in dollars and in sessions), is left
-out of the usual day, so a spike running over midnight does not raise its own line. A subject with fewer
-than ``baseline.min_history_days`` complete days is judged only by the absolute guard
-``absolute_usd``.
+out of the usual day, so a spike running over midnight does not raise its own line. The daily mean is
+over the days the subject has existed: its first day counts for the share of a usual day's spend after
+its first hour with traffic (a key created at 18:00 has the evening's share of a day in its mean, not a
+day of little spend). A subject with fewer than ``baseline.min_history_days`` complete days is judged
+only by the absolute guard ``absolute_usd``.
 """
 
 from __future__ import annotations
@@ -60,6 +65,10 @@ WINDOWS = (1800, 3600, 7200)
 BIG_SESSION = 5
 #: The rolling 24 hours are projected this many hours ahead.
 HORIZON_HOURS = 6
+#: An hour's usual spend and new sessions are taken to be at least this share of the mean hour's, in the rate
+#: ratio and in the projection alike: a key that is usually idle at this hour is measured against (and
+#: projected at) a rate, not against nothing.
+QUIET_HOUR = 0.5
 #: A session idle this long and then seen again counts as a new one.
 SESSION_IDLE = 1800
 #: Sessions remembered to tell a new session from a running one (the oldest go first).
@@ -168,13 +177,15 @@ class SpendSpike(Detector):
         #: micro-dollars spent by sessions beyond the big-session cap, per 10-minute bucket of the last 24 hours
         self.trimmed = array("q", bytes(8 * RUNNING_BUCKETS))
         self.trimmed_24h = 0  # their sum
+        self.trimmed_hours = array("q", bytes(8 * RING_HOURS))  # the same excess per hour, the last 8 days
         self.trimmed_today = 0
         self.hour = -1  # hour index of the newest hourly slot
         self.bucket = -1  # index of the newest 10-minute bucket
         self.sessions: dict[str, list[float]] = {}  # session -> [last seen, micro-dollars] (recent sessions only)
         self.paged_at = -math.inf  # when the last abnormal finding was
 
-    _ARRAYS = (("hourly_starts", "i", RING_HOURS), ("recent_starts", "i", _BUCKETS), ("trimmed", "q", RUNNING_BUCKETS))
+    _ARRAYS = (("hourly_starts", "i", RING_HOURS), ("recent_starts", "i", _BUCKETS), ("trimmed", "q", RUNNING_BUCKETS),
+               ("trimmed_hours", "q", RING_HOURS))
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -188,6 +199,8 @@ class SpendSpike(Detector):
                      **{name: bytes(array(code).itemsize * n) for name, code, n in self._ARRAYS}}
         if "paged_at" not in state:
             state = {**state, "paged_at": -math.inf}
+        if "trimmed_hours" not in state:  # from before the usual big-session share: it is learnt from now on
+            state = {**state, "trimmed_hours": bytes(8 * RING_HOURS)}
         super().__setstate__(state)
         for name, code, _ in self._ARRAYS:
             setattr(self, name, array(code, state[name]))
@@ -203,11 +216,14 @@ class SpendSpike(Detector):
         self._cfg_expected: float | None = None
         self._cfg_spend = [0.0] * 24  # usual spend per hour of day on today's kind of day (micro-dollars)
         self._cfg_starts = [0.0] * 24  # usual new sessions per hour of day on today's kind of day
-        self._cfg_rest = [0.0] * 25  # usual spend from the start of hour h to the end of the day
+        self._cfg_rest = [0.0] * 25  # usual spend (QUIET_HOUR at least) from the start of hour h to the day's end
+        self._cfg_spend_at = [0.0] * 24  # the usual spend per hour of day, at least QUIET_HOUR x the mean hour's
+        self._cfg_starts_at = [0.0] * 24  # the usual new sessions per hour of day, likewise
         self._cfg_dispersion = 1.0  # variance / mean of the hourly session starts
         self._cfg_day_sessions = 0.0  # mean new sessions per day over the daily mean's days
         self._cfg_day_sigma = 0.0  # day-to-day log-scale spread of the daily session count beyond Poisson
         self._cfg_big_session = float("inf")  # a session spending more than this is not ordinary traffic
+        self._cfg_kept = 1.0  # the share of a usual day's spend left after the big-session cap
         self._cfg_bound: tuple[int, float] | None = None  # (bucket, upper bound of the rate ratio): see _may_cross
 
     # -- learning ------------------------------------------------------------------------
@@ -215,6 +231,7 @@ class SpendSpike(Detector):
         hour = int(ts) // HOUR
         if hour > self.hour:
             _clear(self.hourly_starts, self.hour, hour)
+            _clear(self.trimmed_hours, self.hour, hour)
             if self.hour >= 0 and (hour * HOUR) // DAY != (self.hour * HOUR) // DAY:
                 self.trimmed_today = 0
             self.hour = hour
@@ -244,6 +261,8 @@ class SpendSpike(Detector):
                 self.trimmed_24h += excess
                 if int(ts) // DAY == self.hour * HOUR // DAY:
                     self.trimmed_today += excess
+                if int(ts) // HOUR > self.hour - RING_HOURS:
+                    self.trimmed_hours[(int(ts) // HOUR) % RING_HOURS] += excess
             return
         self.sessions[session] = [ts, obs.cost]
         self._cfg_bound = None  # a new session: the ratio may rise
@@ -253,6 +272,11 @@ class SpendSpike(Detector):
             self.hourly_starts[(int(ts) // HOUR) % RING_HOURS] += 1
         if int(ts) // RUNNING_BUCKET > self.bucket - _BUCKETS:
             self.recent_starts[(int(ts) // RUNNING_BUCKET) % _BUCKETS] += 1
+
+    def _ordinary(self, spent: float, trimmed: float) -> float:
+        """Spend from ordinary traffic: the big-session excess left out, but only beyond its usual share
+        (what is left is scaled by the usual days' kept share, up to the spend itself)."""
+        return min(spent, (spent - trimmed) / self._cfg_kept)
 
     def _trimmed_since(self, buckets: int) -> int:
         """Big-session excess over the last ``buckets`` 10-minute buckets (the current one included)."""
@@ -268,7 +292,6 @@ class SpendSpike(Detector):
             self._cfg_mean = self._cfg_line = 0.0
             self._cfg_expected = None
             return
-        self._cfg_mean = baseline.daily_mean
         # the same hour of the same kind of day (weekday / weekend) over the last 7 complete days
         today_first = baseline.day * 24
         weekend = is_weekend(today_first)
@@ -276,44 +299,74 @@ class SpendSpike(Detector):
         days = [today_first - 24 * d for d in range(1, min(7, baseline.history_days) + 1)]
         days = [first for first in days if first > oldest]
         hours, starts_ring = baseline.hours, self.hourly_starts
+        spent = [sum(hours[(first + h) % RING_HOURS] for h in range(24)) for first in days]
         counts = [sum(starts_ring[(first + h) % RING_HOURS] for h in range(24)) for first in days]  # sessions a day
+        # the days the subject has existed: its first day counts for the share of a usual day's spend that falls
+        # after its first hour with traffic (a key created at 18:00 has the evening's share of a day in its
+        # mean, not a whole day of little spend; a key first seen at 07:00 that is idle until 07:00, a whole day)
+        since = [0] * len(days)
+        existed = [1.0] * len(days)
+        if days and baseline.first_day is not None and days[-1] == baseline.first_day * 24:
+            first = days[-1]
+            since[-1] = start = next((h for h in range(24)
+                                      if hours[(first + h) % RING_HOURS] or starts_ring[(first + h) % RING_HOURS]), 0)
+            others = sum(spent[:-1])
+            before = sum(hours[(d + h) % RING_HOURS] for d in days[:-1] for h in range(start))
+            existed[-1] = max(0.0, 1 - before / others) if others > 0 else 1.0  # (no usual day to judge by)
+        self._cfg_mean = sum(spent) / sum(existed)
+        whole = [h == 0 for h in since]  # complete days: the day-to-day spread is measured on these
         if len(days) >= 3 and self.paged_at >= (baseline.day - 1) * DAY:
             # yesterday, if it was a spike itself that paged (factor x the other days' mean in dollars and in
             # sessions), is not a usual day: a spike running over midnight would otherwise raise its own line
-            spent = [sum(hours[(first + h) % RING_HOURS] for h in range(24)) for first in days]
-            others_spent, others_started = sum(spent[1:]) / (len(days) - 1), sum(counts[1:]) / (len(days) - 1)
+            others = sum(existed[1:])
+            others_spent, others_started = sum(spent[1:]) / others, sum(counts[1:]) / others
             prior = self.config.prior_sessions
             if (spent[0] > self.config.factor * others_spent
                     and counts[0] + prior > self.config.factor * (others_started + prior)):
-                self._cfg_mean, days, counts = others_spent, days[1:], counts[1:]
+                self._cfg_mean, days, spent, counts, since, existed, whole = (
+                    others_spent, days[1:], spent[1:], counts[1:], since[1:], existed[1:], whole[1:])
         self._cfg_line = self.config.factor * self._cfg_mean
         self._cfg_expected = self._cfg_mean / MICROS
         self._cfg_floor = max(float(self._cfg_min_excess), self.config.min_excess_share * self._cfg_mean)
-        same = [first for first in days if is_weekend(first) == weekend] or days  # else every day of the week
-        n = len(same)
+        same = [i for i, first in enumerate(days) if is_weekend(first) == weekend] or list(range(len(days)))
         for h in range(24):
-            self._cfg_spend[h] = sum(hours[(first + h) % RING_HOURS] for first in same) / n if n else 0.0
-            self._cfg_starts[h] = sum(starts_ring[(first + h) % RING_HOURS] for first in same) / n if n else 0.0
-        rest = 0.0
+            # each hour over the days the subject existed at that hour
+            seen = [days[i] for i in same if h >= since[i]]
+            n = len(seen)
+            self._cfg_spend[h] = sum(hours[(first + h) % RING_HOURS] for first in seen) / n if n else 0.0
+            self._cfg_starts[h] = sum(starts_ring[(first + h) % RING_HOURS] for first in seen) / n if n else 0.0
+        # the projection's tables: an hour at least QUIET_HOUR x the mean hour, as the rate ratio measures it
+        quiet_spend, quiet_starts = QUIET_HOUR * self._cfg_mean / 24, QUIET_HOUR * sum(self._cfg_starts) / 24
+        rest = projected = 0.0
         for h in range(23, -1, -1):
             rest += self._cfg_spend[h]
-            self._cfg_rest[h] = rest
+            self._cfg_spend_at[h] = max(self._cfg_spend[h], quiet_spend)
+            self._cfg_starts_at[h] = max(self._cfg_starts[h], quiet_starts)
+            projected += self._cfg_spend_at[h]
+            self._cfg_rest[h] = projected
         self._cfg_rest[24] = 0.0
         # how much more than Poisson the hourly session starts vary around that expectation (at least 1)
         squares = total = 0.0
-        for first in same:
-            for h in range(24):
+        for i in same:
+            first = days[i]
+            for h in range(since[i], 24):
                 usual = self._cfg_starts[h]
                 squares += (starts_ring[(first + h) % RING_HOURS] - usual) ** 2
                 total += usual
         self._cfg_dispersion = max(1.0, squares / total) if total else 1.0
         sessions = sum(self._cfg_starts)
         self._cfg_big_session = BIG_SESSION * rest / sessions if sessions else float("inf")
+        # how much of the usual days' spend the cap left: a key whose big sessions are a third of its usual
+        # spend has a third of a spike day's spend trimmed too, and its trimmed day is compared like for like
+        trimmed = sum(self.trimmed_hours[(first + h) % RING_HOURS] for first in days for h in range(24))
+        self._cfg_kept = max(0.1, 1 - trimmed / sum(spent)) if sum(spent) > 0 else 1.0
         # sessions a day over the same days as the daily mean, and how much more than Poisson they vary
         # from day to day (log scale, median absolute deviation: an incident day in the week barely moves it)
-        self._cfg_day_sessions = sum(counts) / len(counts) if counts else 0.0
+        self._cfg_day_sessions = sum(counts) / sum(existed) if counts else 0.0
         # (at least min_day_spread: seven days cannot show a sparse key's spread, its Poisson noise hides it)
-        self._cfg_day_sigma = max(self.config.min_day_spread, day_sigma(counts, [is_weekend(first) for first in days]))
+        complete = [(n, is_weekend(first)) for n, first, w in zip(counts, days, whole, strict=True) if w]
+        self._cfg_day_sigma = max(self.config.min_day_spread,
+                                  day_sigma([n for n, _ in complete], [w for _, w in complete]))
 
     def _usual(self, table: list[float], now: float, seconds: int) -> float:
         """The usual amount over the ``seconds`` before ``now`` from an hour-of-day table."""
@@ -341,10 +394,11 @@ class SpendSpike(Detector):
             n_buckets = seconds // RUNNING_BUCKET
             # the window is its full buckets plus the current, partial one
             span = (n_buckets - 1) * RUNNING_BUCKET + elapsed
-            spent = baseline.recent_sum(now, seconds) - self._trimmed_since(n_buckets)
-            usual_spend = max(self._usual(self._cfg_spend, now, int(span)), 0.5 * mean_hour * span / HOUR)
+            spent = self._ordinary(baseline.recent_sum(now, seconds), self._trimmed_since(n_buckets))
+            usual_spend = max(self._usual(self._cfg_spend, now, int(span)), QUIET_HOUR * mean_hour * span / HOUR)
             started = sum(self.recent_starts[b % _BUCKETS] for b in range(self.bucket - n_buckets + 1, self.bucket + 1))
-            usual_starts = max(self._usual(self._cfg_starts, now, int(span)), 0.5 * sessions_hour * span / HOUR, 1e-9)
+            usual_starts = max(self._usual(self._cfg_starts, now, int(span)), QUIET_HOUR * sessions_hour * span / HOUR,
+                               1e-9)
             sessions = self._session_ratio(started, usual_starts, z)
             bound = max(bound, sessions)
             ratio = min(max(0.0, spent) / usual_spend if usual_spend > 0 else 0.0, sessions)
@@ -369,7 +423,7 @@ class SpendSpike(Detector):
         bound = cached[1]
         if bound <= 1:
             return False
-        projected = self._project(baseline, now, baseline.today - self.trimmed_today, running, bound)
+        projected = self._project(baseline, now, self._ordinary(baseline.today, self.trimmed_today), running, bound)
         return projected > self._cfg_line and projected - self._cfg_line >= self._cfg_floor
 
     def _project(self, baseline: SpendBaseline, now: float, today: float, running: float, ratio: float) -> float:
@@ -378,12 +432,12 @@ class SpendSpike(Detector):
         day is seen before the next one)."""
         hour = int(now) // HOUR
         into = (now - hour * HOUR) / HOUR
-        rest = self._cfg_rest[hour % 24 + 1] + self._cfg_spend[hour % 24] * (1 - into)
+        rest = self._cfg_rest[hour % 24 + 1] + self._cfg_spend_at[hour % 24] * (1 - into)
         ahead = leaving = 0.0
         hours = baseline.hours
         for k in range(HORIZON_HOURS + 1):
             share = (1 - into) if k == 0 else into if k == HORIZON_HOURS else 1.0
-            ahead += self._cfg_spend[(hour + k) % 24] * share
+            ahead += self._cfg_spend_at[(hour + k) % 24] * share
             gone = hour - 24 + k  # the hours that leave the 24-hour window meanwhile
             if gone > baseline.hour_index - RING_HOURS:
                 leaving += hours[gone % RING_HOURS] * share
@@ -394,7 +448,7 @@ class SpendSpike(Detector):
         with the next :data:`HORIZON_HOURS` at that ratio (as :meth:`_project` does for the dollars)."""
         hour = int(now) // HOUR
         into = (now - hour * HOUR) / HOUR
-        starts, usual = self.hourly_starts, self._cfg_starts
+        starts, usual = self.hourly_starts, self._cfg_starts_at
         today = sum(starts[h % RING_HOURS] for h in range(hour - hour % 24, hour + 1))
         rest = usual[hour % 24] * (1 - into) + sum(usual[h] for h in range(hour % 24 + 1, 24))
         day = sum(starts[h % RING_HOURS] for h in range(hour - 23, hour + 1))
@@ -437,7 +491,7 @@ class SpendSpike(Detector):
         evidence: tuple[float, int, int, float] | None = None
         if self._cfg_history:
             # only ordinary traffic counts: what sessions spent beyond the big-session cap is left out
-            running_trimmed = running - self.trimmed_24h
+            running_trimmed = self._ordinary(running, self.trimmed_24h)
             # and counted in sessions at the usual spend per session: more ordinary traffic, significantly
             if running_trimmed > line and running_trimmed - line >= self._cfg_floor:
                 # (once paged, the dollars alone keep the episode open while the spike is in the 24 hours)
@@ -448,8 +502,8 @@ class SpendSpike(Detector):
             elif baseline.today > 0 and mean > 0 and self._may_cross(baseline, now, running_trimmed):
                 evidence = self._ratio(baseline, now)
                 if evidence[0] > 1:
-                    projected = self._project(baseline, now, baseline.today - self.trimmed_today, running_trimmed,
-                                              evidence[0])
+                    projected = self._project(baseline, now, self._ordinary(baseline.today, self.trimmed_today),
+                                              running_trimmed, evidence[0])
                     if projected > line and projected - line >= self._cfg_floor:
                         # the day's sessions so projected must make the line too, against the day-to-day spread
                         sessions_day = projected if now - self.paged_at < DAY else (

@@ -237,3 +237,82 @@ def test_a_snapshot_from_before_the_page_time_loads():
     restored = SpendSpike.__new__(SpendSpike)
     restored.__setstate__(state)
     assert restored.paged_at == -math.inf
+
+
+def test_a_key_created_in_the_evening_is_judged_by_the_days_it_has_existed():
+    # a user's replacement key created at 18:00 on a Monday: its first day holds a fifth of a usual day's
+    # traffic; counted as a whole day it took the mean (and the line) down by a fifth, so a busy day of about
+    # 3.2x the key's usual paged on its fourth day. The first day counts for the share of a usual day's spend
+    # after its first hour (the evening's fifth), so the mean is over the days the key existed.
+    created = T0 + timedelta(hours=18)
+    busy = T0 + timedelta(days=4)  # Friday
+    def days(spike_factor):
+        events = sessions_traffic(created, 24 * 5 - 18, 150, seed=3, spike_from=busy, spike_factor=spike_factor,
+                                  noise=0.0)
+        return of(run(events, CONFIG), "spend_spike", "trigger")
+
+    assert not days(3.2)
+    triggers = days(6.0)  # a genuine spike still pages, against the mean of the days the key existed (~$75)
+    assert triggers and busy <= triggers[0].fired_at and triggers[0].expected == pytest.approx(75, rel=0.1)
+
+
+
+def test_a_key_first_seen_at_the_start_of_its_usual_day_has_existed_all_of_it():
+    # watching begins on a Monday; an office-hours key's first request is at 09:00, as every day: its first
+    # day is a whole usual day (nothing of its usual day comes before 09:00), so its fourth day can page
+    history = hourly_traffic(T0, 24 * 3, office_hours(10.0))
+    spike = hourly_traffic(T0 + timedelta(days=3), 24, office_hours(80.0), per_hour=48)
+    triggers = of(run(history + spike, CONFIG), "spend_spike", "trigger")
+    assert triggers and triggers[0].fired_at < T0 + timedelta(days=3, hours=17)
+
+
+def test_a_spike_at_an_hour_the_key_is_usually_idle_is_projected_at_its_rate():
+    # a key that starts four $5 sessions a day between 10:00 and 16:00 and none in the evening ($20 a day); on
+    # day 9 a script starts a $0.25 session a minute from 19:00 to 23:00 (a day of 4x). The rest of the evening
+    # usually brings nothing, so the rate ratio times the usual rest projected nothing and the page waited
+    # until the spend itself reached 3.5x (after 3.3 h); projected at the rate it is measured against (an
+    # hour at least half the mean hour's), it pages within about the hour.
+    events = [event(T0 + timedelta(days=d, hours=10 + 2 * i, minutes=m), 1.0, session=f"d{d}-{i}")
+              for d in range(9) for i in range(4) for m in range(5)]
+    spike_at = T0 + timedelta(days=9, hours=19)
+    events += [event(T0 + timedelta(days=9, hours=10 + 2 * i, minutes=m), 1.0, session=f"d9-{i}")
+               for i in range(4) for m in range(5)]
+    events += [event(spike_at + timedelta(minutes=m), 0.25, session=f"script-{m}") for m in range(240)]
+    [trigger] = of(run(events, CONFIG), "spend_spike", "trigger")
+    assert trigger.fired_at - spike_at <= timedelta(minutes=90), trigger.fired_at - spike_at
+    assert trigger.details["trigger"] == "projection"
+
+
+def _agent_day(day, sessions):
+    """``sessions`` sessions spread over the day: nine in ten a $0.50 call, one in ten 24 $1 calls (an
+    agent key's long tail: its long sessions are 8x its mean session and most of its spend)."""
+    events = []
+    for i in range(sessions):
+        begin = T0 + timedelta(days=day, seconds=i * 86_400 // sessions)
+        if i % 10 == 5:
+            events += [event(begin + timedelta(minutes=m), 1.0, session=f"d{day}-{i}") for m in range(24)]
+        else:
+            events.append(event(begin, 0.5, session=f"d{day}-{i}"))
+    return events
+
+
+def test_a_key_whose_usual_days_have_long_sessions_pages_a_day_of_more_of_them():
+    # 20 sessions a day ($57): the two long ones pass the big-session cap (5x the mean session), a third of the
+    # day is over it. A day of 4.5x the sessions of the same mix is a spend spike; its long sessions' excess
+    # is left out only beyond its usual share (before, all of it was, against a mean that kept it: 3.0x)
+    history = [e for d in range(8) for e in _agent_day(d, 20)]
+    spike = _agent_day(8, 90)
+    assert not of(run(history + _agent_day(8, 20), CONFIG), "spend_spike")
+    triggers = of(run(history + spike, CONFIG), "spend_spike", "trigger")
+    assert triggers and triggers[0].fired_at < T0 + timedelta(days=9)
+
+
+def test_a_snapshot_from_before_the_hourly_big_session_excess_loads():
+    from spendwatch.detectors.config import BaselineConfig, SpendSpikeConfig
+    from spendwatch.detectors.spend_spike import SpendSpike
+
+    state = SpendSpike(SpendSpikeConfig(), BaselineConfig(), "key", "k1").__getstate__()
+    del state["trimmed_hours"]  # written by the previous release
+    restored = SpendSpike.__new__(SpendSpike)
+    restored.__setstate__(state)
+    assert len(restored.trimmed_hours) == 192 and not any(restored.trimmed_hours)
