@@ -310,16 +310,16 @@ class SpendSpike(Detector):
             first = days[-1]
             since[-1] = start = next((h for h in range(24)
                                       if hours[(first + h) % RING_HOURS] or starts_ring[(first + h) % RING_HOURS]), 0)
-            others = sum(spent[:-1])
+            other_days_spent = sum(spent[:-1])
             before = sum(hours[(d + h) % RING_HOURS] for d in days[:-1] for h in range(start))
-            existed[-1] = max(0.0, 1 - before / others) if others > 0 else 1.0  # (no usual day to judge by)
+            existed[-1] = max(0.0, 1 - before / other_days_spent) if other_days_spent > 0 else 1.0  # (no usual day to judge by)
         self._cfg_mean = sum(spent) / sum(existed)
         whole = [h == 0 for h in since]  # complete days: the day-to-day spread is measured on these
         if len(days) >= 3 and self.paged_at >= (baseline.day - 1) * DAY:
             # yesterday, if it was a spike itself that paged (factor x the other days' mean in dollars and in
             # sessions), is not a usual day: a spike running over midnight would otherwise raise its own line
-            others = sum(existed[1:])
-            others_spent, others_started = sum(spent[1:]) / others, sum(counts[1:]) / others
+            other_days = sum(existed[1:])
+            others_spent, others_started = sum(spent[1:]) / other_days, sum(counts[1:]) / other_days
             prior = self.config.prior_sessions
             if (spent[0] > self.config.factor * others_spent
                     and counts[0] + prior > self.config.factor * (others_started + prior)):
@@ -359,7 +359,8 @@ class SpendSpike(Detector):
         # how much of the usual days' spend the cap left: a key whose big sessions are a third of its usual
         # spend has a third of a spike day's spend trimmed too, and its trimmed day is compared like for like
         trimmed = sum(self.trimmed_hours[(first + h) % RING_HOURS] for first in days for h in range(24))
-        self._cfg_kept = max(0.1, 1 - trimmed / sum(spent)) if sum(spent) > 0 else 1.0
+        usual_spent = sum(spent)
+        self._cfg_kept = max(0.1, 1 - trimmed / usual_spent) if usual_spent > 0 else 1.0
         # sessions a day over the same days as the daily mean, and how much more than Poisson they vary
         # from day to day (log scale, median absolute deviation: an incident day in the week barely moves it)
         self._cfg_day_sessions = sum(counts) / sum(existed) if counts else 0.0
