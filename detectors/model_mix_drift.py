@@ -63,11 +63,20 @@ _MAX_MEMBERS = 64
 _PRIOR_SESSIONS = 2.0
 #: A normal-approximation z below this cannot reach any sensible significance: skip the exact tail.
 _MIN_Z = 2.0
+#: far above the rounding a running sum over at most ``max_recent_sessions`` terms gathers, far below any real margin
+_RUNNING_SUM_SLACK = 1e-6
 _TIERS: dict[tuple[str, str | None, object, object], str] = {}
 
 # a recent session: [start ts, member, model, tier, requests, micro-dollars]
 _START, _MEMBER, _MODEL, _TIER, _REQUESTS, _COST = range(6)
 
+
+
+def _habit_share(hits: float, total: float, subject_share: float) -> float:
+    """A member's expected share of a category: its reference sessions plus the prior at the subject's share."""
+    a = max(0.0, hits) + _PRIOR_SESSIONS * subject_share
+    b = max(0.0, total - hits) + _PRIOR_SESSIONS * (1.0 - subject_share)
+    return a / (a + b)
 
 def _tier(model: str, provider: str | None, tiers: TierThresholds) -> str:
     """:func:`price_tier`, memoised on plain values (hashing the pydantic thresholds per request is slow)."""
@@ -205,24 +214,37 @@ class ModelMixDrift(Detector):
             return []
         sessions = [(sid, s) for sid, s in reversed(self.recent.items())
                     if (m := self.members.get(s[_MEMBER])) is not None and m.get("s") >= cfg.min_baseline_sessions]
-        counts: dict[str, int] = {}
-        for _, s in sessions:
+        positions: dict[str, list[int]] = {}  # category -> where among the sessions it was used
+        for i, (_, s) in enumerate(sessions):
             for category in (f"m:{s[_MODEL]}", f"t:{s[_TIER]}"):
-                counts[category] = counts.get(category, 0) + 1
+                positions.setdefault(category, []).append(i)
+        # every session's weight against the newest, and each member's reference sessions: its baseline plus all
+        # its recent ones (what the tested window grows over is removed from it step by step)
+        decay = math.log(2.0) / baseline.half_life_s
+        newest = sessions[0][1][_START] if sessions else 0.0
+        weights = []
+        member_sessions: dict[str, float] = {}
+        for _, s in sessions:
+            w = math.exp(-decay * max(0.0, newest - s[_START]))
+            weights.append(w)
+            member = s[_MEMBER]
+            total = member_sessions.get(member)
+            member_sessions[member] = (self.members[member].get("s") if total is None else total) + w
         # every new session is a look: hold each to the day's significance shared among a usual day's sessions,
         # so a busy key is not paged by chance more often than a sparse one
         level = cfg.significance / max(1.0, base_sessions * self._cfg_day_share)
         found = []
-        for category, total in counts.items():
-            if total < cfg.min_sessions:
+        for category, hits in positions.items():
+            if len(hits) < cfg.min_sessions:
                 continue
-            best = self._most_improbable(category, sessions, base_sessions, level)
+            best = self._most_improbable(category, sessions, weights, member_sessions, hits, base_sessions, level)
             if best is not None:
                 found.append(best)
         found.sort(key=lambda c: (c[0], c[1][0] != "m"))  # most improbable first; a model before its tier
         return found
 
-    def _most_improbable(self, category: str, sessions: list[tuple[str, list[Any]]],
+    def _most_improbable(self, category: str, sessions: list[tuple[str, list[Any]]], weights: list[float],
+                         member_sessions: dict[str, float], hit_positions: list[int],
                          base_sessions: float, level: float) -> tuple[Any, ...] | None:
         """The newest *m* sessions whose count of ``category`` is least probable under the sessions before them.
 
@@ -232,38 +254,41 @@ class ModelMixDrift(Detector):
         cfg = self.config
         subject_share = (self.baseline.get(category) + 1.0) / (base_sessions + 2.0)
         kind, _, name = category.partition(":")
-        index = _MODEL if kind == "m" else _TIER
-        decay = math.log(2.0) / self.baseline.half_life_s
-        newest = sessions[0][1][_START] if sessions else 0.0
-        # member -> [hits, sessions] of the reference: its baseline plus all its recent sessions, removed one by one
-        # as the tested window grows over them
-        reference: dict[str, list[float]] = {}
-        weights = []
-        for _, s in sessions:
-            w = math.exp(-decay * max(0.0, newest - s[_START]))
-            weights.append(w)
-            ref = reference.get(s[_MEMBER])
-            if ref is None:
-                sums = self.members[s[_MEMBER]]
-                ref = reference[s[_MEMBER]] = [sums.get(category), sums.get("s")]
-            ref[1] += w
-            if s[index] == name:
-                ref[0] += w
+        # member -> [hits, sessions] of the reference, removed one by one as the tested window grows over them
+        reference = {member: [self.members[member].get(category), total] for member, total in member_sessions.items()}
+        for i in hit_positions:
+            reference[sessions[i][1][_MEMBER]][0] += weights[i]
+        hit_at = set(hit_positions)
+        remaining = len(hit_positions)  # hits further back than the window
         drawn: dict[str, int] = {}  # member -> its sessions among the newest m
+        # each member's (n p, n p (1 - p)) and their running sums: a step changes one member's term, so the
+        # z check costs O(1) per step instead of O(members); the exact sums decide whenever it is close
+        terms: dict[str, tuple[float, float]] = {}
+        running_expected = running_variance = 0.0
         k = 0
         best = None
         for m, ((_, s), w) in enumerate(zip(sessions, weights), start=1):
             member = s[_MEMBER]
             ref = reference[member]
-            hit = s[index] == name
+            hit = m - 1 in hit_at
             ref[1] -= w
             if hit:
                 ref[0] -= w
-            drawn[member] = drawn.get(member, 0) + 1
-            if not hit:
+            n = drawn[member] = drawn.get(member, 0) + 1
+            p = _habit_share(ref[0], ref[1], subject_share)
+            old_expected, old_variance = terms.get(member, (0.0, 0.0))
+            terms[member] = (n * p, n * p * (1.0 - p))
+            running_expected += n * p - old_expected
+            running_variance += n * p * (1.0 - p) - old_variance
+            if hit:
+                k += 1
+                remaining -= 1
+            # no longer window can qualify: even if every hit left came next, too few or too small a share
+            if k + remaining < cfg.min_sessions or k + remaining < cfg.min_share * (m + remaining) - _RUNNING_SUM_SLACK:
+                break
+            if not hit or k < cfg.min_sessions or k < cfg.min_share * m:
                 continue
-            k += 1
-            if k < cfg.min_sessions or k < cfg.min_share * m:
+            if (k - running_expected) < _MIN_Z * max(0.0, running_variance) ** 0.5 - _RUNNING_SUM_SLACK:
                 continue
             priors = []
             expected = variance = 0.0

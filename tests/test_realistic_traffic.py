@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from spendwatch.schemas.adapters import parse_message
-from spendwatch.traffic.realistic import DAY, FAMILIES, RealisticTraffic
+from spendwatch.traffic.realistic import DAY, FAMILIES, Effect, RealisticTraffic
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,25 @@ def test_spend_spike_labels_are_true_days_above_3x_the_7_day_average(org, calls)
         days = range(_day(label.start.timestamp()), _day(label.end.timestamp()) + 1)
         ratios = [spend[(label.key, d)] / (sum(spend[(label.key, d - i)] for i in range(1, 8)) / 7 or 1) for d in days]
         assert max(ratios) > 3, (label, ratios)
+
+
+def test_a_rate_effect_starts_and_ends_where_it_is_labelled_not_on_the_hour():
+    """A spike labelled from hh:40 raises the traffic from hh:40: before, the whole hour took the rate at its half
+    hour, so that spike began at the next hour and one from hh:10 began 10 minutes before its label."""
+    org = RealisticTraffic(days=3, seed=4, keys=12, teams=3, warmup_days=1, incidents_per_family=(1, 1))
+    key = max((k for k in org.keys if k.active_from == 0.0), key=lambda k: k.daily_requests)
+    hour = org.start_ts + 36 * 3600
+    start, end = hour + 40 * 60, hour + 2 * 3600 + 10 * 60
+    key.effects[:] = [Effect("rate", start, end, 200.0)]
+    firsts: dict[str, float] = {}
+    for call in org.calls():
+        if call[1] is key:
+            firsts.setdefault(call[2], call[0])
+    def sessions(a: float, b: float) -> int:
+        return sum(a <= t < b for t in firsts.values())
+    # 40 and 10 minutes at 200x the rate against 20 and 50 minutes at the ordinary rate around them
+    assert sessions(start, hour + 3600) > 10 * (sessions(hour, start) + 1)
+    assert sessions(hour + 2 * 3600, end) > 10 * (sessions(end, hour + 3 * 3600) + 1)
 
 
 def test_cache_hit_drop_labels_at_least_halve_the_ratio(org, calls):

@@ -684,6 +684,19 @@ class RealisticTraffic:
                 factor *= effect.level(ts)
         return factor
 
+    @staticmethod
+    def _rate_segments(key: RealKey, h0: float, h1: float) -> list[tuple[float, float, float]]:
+        """The hour cut where a rate effect starts or ends inside it: (start, end, where its rate is taken).
+
+        An incident labelled from 21:40 raises the traffic from 21:40, not from 21:00 or 22:00. An hour with no
+        such boundary is one piece with its rate taken at the half hour.
+        """
+        cuts = sorted({b for e in key.effects if e.kind == "rate" for b in (e.start, e.end) if h0 < b < h1})
+        if not cuts:
+            return [(h0, h1, h0 + HOUR / 2)]
+        edges = [h0, *cuts, h1]
+        return [(a, b, (a + b) / 2) for a, b in zip(edges, edges[1:])]
+
     def calls(self) -> Iterator[tuple[float, RealKey, str, str, bool, str | None, int, int, int, int, int, float]]:
         """Every call in time order: (ts, key, session, model, ok, error, input, cached, written, output,
         cost_pico, latency_ms)."""
@@ -719,12 +732,12 @@ class RealisticTraffic:
                 rate = key.sessions_per_day / 24 * key.shape[local_hour] * day_noise[key.index][day]
                 rate *= (key.weekend_factor if weekend else 1.0) * rng.lognormvariate(-0.045, 0.3)
                 rate *= max(0.1, 1 + key.growth_per_day * (h0 - self.start_ts) / DAY)
-                rate *= self._rate_factor(key, h0 + 1800)
-                for _ in range(poisson(rng, rate * (h1 - h0) / HOUR)):
-                    t = h0 + rng.random() * (h1 - h0)
-                    if key.active_from <= t < key.active_until:
-                        counters[key.index] += 1
-                        self._session(key, rng, t, f"t{self.seed}-{key.index}-{counters[key.index]}", push)
+                for s0, s1, middle in self._rate_segments(key, h0, h1):
+                    for _ in range(poisson(rng, rate * self._rate_factor(key, middle) * (s1 - s0) / HOUR)):
+                        t = s0 + rng.random() * (s1 - s0)
+                        if key.active_from <= t < key.active_until:
+                            counters[key.index] += 1
+                            self._session(key, rng, t, f"t{self.seed}-{key.index}-{counters[key.index]}", push)
                 if key.batch is not None and local_hour == key.batch[0] and not (weekend and key.batch[3]):
                     counters[key.index] += 1
                     self._batch(key, rng, h0 + rng.uniform(0, 600), f"job{self.seed}-{key.index}-{counters[key.index]}",
