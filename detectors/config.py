@@ -220,9 +220,9 @@ class RunawayLoopConfig(DetectorSettings):
         default=30, gt=0, description="A session silent this long has paused: its run ends (and the episode resolves)."
     )
     min_loop_calls: int = Field(
-        default=5, ge=2,
+        default=4, ge=2,
         description="Loop score (+1 per loop-like call, -2 per other) a run needs to page on a subject whose "
-        "runs never looped; the time to page scales with the call rate.",
+        "runs never looped; the time to page scales with the call rate (4: the fifth call of a loop, 4 gaps).",
     )
     min_calls: int = Field(default=5, ge=2, description="Calls a run needs before it may page...")
     min_minutes: float = Field(default=2, ge=0, description="...over at least this many minutes.")

@@ -26,8 +26,11 @@ calls over ``min_minutes`` and either
 * **loops**: its score reaches ``min_loop_calls`` or, once a completed run of this subject has
   scored that much, ``history_factor`` x the highest score of its completed runs (a decayed
   maximum, halving every ``history_half_life_hours``). An agent key's sessions score about 0,
-  so a loop pages after about ``min_loop_calls`` calls: within minutes at 60 calls per 10
-  minutes, within the hour at 2.
+  so a loop pages on its call ``min_loop_calls`` + 1 (the first has nothing to repeat), after
+  ``min_loop_calls`` gaps: within minutes at 60 calls per 10 minutes, within 20-25 minutes at 2.
+  Why 4 and not more: a slow loop's evidence comes one call every few minutes, so each call
+  asked for costs minutes; 4 consecutive steady repeats (with a penalty of 2 per other call) are
+  still rare in ordinary sessions, whose context grows call by call.
   A key whose nightly batch re-sends one prompt 1,000 times needs a loop longer than that. Or
 * **never stops**: it is steady (at least half its calls) and has gone on longer than
   ``endless_hours`` and ``history_factor`` x the subject's longest completed run: the loop whose
@@ -156,9 +159,9 @@ class RunawayLoop(Detector):
     ...     if findings:
     ...         break
     >>> i, findings[0].episode, findings[0].severity
-    (5, 'stuck', 'info')
+    (4, 'stuck', 'info')
     >>> findings[0].summary
-    'session stuck on key ci-agent has called gpt-5-mini 6 times in 2 min without a pause (one call every 30 s, 5 repeating the same request): $0.02 so far, $0.58/h if it keeps going'
+    'session stuck on key ci-agent has called gpt-5-mini 5 times in 2 min without a pause (one call every 30 s, 4 repeating the same request): $0.02 so far, $0.60/h if it keeps going'
     """
 
     name = "runaway_loop"
