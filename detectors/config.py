@@ -454,10 +454,11 @@ class ContextBloatConfig(DetectorSettings):
         "beyond the key's own straying pages)..."
     )
     single_session_requests: int = Field(
-        default=4, ge=0, description="One session pages on its own when at least this many of its requests are each "
+        default=0, ge=0, description="One session pages on its own when at least this many of its requests are each "
         "min_factor x the usual size of their own model at their call position (a grown prompt shows in every call; "
         "a session on a model the key seldom uses has no usual of its own and is not evidence on its own) and its "
-        "growth is overwhelming evidence, single_session_significance; 0: off, bloat always needs min_sessions."
+        "growth is overwhelming evidence, single_session_significance; 0 (default): off, bloat always needs "
+        "min_sessions (with 4, seeds 1-5 gained little and context_bloat paged 4 session burns before session_burn)."
     )
     single_session_significance: float = Field(
         default=1e-7, gt=0, lt=1, description="...the chance of that session's mean growth beyond normal_factor under "

@@ -119,10 +119,11 @@ class ContextBloat(Detector):
     >>> n, findings[0].summary
     (4, 'key ci-agent: requests carry 7.0x the input tokens usual for their model over the last 2 sessions (10 min): 7 requests, about $1.01 of extra spend')
 
-    One grown session on its own is not bloat while the key's own straying (prompts from 8k to
-    30k) could reach it; twenty times the usual size, call after call, is overwhelming evidence:
+    With ``single_session_requests`` set (off by default), one grown session on its own is not
+    bloat while the key's own straying (prompts from 8k to 30k) could reach it; twenty times the
+    usual size, call after call, is overwhelming evidence:
 
-    >>> bloat = ContextBloat(ContextBloatConfig(), BaselineConfig(), "key", "k1")
+    >>> bloat = ContextBloat(ContextBloatConfig(single_session_requests=4), BaselineConfig(), "key", "k1")
     >>> _ = [session(t0 + n * 600, n) for n in range(2 * 24 * 6)]
     >>> session(t1, 5000, factor=4.0)
     []

@@ -226,6 +226,10 @@ def test_a_sparse_key_with_an_ordinary_spread_of_prompt_sizes_stays_quiet():
     assert bloat_pages(events) == []
 
 
+#: The single-session evidence (off by default) switched on.
+SINGLE = DetectorsConfig.model_validate({"context_bloat": {"single_session_requests": 4}})
+
+
 def steady_sessions(start: datetime, hours: float, every_hours: float, *, calls: int = 12, key: str = "k1",
                     growth: Callable[[datetime], float] = lambda t: 1.0, name: str = "s") -> list[GatewayEvent]:
     """Sessions of ``calls`` calls every ``every_hours``, their prompts within +-10% of 12k, growing 1.5k a call."""
@@ -245,13 +249,12 @@ def test_one_session_grown_several_fold_over_many_calls_pages_on_a_key_whose_ses
     grows = T0 + timedelta(days=5, hours=1)
     events = steady_sessions(T0, 24 * 7, 4, growth=lambda t: 6.0 if t >= grows else 1.0)
     first = min(e.event_time for e in events if e.event_time >= grows)
-    pages = bloat_pages(events)
+    pages = bloat_pages(events, SINGLE)
     assert pages and pages[0].action.value == "trigger"
     assert first + timedelta(minutes=5) <= pages[0].fired_at <= first + timedelta(minutes=7)
     assert pages[0].details["sessions"] == 1 and pages[0].observed > 4
-    # without the single-session evidence the same incident waits for its second grown session
-    off = DetectorsConfig.model_validate({"context_bloat": {"single_session_requests": 0}})
-    assert bloat_pages(events, off)[0].fired_at >= first + timedelta(hours=4)
+    # without the single-session evidence (the default) the same incident waits for its second grown session
+    assert bloat_pages(events)[0].fired_at >= first + timedelta(hours=4)
 
 
 def test_one_grown_session_on_a_key_whose_sessions_stray_widely_is_not_evidence_on_its_own():
@@ -260,7 +263,7 @@ def test_one_grown_session_on_a_key_whose_sessions_stray_widely_is_not_evidence_
     grows = T0 + timedelta(days=5, hours=1)
     events = sessions(T0, 24 * 7, lambda t: 0.25, calls=lambda n: 12, growth=lambda t: 4.0 if t >= grows else 1.0)
     first = min(e.event_time for e in events if e.event_time >= grows)
-    pages = bloat_pages(events)
+    pages = bloat_pages(events, SINGLE)
     assert pages and pages[0].fired_at >= first + timedelta(hours=4) and pages[0].details["sessions"] >= 2
 
 
@@ -269,7 +272,7 @@ def test_one_short_grown_session_is_not_evidence_on_its_own():
     grows = T0 + timedelta(days=5, hours=1)
     events = steady_sessions(T0, 24 * 7, 4, calls=3, growth=lambda t: 6.0 if t >= grows else 1.0)
     first = min(e.event_time for e in events if e.event_time >= grows)
-    pages = bloat_pages(events)
+    pages = bloat_pages(events, SINGLE)
     assert pages and pages[0].fired_at >= first + timedelta(hours=4)
 
 
@@ -279,7 +282,7 @@ def test_a_long_ordinary_session_on_a_key_whose_sessions_stray_little_is_not_blo
     long_one = T0 + timedelta(days=5, hours=1)
     events = steady_sessions(T0, 24 * 7, 4) + steady_sessions(long_one + timedelta(minutes=30), 1, 2, calls=60,
                                                                name="long")
-    assert bloat_pages(events) == []
+    assert bloat_pages(events, SINGLE) == []
 
 
 def test_one_big_session_on_a_model_the_key_seldom_uses_is_not_evidence_on_its_own():
@@ -289,11 +292,11 @@ def test_one_big_session_on_a_model_the_key_seldom_uses_is_not_evidence_on_its_o
     events = steady_sessions(T0, 24 * 7, 4)
     events += [call(burst + timedelta(seconds=20 * i), 100_000 + 2_000 * i, session="burst", model="claude-opus-4-1")
                for i in range(40)]
-    assert bloat_pages(events) == []
+    assert bloat_pages(events, SINGLE) == []
     # the same burst on the key's own model is compared with that model's usual: it is grown, and pages
     same_model = [e.model_copy(update={"model": "claude-sonnet-4-5"}) if e.session_id == "burst" else e
                   for e in events]
-    assert [a.action.value for a in bloat_pages(same_model)][:1] == ["trigger"]
+    assert [a.action.value for a in bloat_pages(same_model, SINGLE)][:1] == ["trigger"]
 
 
 def test_a_snapshot_from_before_the_grown_request_count_loads_with_its_baseline_and_no_recent_sessions():
