@@ -26,8 +26,8 @@ session by session). A page needs all of:
   with probability below ``significance``
   (Bonferroni-corrected for the spans looked at) -- minutes on a busy key, hours on a sparse
   one;
-* money: the lost hits (billed at the full input price instead of ~10% of it, input prices
-  from genai-prices) >= ``min_wasted_usd``.
+* money: the lost hits (billed at the input price instead of the cache-read price, both from
+  genai-prices, model by model) >= ``min_wasted_usd``.
 
 While an episode is active the baseline does not learn (a cache that stays broken keeps
 paging at the repeat interval instead of becoming the new normal); it goes on while the
@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
 from spendwatch.detectors.rolling import BucketWindow, DecayedSums
 from spendwatch.detectors.session_spans import newest_spans, note_session, span_tail, span_text
-from spendwatch.schemas.pricing import input_micros_per_token
+from spendwatch.schemas.pricing import cache_read_micros_per_token, input_micros_per_token
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -54,8 +54,6 @@ if TYPE_CHECKING:
 _BUCKETS = 12
 #: Longest a quiet window holds an active episode.
 _MAX_HOLD_S = 86_400
-#: A cache read costs about a tenth of a fresh input token (Anthropic, Google; OpenAI 10-50%).
-_CACHE_DISCOUNT = 0.9
 #: Token counts are squared in the variance sums: in millions, they stay well inside a float's range.
 _MTOK = 1e-6
 #: 2: first calls apart, per-session expected and read tokens in the window, the straying in the baseline.
@@ -78,7 +76,7 @@ class _Span(NamedTuple):
     tokens: float  # input tokens
     cached: float  # cache-read tokens
     expected: float  # cache-read tokens the baseline ratios expected
-    value: float  # input tokens at full price, micro-dollars
+    value: float  # what a lost hit on each input token costs (input minus cache-read price), micro-dollars
     rest_expected: float  # expected and read (without the session that lost the most, with min_sessions >= 2)...
     rest_cached: float
     effective: float  # ...and Kish's effective number of those sessions
@@ -172,7 +170,10 @@ class CacheHitDrop(Detector):
         tokens_in, cached = float(tokens), float(obs.cache_read_tokens)
         expected = tokens_in * (first_ratio if first else rest_ratio)
         in_name, cr_name = ("in1", "cr1") if first else ("in", "cr")
-        value = tokens * input_micros_per_token(obs.model, obs.provider)
+        # a hit lost costs the input price less the cache-read price (a tenth for Anthropic, half for some OpenAI
+        # models); snapshots from before this priced it at 90% of the input price (their window expires in hours)
+        value = tokens * max(0.0, input_micros_per_token(obs.model, obs.provider)
+                             - cache_read_micros_per_token(obs.model, obs.provider))
         session_exp, session_cr = f"e:{session}", f"c:{session}"
         for sums in (window.bucket_at(obs.ts), window.totals):
             get = sums.get
@@ -277,8 +278,8 @@ class CacheHitDrop(Detector):
             if was_abnormal:
                 self.recent.clear()  # the episode is over: its sessions were its evidence, not a new drop's
             return []
-        price_per_token = span.value / span.tokens  # micro-dollars per input token, volume-weighted
-        wasted = max(0.0, span.expected - span.cached) * price_per_token * _CACHE_DISCOUNT
+        price_per_token = span.value / span.tokens  # what a lost hit costs, micro-dollars per token, volume-weighted
+        wasted = max(0.0, span.expected - span.cached) * price_per_token
         if not was_abnormal and price_per_token and wasted < cfg.min_wasted_usd * MICROS:
             return []
         self.abnormal, self.abnormal_ts = True, now

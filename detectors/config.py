@@ -404,8 +404,9 @@ class CacheHitDropConfig(DetectorSettings):
         "so a key whose history happened to be uniform still needs two or more halved sessions, not one."
     )
     min_wasted_usd: Decimal = Field(
-        default=Decimal("0"), ge=0, description="...and the lost hits cost at least this many dollars in the span "
-        "(0: off -- the evidence test keeps false pages out; set a floor to skip keys whose cache is worth cents)."
+        default=Decimal("0"), ge=0, description="...and the lost hits cost at least this many dollars in the span, "
+        "each billed at the model's input price less its cache-read price (0: off -- the evidence test keeps false "
+        "pages out; set a floor to skip keys whose cache is worth cents)."
     )
     min_baseline_ratio: float = Field(
         default=0.3, ge=0, le=1, description="Only subjects whose baseline ratio is at least this (they did cache)."
@@ -451,6 +452,19 @@ class ContextBloatConfig(DetectorSettings):
         default=2, ge=2, description="...over at least this many (effective) sessions, the one that grew most left "
         "out of the evidence (one long session, or a runaway loop, is never bloat; with 2, one more grown session "
         "beyond the key's own straying pages)..."
+    )
+    single_session_requests: int = Field(
+        default=0, ge=0, description="One session pages on its own when at least this many of its requests are each "
+        "min_factor x the usual size of their own model at their call position (a grown prompt shows in every call; "
+        "a session on a model the key seldom uses has no usual of its own and is not evidence on its own) and its "
+        "growth is overwhelming evidence, single_session_significance; 0 (default): off, bloat always needs "
+        "min_sessions (with 4, seeds 1-5 gained little and context_bloat paged 4 session burns before session_burn)."
+    )
+    single_session_significance: float = Field(
+        default=1e-7, gt=0, lt=1, description="...the chance of that session's mean growth beyond normal_factor under "
+        "the subject's learnt session spread (one session is one draw, however many calls it has) being below this "
+        "(about 5.2 standard deviations: 4.6x or more at the min_session_spread floor, more on a key whose sessions "
+        "range widely)."
     )
     min_session_spread: float = Field(
         default=0.25, ge=0, description="The least a session's mean log-size is taken to stray from its usual "

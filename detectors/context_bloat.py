@@ -13,8 +13,9 @@ session is large but ordinary. The detector looks at the newest session, the new
 to the newest 24 active within the last day (:mod:`~spendwatch.detectors.session_spans`):
 minutes of a busy key, hours of a sparse one. In each span it takes every session's mean
 log-size excess over its model's usual, leaves out the session that exceeds the most (a single
-long session, a runaway loop, is never bloat) and weighs the others by their requests (Kish's
-effective number). How far sessions stray when nothing is wrong is learnt from the subject's own
+long session, a runaway loop, is not bloat) and weighs the others by their requests (Kish's
+effective number); only a session whose calls grew several-fold, call position for call
+position, far beyond the key's own straying is evidence on its own (below). How far sessions stray when nothing is wrong is learnt from the subject's own
 expired buckets, and taken to be at least ``min_session_spread`` (a key whose past happened to be
 uniform still needs several grown sessions). A page needs all of:
 
@@ -22,6 +23,12 @@ uniform still needs several grown sessions). A page needs all of:
 * evidence: ``min_sessions`` sessions, and growth so far beyond ``normal_factor`` for that
   many effective sessions that normal straying would reach it with probability below
   ``significance`` (Bonferroni-corrected for the spans looked at);
+  or the newest session alone, when it is overwhelming evidence on its own: at least
+  ``single_session_requests`` of its calls each ``min_factor`` x their usual size at their call
+  position, and its mean growth so far beyond ``normal_factor`` that one session straying as
+  the subject's do would reach it with probability below ``single_session_significance`` (one
+  session is one draw however many calls it has: a key whose sessions stray little pages on its
+  first grown session, one whose sessions range widely waits for a second);
 * money: the extra spend in the span at least ``min_extra_usd`` (off by default);
 * a baseline: ``min_baseline_requests`` for the model and ``min_baseline_sessions`` of
   straying learnt (new keys and new models wait).
@@ -36,6 +43,7 @@ import math
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from spendwatch.detectors.base import MICROS, Context, Detector, Finding, Observation, usd
+from spendwatch.detectors.evidence import normal_tail
 from spendwatch.detectors.rolling import BucketWindow, DecayedSums
 from spendwatch.detectors.session_spans import newest_spans, note_session, span_tail, span_text
 from spendwatch.schemas.pricing import cache_read_micros_per_token, input_micros_per_token
@@ -52,6 +60,9 @@ _MAX_HOLD_S = 86_400
 _MAX_NAMES = 512
 #: Live sessions whose calls are counted (the least recently active is forgotten first).
 _MAX_SESSIONS = 512
+#: Running sums kept per recent session (known requests, summed excess, cost, requests grown min_factor x), then
+#: its first and last timestamps.
+_RECENT_SUMS = 4
 
 
 def _exceeds(sums: list[float]) -> float:
@@ -108,12 +119,16 @@ class ContextBloat(Detector):
     >>> n, findings[0].summary
     (4, 'key ci-agent: requests carry 7.0x the input tokens usual for their model over the last 2 sessions (10 min): 7 requests, about $1.01 of extra spend')
 
-    One long session on its own is not bloat:
+    With ``single_session_requests`` set (off by default), one grown session on its own is not
+    bloat while the key's own straying (prompts from 8k to 30k) could reach it; twenty times the
+    usual size, call after call, is overwhelming evidence:
 
-    >>> bloat = ContextBloat(ContextBloatConfig(), BaselineConfig(), "key", "k1")
+    >>> bloat = ContextBloat(ContextBloatConfig(single_session_requests=4), BaselineConfig(), "key", "k1")
     >>> _ = [session(t0 + n * 600, n) for n in range(2 * 24 * 6)]
-    >>> session(t1, 5000, factor=20.0)
+    >>> session(t1, 5000, factor=4.0)
     []
+    >>> [f.summary for f in session(t1 + 2 * 86_400, 5001, factor=20.0)]
+    ['key ci-agent: requests carry 15.9x the input tokens usual for their model over the last session (5 min): 6 requests, about $4.89 of extra spend']
     """
 
     name = "context_bloat"
@@ -130,13 +145,16 @@ class ContextBloat(Detector):
         self.abnormal = False
         self.abnormal_ts = 0.0  # when the condition was last seen abnormal
         self.last_finding: Finding | None = None
-        #: session -> [known requests, summed log-size excess, cost, first ts, last ts], least recently active
-        #: first; cleared when an episode ends (its sessions were that episode's evidence)
+        #: session -> [known requests, summed log-size excess, cost, requests grown min_factor x, first ts, last ts],
+        #: least recently active first; cleared when an episode ends (its sessions were that episode's evidence)
         self.recent: dict[str, list[float]] = {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        if "recent" not in state:  # a snapshot from before session spans: they start empty
+        recent = state.get("recent")
+        if recent is None or any(len(sums) != _RECENT_SUMS + 2 for sums in recent.values()):
+            # a snapshot from before session spans, or before the grown-request count: the last day's sessions
+            # start empty (the baseline, what takes days to learn, is kept)
             self.recent = {}
 
     def derive(self) -> None:
@@ -195,7 +213,11 @@ class ContextBloat(Detector):
                 sums[session_x] = get(session_x, 0.0) + excess
                 sums[session_c] = get(session_c, 0.0) + cost
         if known:
-            note_session(self.recent, session, obs.ts, (1.0, excess, cost))
+            # a call counts towards a session's evidence on its own only when its model's own usual size at that
+            # position is known: a session on a model the key seldom uses (a burst on a frontier model) is another
+            # workload, whose size the pooled usual of the key's other models does not describe
+            grown = excess >= self._cfg_min_log and self.baseline.get(at_n) >= prior
+            note_session(self.recent, session, obs.ts, (1.0, excess, cost, float(grown)))
 
     def _roll(self, now: float) -> None:
         """Expired buckets join the models' usual sizes and, session by session, how far sessions stray."""
@@ -226,8 +248,8 @@ class ContextBloat(Detector):
         """The newest session, the newest two... (active within a day): the spans bloat is looked for in."""
         # weighed by their requests; the session that exceeds the most is left out
         for span in newest_spans(self.recent, now, weight=0, strays=_exceeds):
-            requests, _, cost = span.totals
-            rest_requests, rest_excess, rest_cost = span.rest
+            requests, _, cost, _ = span.totals
+            rest_requests, rest_excess, rest_cost, _ = span.rest
             yield _Span(span.count, span.since, requests, cost, rest_requests, rest_excess, rest_cost, span.effective,
                         span.count)
 
@@ -240,6 +262,21 @@ class ContextBloat(Detector):
         known = totals.get("known", 0.0)
         return _Span(0, since, known, cost, known, totals.get("excess", 0.0), cost, 0.0, len(per_session))
 
+    def _single_session(self, newest: list[float], variance: float) -> tuple[float, _Span] | None:
+        """The newest session alone, when its growth is overwhelming evidence on its own (see the config)."""
+        cfg = self.config
+        requests, excess, cost, grown = newest[:_RECENT_SUMS]
+        if not cfg.single_session_requests or grown < cfg.single_session_requests:
+            return None
+        # one session is one draw of the key's straying, however many calls it has: its mean growth beyond
+        # normal_factor, in the key's own session spread, must be improbable on its own (one look: the newest session)
+        beyond = excess / requests - self._cfg_normal_log
+        tail = normal_tail(beyond / math.sqrt(variance))
+        if tail >= cfg.single_session_significance:
+            return None
+        since = newest[_RECENT_SUMS]
+        return tail, _Span(1, since, requests, cost, requests, excess, cost, 0.0, 1)
+
     def _newest_growth(self, now: float) -> tuple[float, _Span] | None:
         """The most improbable growth among the spans of newest sessions, with its tail probability, if any."""
         cfg, baseline, recent = self.config, self.baseline, self.recent
@@ -251,7 +288,7 @@ class ContextBloat(Detector):
         squares = baseline.get("w2")
         variance = max(baseline.get("dev") / squares if squares > 0 else 0.0, cfg.min_session_spread ** 2)
         looks = len(recent)
-        best = None
+        best = self._single_session(newest, variance)
         for span in self._spans(now):
             if (span.requests < cfg.min_requests or span.rest_requests <= 0 or span.effective + 1 < cfg.min_sessions
                     or span.rest_excess < self._cfg_min_log * span.rest_requests):

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
+import pytest
 from detector_kit import office_hours
 
 from spendwatch.detectors.backtest import run_backtest
@@ -216,3 +217,18 @@ def test_a_key_with_one_session_a_day_and_an_ordinary_spread_stays_quiet():
     once = lambda t: 1.0 if t.hour == 10 else 0.0  # noqa: E731
     events = sessions(T0, 24 * 14, once, lambda t: 0.55, calls=lambda n: 2 + n % 4, spread=0.2)
     assert cache_pages(events) == []
+
+
+def test_lost_hits_are_billed_at_the_input_price_less_the_models_cache_read_price():
+    # gpt-4o bills a cache read at half its input price (claude-sonnet-4-5 at a tenth): a lost hit costs the other
+    # half, not 90% of the input price
+    broken = T0 + timedelta(days=2, hours=11)
+    events = []
+    for e in sessions(T0, 24 * 3, office(6), lambda t: 0.30 if t >= broken else 0.70, tokens=200_000):
+        cost, _ = compute_cost("gpt-4o", "openai", input_tokens=e.input_tokens, cache_read_tokens=e.cache_read_tokens,
+                               output_tokens=800, at=e.event_time)
+        events.append(e.model_copy(update={"model": "gpt-4o", "provider": "openai", "cost_usd": cost}))
+    trigger = next(a for a in cache_pages(events) if a.action.value == "trigger")
+    lost = trigger.expected * trigger.details["window_input_tokens"] - trigger.details["window_cache_read_tokens"]
+    assert lost > 5e4  # ten cents or more: the rounding to cents stays within 5%
+    assert trigger.details["estimated_extra_usd"] == pytest.approx(lost * 1.25e-6, rel=0.05)

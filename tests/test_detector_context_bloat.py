@@ -224,3 +224,95 @@ def test_a_sparse_key_with_an_ordinary_spread_of_prompt_sizes_stays_quiet():
     models = ("claude-sonnet-4-5", "claude-haiku-4-5", "gpt-4o")
     events = sessions(T0, 24 * 14, office_hours(0.5), calls=lambda n: 1 + n % 6, model=lambda n: models[n % 3])
     assert bloat_pages(events) == []
+
+
+#: The single-session evidence (off by default) switched on.
+SINGLE = DetectorsConfig.model_validate({"context_bloat": {"single_session_requests": 4}})
+
+
+def steady_sessions(start: datetime, hours: float, every_hours: float, *, calls: int = 12, key: str = "k1",
+                    growth: Callable[[datetime], float] = lambda t: 1.0, name: str = "s") -> list[GatewayEvent]:
+    """Sessions of ``calls`` calls every ``every_hours``, their prompts within +-10% of 12k, growing 1.5k a call."""
+    events, n = [], 0
+    while (first := start + timedelta(hours=every_hours * n)) < start + timedelta(hours=hours):
+        size = 12_000 * (1 + 0.1 * (((n * 7919) % 101) / 50 - 1))
+        for i in range(calls):
+            when = first + timedelta(minutes=2 * i, seconds=3)
+            events.append(call(when, int((size + 1_500 * i) * growth(when)), key=key, session=f"{key}-{name}{n}"))
+        n += 1
+    return events
+
+
+def test_one_session_grown_several_fold_over_many_calls_pages_on_a_key_whose_sessions_stray_little():
+    # a session every four hours, prompts within +-10%: the first session whose calls all carry 6x their usual
+    # context is overwhelming evidence by its fourth grown call, hours before the second grown session
+    grows = T0 + timedelta(days=5, hours=1)
+    events = steady_sessions(T0, 24 * 7, 4, growth=lambda t: 6.0 if t >= grows else 1.0)
+    first = min(e.event_time for e in events if e.event_time >= grows)
+    pages = bloat_pages(events, SINGLE)
+    assert pages and pages[0].action.value == "trigger"
+    assert first + timedelta(minutes=5) <= pages[0].fired_at <= first + timedelta(minutes=7)
+    assert pages[0].details["sessions"] == 1 and pages[0].observed > 4
+    # without the single-session evidence (the default) the same incident waits for its second grown session
+    assert bloat_pages(events)[0].fired_at >= first + timedelta(hours=4)
+
+
+def test_one_grown_session_on_a_key_whose_sessions_stray_widely_is_not_evidence_on_its_own():
+    # a 4x session on a key whose prompts range over 4x (a spread of about 0.4 in log-size): one draw that far out
+    # is not improbable enough, it waits for a second grown session
+    grows = T0 + timedelta(days=5, hours=1)
+    events = sessions(T0, 24 * 7, lambda t: 0.25, calls=lambda n: 12, growth=lambda t: 4.0 if t >= grows else 1.0)
+    first = min(e.event_time for e in events if e.event_time >= grows)
+    pages = bloat_pages(events, SINGLE)
+    assert pages and pages[0].fired_at >= first + timedelta(hours=4) and pages[0].details["sessions"] >= 2
+
+
+def test_one_short_grown_session_is_not_evidence_on_its_own():
+    # three grown calls are fewer than single_session_requests: however far they grew, the second session decides
+    grows = T0 + timedelta(days=5, hours=1)
+    events = steady_sessions(T0, 24 * 7, 4, calls=3, growth=lambda t: 6.0 if t >= grows else 1.0)
+    first = min(e.event_time for e in events if e.event_time >= grows)
+    pages = bloat_pages(events, SINGLE)
+    assert pages and pages[0].fired_at >= first + timedelta(hours=4)
+
+
+def test_a_long_ordinary_session_on_a_key_whose_sessions_stray_little_is_not_bloat():
+    # a 60-call session on the steady key: its late calls are compared with the usual size of late calls (or not
+    # at all where none is known), never with the key's first calls
+    long_one = T0 + timedelta(days=5, hours=1)
+    events = steady_sessions(T0, 24 * 7, 4) + steady_sessions(long_one + timedelta(minutes=30), 1, 2, calls=60,
+                                                               name="long")
+    assert bloat_pages(events, SINGLE) == []
+
+
+def test_one_big_session_on_a_model_the_key_seldom_uses_is_not_evidence_on_its_own():
+    # a burst on a frontier model with eight times the key's usual context (session_burn's business): that model has
+    # no usual size of its own, and the pooled usual of the key's other model does not describe its workload
+    burst = T0 + timedelta(days=5, hours=1, minutes=30)
+    events = steady_sessions(T0, 24 * 7, 4)
+    events += [call(burst + timedelta(seconds=20 * i), 100_000 + 2_000 * i, session="burst", model="claude-opus-4-1")
+               for i in range(40)]
+    assert bloat_pages(events, SINGLE) == []
+    # the same burst on the key's own model is compared with that model's usual: it is grown, and pages
+    same_model = [e.model_copy(update={"model": "claude-sonnet-4-5"}) if e.session_id == "burst" else e
+                  for e in events]
+    assert [a.action.value for a in bloat_pages(same_model, SINGLE)][:1] == ["trigger"]
+
+
+def test_a_snapshot_from_before_the_grown_request_count_loads_with_its_baseline_and_no_recent_sessions():
+    from spendwatch.detectors.config import BaselineConfig, ContextBloatConfig
+    from spendwatch.detectors.context_bloat import ContextBloat
+    from spendwatch.detectors.engine import Engine
+
+    engine = Engine(DetectorsConfig())
+    state = engine.new_state("key:k1")
+    for e in steady_sessions(T0, 24 * 3, 4):
+        engine.process(state, e)
+    bloat = next(d for d in state.detectors.values() if isinstance(d, ContextBloat))
+    old = bloat.__getstate__()
+    old["recent"] = {name: sums[:3] + sums[4:] for name, sums in old["recent"].items()}  # 3 sums, then 2 times
+    assert old["recent"]
+    restored = ContextBloat.__new__(ContextBloat)
+    restored.__setstate__(old)
+    restored.bind(ContextBloatConfig(), BaselineConfig())
+    assert restored.recent == {} and restored.baseline.get("sessions") == bloat.baseline.get("sessions") > 0
