@@ -71,12 +71,11 @@ _TIERS: dict[tuple[str, str | None, object, object], str] = {}
 _START, _MEMBER, _MODEL, _TIER, _REQUESTS, _COST = range(6)
 
 
+def _habit(hits: float, total: float, subject_share: float) -> tuple[float, float]:
+    """A member's Beta pseudo-counts for a category: its reference sessions plus the prior at the subject's share."""
+    return (max(0.0, hits) + _PRIOR_SESSIONS * subject_share,
+            max(0.0, total - hits) + _PRIOR_SESSIONS * (1.0 - subject_share))
 
-def _habit_share(hits: float, total: float, subject_share: float) -> float:
-    """A member's expected share of a category: its reference sessions plus the prior at the subject's share."""
-    a = max(0.0, hits) + _PRIOR_SESSIONS * subject_share
-    b = max(0.0, total - hits) + _PRIOR_SESSIONS * (1.0 - subject_share)
-    return a / (a + b)
 
 def _tier(model: str, provider: str | None, tiers: TierThresholds) -> str:
     """:func:`price_tier`, memoised on plain values (hashing the pydantic thresholds per request is slow)."""
@@ -275,7 +274,8 @@ class ModelMixDrift(Detector):
             if hit:
                 ref[0] -= w
             n = drawn[member] = drawn.get(member, 0) + 1
-            p = _habit_share(ref[0], ref[1], subject_share)
+            a, b = _habit(ref[0], ref[1], subject_share)
+            p = a / (a + b)
             old_expected, old_variance = terms.get(member, (0.0, 0.0))
             terms[member] = (n * p, n * p * (1.0 - p))
             running_expected += n * p - old_expected
@@ -293,9 +293,7 @@ class ModelMixDrift(Detector):
             priors = []
             expected = variance = 0.0
             for who, n in drawn.items():
-                hits, total = reference[who]
-                a = max(0.0, hits) + _PRIOR_SESSIONS * subject_share
-                b = max(0.0, total - hits) + _PRIOR_SESSIONS * (1.0 - subject_share)
+                a, b = _habit(*reference[who], subject_share)
                 priors.append((n, a, b))
                 p = a / (a + b)
                 expected += n * p
